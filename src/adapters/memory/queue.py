@@ -1,0 +1,142 @@
+"""An in-process queue with the broker semantics the worker relies on.
+
+Messages stay owned by their consumer until acked; ``requeue`` and closing a
+consumer with unsettled messages put them back at the head of the queue, as
+RabbitMQ does when a channel closes. Delayed messages become visible when due.
+Prefetch bounds how many unsettled messages one consumer holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from taskcore.errors import QueueUnavailable
+
+
+class MemoryDelivery:
+    def __init__(self, consumer: MemoryConsumer, tag: int, body: bytes, redelivered: bool) -> None:
+        self._consumer = consumer
+        self.tag = tag
+        self._body = body
+        self.redelivered = redelivered
+        self.settled = False
+
+    @property
+    def body(self) -> bytes:
+        return self._body
+
+    def _settle(self) -> bool:
+        if self.settled:
+            return False
+        self.settled = True
+        self._consumer._release(self)
+        return True
+
+    async def ack(self) -> None:
+        if self._settle():
+            self._consumer.queue.acked += 1
+
+    async def requeue(self) -> None:
+        if self._settle():
+            self._consumer.queue._put_back(self._body)
+
+    async def dead_letter(self, reason: str) -> None:
+        if self._settle():
+            self._consumer.queue.dead_letters.append((self._body, reason))
+
+
+class MemoryConsumer:
+    def __init__(self, queue: MemoryQueue, prefetch: int) -> None:
+        self.queue = queue
+        self._prefetch = prefetch
+        self.unsettled: dict[int, MemoryDelivery] = {}
+
+    def _release(self, delivery: MemoryDelivery) -> None:
+        self.unsettled.pop(delivery.tag, None)
+        self.queue._wake()
+
+    async def next(self) -> MemoryDelivery:
+        queue = self.queue
+        async with queue._cond:
+            await queue._cond.wait_for(lambda: bool(queue._ready) and len(self.unsettled) < self._prefetch)
+            body, redelivered = queue._ready.popleft()
+        delivery = MemoryDelivery(self, next(queue._tags), body, redelivered)
+        self.unsettled[delivery.tag] = delivery
+        return delivery
+
+    def _close(self) -> None:
+        for delivery in list(self.unsettled.values()):
+            delivery.settled = True
+            self.queue._put_back(delivery.body)
+        self.unsettled.clear()
+
+
+class MemoryQueue:
+    def __init__(self) -> None:
+        self._ready: deque[tuple[bytes, bool]] = deque()
+        self._changed: asyncio.Condition | None = None
+        self._tags = itertools.count(1)
+        self._timers: set[asyncio.TimerHandle] = set()
+        self.available = True
+        self.published = 0
+        self.acked = 0
+        self.dead_letters: list[tuple[bytes, str]] = []
+
+    @property
+    def _cond(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    @property
+    def depth(self) -> int:
+        """Messages waiting for a consumer (not counting delayed ones)."""
+        return len(self._ready)
+
+    def _wake(self) -> None:
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._cond:
+            self._cond.notify_all()
+
+    def _enqueue(self, body: bytes, *, redelivered: bool = False, front: bool = False) -> None:
+        if front:
+            self._ready.appendleft((body, redelivered))
+        else:
+            self._ready.append((body, redelivered))
+        self._wake()
+
+    def _put_back(self, body: bytes) -> None:
+        self._enqueue(body, redelivered=True, front=True)
+
+    async def publish(self, body: bytes, *, delay: timedelta | None = None) -> None:
+        if not self.available:
+            raise QueueUnavailable("memory queue switched off")
+        self.published += 1
+        seconds = delay.total_seconds() if delay else 0.0
+        if seconds <= 0:
+            self._enqueue(body)
+            return
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def due() -> None:
+            self._timers.discard(handle)
+            self._enqueue(body)
+
+        handle = loop.call_later(seconds, due)
+        self._timers.add(handle)
+
+    @asynccontextmanager
+    async def consume(self, prefetch: int) -> AsyncIterator[MemoryConsumer]:
+        consumer = MemoryConsumer(self, prefetch)
+        try:
+            yield consumer
+        finally:
+            consumer._close()

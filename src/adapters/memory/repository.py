@@ -1,0 +1,54 @@
+"""A dict of tasks with the repository's guarded writes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from taskcore.errors import RepositoryUnavailable
+from taskcore.status import TaskStatus
+from taskcore.task import NewTask, Task
+
+
+class MemoryRepository:
+    def __init__(self) -> None:
+        self.tasks: dict[int, Task] = {}
+        self.available = True
+        self._next_id = 1
+
+    def _check(self) -> None:
+        if not self.available:
+            raise RepositoryUnavailable("memory repository switched off")
+
+    async def add(self, new: NewTask) -> Task:
+        self._check()
+        task = Task.created(self._next_id, new)
+        self._next_id += 1
+        self.tasks[task.id] = task
+        return task
+
+    async def get(self, task_id: int) -> Task | None:
+        self._check()
+        return self.tasks.get(task_id)
+
+    async def claim(self, task_id: int, now: datetime, lease: timedelta) -> Task | None:
+        self._check()
+        task = self.tasks.get(task_id)
+        if task is None or not task.is_due(now):
+            return None
+        claimed = task.claim(now, lease)
+        self.tasks[task_id] = claimed
+        return claimed
+
+    async def save(self, task: Task) -> bool:
+        self._check()
+        stored = self.tasks.get(task.id)
+        if stored is None or stored.version != task.version - 1:
+            return False
+        self.tasks[task.id] = task
+        return True
+
+    async def list_by_status(self, status: TaskStatus, limit: int) -> list[Task]:
+        self._check()
+        found = [t for t in self.tasks.values() if t.status is status]
+        found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
+        return found[:limit]

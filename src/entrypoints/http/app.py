@@ -1,0 +1,60 @@
+"""Build the Litestar application around a container."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from taskcore.entrypoints.container import Container
+from taskcore.entrypoints.http.problems import EXCEPTION_HANDLERS
+from taskcore.entrypoints.http.tasks_controller import TaskController
+from taskcore.entrypoints.lifecycle import open_resources
+from taskcore.service import TaskService
+
+log = logging.getLogger("taskcore.http")
+
+
+def create_app(container: Container, *, embedded_worker: bool = False) -> Litestar:
+    """``embedded_worker`` runs a worker in the API's event loop (``taskcore dev``)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_resources(container):
+            if not embedded_worker:
+                yield
+                return
+            worker = container.worker()
+            running = asyncio.create_task(worker.run(), name="taskcore-worker")
+            log.info("embedded worker started (concurrency %d)", container.settings().worker_concurrency)
+            try:
+                yield
+            finally:
+                worker.stop()
+                await running
+
+    def provide_service() -> TaskService:
+        return container.service()
+
+    settings = container.settings()
+    return Litestar(
+        route_handlers=[TaskController],
+        dependencies={"service": Provide(provide_service, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="taskcore",
+            version="0.1.0",
+            description="Submit tasks, read their status and results.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+        ),
+        debug=False,
+    )

@@ -1,0 +1,88 @@
+"""Settings from ``TASKCORE_*`` environment variables, converted in one place.
+
+Read when a process starts (never at import), validated by msgspec, and a bad
+value stops start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+import msgspec
+
+from taskcore.config import CoreConfig, RetryPolicy
+from taskcore.errors import ConfigurationError
+
+PREFIX = "TASKCORE_"
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Count = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every setting, named as its environment variable without the prefix."""
+
+    database_url: str | None = None
+    database_read_url: str | None = None
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    amqp_url: str | None = None
+    queue_name: Annotated[str, msgspec.Meta(min_length=1)] = "taskcore.tasks"
+    cache_prefix: str = "taskcore:"
+    app: str | None = None
+    reverse_delay_s: NonNegative = 5.0
+    worker_concurrency: Count = 16
+    max_body_bytes: Count = 1_048_576
+    lease_s: Positive = 30.0
+    task_timeout_s: Positive = 300.0
+    cache_ttl_s: Positive = 60.0
+    cache_active_ttl_s: Positive = 60.0
+    retry_base_s: Positive = 1.0
+    retry_cap_s: Positive = 300.0
+    shutdown_grace_s: NonNegative = 30.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def core(self) -> CoreConfig:
+        return CoreConfig(
+            lease_s=self.lease_s,
+            task_timeout_s=self.task_timeout_s,
+            finished_ttl_s=self.cache_ttl_s,
+            active_ttl_s=self.cache_active_ttl_s,
+            retry=RetryPolicy(base_s=self.retry_base_s, cap_s=self.retry_cap_s),
+        )
+
+    @property
+    def embedded(self) -> bool:
+        """No service configured at all: everything runs on the memory adapters."""
+        return not (self.database_url or self.redis_url or self.amqp_url)
+
+
+def env_name(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+_FIELD_IN_ERROR = re.compile(r"at `\$\.(\w+)`")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build ``Settings`` from the environment; ``overrides`` (CLI flags) win."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, object] = {}
+    for field in Settings.__struct_fields__:
+        value = environ.get(env_name(field))
+        if value is not None and value != "":
+            raw[field] = value
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _FIELD_IN_ERROR.search(message)
+        name = env_name(match.group(1)) if match else "a TASKCORE_ setting"
+        reason = message.split(" - at ", 1)[0]
+        raise ConfigurationError(f"{name}: {reason}") from exc

@@ -1,0 +1,59 @@
+"""taskcore: durable asynchronous tasks with a small, pure core.
+
+Register handlers on a ``HandlerRegistry``, compose a ``TaskService`` (submit,
+read) and a ``Worker`` (run) over the ports in ``taskcore.ports``; the
+``taskcore.adapters`` package has PostgreSQL, Redis, RabbitMQ and in-memory
+implementations of them, and ``taskcore.entrypoints`` the HTTP API, the worker
+process and the CLI.
+"""
+
+from taskcore.builtin import register_builtins
+from taskcore.clock import SystemClock
+from taskcore.config import CoreConfig, RetryPolicy
+from taskcore.errors import (
+    CacheUnavailable,
+    ConfigurationError,
+    HandlerRegistrationError,
+    InvalidInput,
+    InvalidTransition,
+    QueueUnavailable,
+    RepositoryUnavailable,
+    ServiceUnavailable,
+    TaskcoreError,
+    TaskNotFound,
+    UnknownTaskType,
+)
+from taskcore.processor import Outcome, TaskProcessor
+from taskcore.registry import Handler, HandlerRegistry
+from taskcore.service import TaskService
+from taskcore.status import FINAL_STATUSES, TaskStatus
+from taskcore.task import NewTask, Task
+from taskcore.worker import Worker
+
+__all__ = [
+    "FINAL_STATUSES",
+    "CacheUnavailable",
+    "ConfigurationError",
+    "CoreConfig",
+    "Handler",
+    "HandlerRegistrationError",
+    "HandlerRegistry",
+    "InvalidInput",
+    "InvalidTransition",
+    "NewTask",
+    "Outcome",
+    "QueueUnavailable",
+    "RepositoryUnavailable",
+    "RetryPolicy",
+    "ServiceUnavailable",
+    "SystemClock",
+    "Task",
+    "TaskNotFound",
+    "TaskProcessor",
+    "TaskService",
+    "TaskStatus",
+    "TaskcoreError",
+    "UnknownTaskType",
+    "Worker",
+    "register_builtins",
+]

@@ -1,0 +1,37 @@
+"""Knobs of the core's behaviour, passed in by whoever composes the system.
+
+The core never reads the environment: the entrypoints turn ``TASKCORE_*``
+variables into this struct.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+import msgspec
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """Exponential backoff with full jitter: attempt n waits a random time in
+    [0.5, 1] x min(cap, base * 2**(n-1)), so retries of a burst spread out."""
+
+    base_s: float = 1.0
+    cap_s: float = 300.0
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> timedelta:
+        ceiling = min(self.cap_s, self.base_s * 2 ** max(attempt - 1, 0))
+        return timedelta(seconds=ceiling * (0.5 + rand() / 2))
+
+
+class CoreConfig(msgspec.Struct, frozen=True, kw_only=True):
+    lease_s: float = 30.0
+    task_timeout_s: float = 300.0
+    finished_ttl_s: float = 60.0
+    active_ttl_s: float = 60.0
+    retry: RetryPolicy = RetryPolicy()
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_s)

@@ -1,0 +1,178 @@
+"""Processing one delivery: claim, run the handler, record the verdict, ack.
+
+The order is the delivery guarantee. The claim is one guarded write, so a
+duplicate message finds nothing to claim and is dropped. The verdict is saved
+with a compare-and-set on the claimed version, so a worker that lost its task
+(lease lapsed, cancelled) cannot overwrite a newer state. The message is acked
+only after the verdict is stored; if storing fails the message is handed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from concurrent.futures import Executor
+from typing import Any
+
+import msgspec
+
+from taskcore.config import CoreConfig
+from taskcore.errors import InvalidInput, ServiceUnavailable, UnknownTaskType
+from taskcore.messages import InvalidMessage, decode_task_message, encode_task_message
+from taskcore.ports import Clock, Delivery, TaskCache, TaskQueue, TaskRepository
+from taskcore.registry import Handler, HandlerRegistry
+from taskcore.status import TaskStatus
+from taskcore.status_cache import StatusCache
+from taskcore.task import Task
+
+log = logging.getLogger("taskcore.processor")
+
+
+class Outcome(enum.Enum):
+    COMPLETED = "completed"
+    RETRY_SCHEDULED = "retry_scheduled"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # duplicate, cancelled or not yet due: nothing to do
+    SUPERSEDED = "superseded"  # the task changed under us; our verdict was discarded
+    DEAD_LETTERED = "dead_lettered"
+    HANDED_BACK = "handed_back"  # a backing service failed; redelivered later
+
+
+class _HandlerFailed(Exception):
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class TaskProcessor:
+    def __init__(
+        self,
+        *,
+        repository: TaskRepository,
+        queue: TaskQueue,
+        cache: TaskCache,
+        clock: Clock,
+        registry: HandlerRegistry,
+        config: CoreConfig,
+        executor: Executor | None = None,
+    ) -> None:
+        self._repository = repository
+        self._queue = queue
+        self._cache = StatusCache(cache, config)
+        self._clock = clock
+        self._registry = registry
+        self._config = config
+        self._executor = executor
+
+    async def process(self, delivery: Delivery) -> Outcome:
+        try:
+            task_id = decode_task_message(delivery.body)
+        except InvalidMessage as exc:
+            await delivery.dead_letter(str(exc))
+            return Outcome.DEAD_LETTERED
+        try:
+            return await self._process(task_id, delivery)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._requeue_quietly(delivery))
+            raise
+        except ServiceUnavailable as exc:
+            log.warning("task %s handed back: %s", task_id, exc)
+            await delivery.requeue()
+            return Outcome.HANDED_BACK
+
+    async def _process(self, task_id: int, delivery: Delivery) -> Outcome:
+        now = self._clock.now()
+        claimed = await self._repository.claim(task_id, now, self._config.lease)
+        if claimed is None:
+            return await self._settle_unclaimed(task_id, delivery)
+        await self._cache.remember(claimed)
+
+        try:
+            verdict = await self._verdict(claimed)
+        except asyncio.CancelledError:
+            # Shutting down mid-run: give the task back so the next worker
+            # claims it at once instead of waiting for the lease to lapse.
+            await asyncio.shield(self._hand_back(claimed))
+            raise
+        # Storing the verdict and acking must not be torn apart by a
+        # cancellation (shutdown): finish them together.
+        return await asyncio.shield(self._record(claimed, verdict, delivery))
+
+    async def _hand_back(self, claimed: Task) -> None:
+        try:
+            released = claimed.hand_back(self._clock.now())
+            if await self._repository.save(released):
+                await self._cache.remember(released)
+        except ServiceUnavailable as exc:
+            log.warning("task %s not handed back (%s); its lease will lapse", claimed.id, exc)
+
+    async def _requeue_quietly(self, delivery: Delivery) -> None:
+        try:
+            await delivery.requeue()
+        except Exception as exc:  # the broker redelivers when the channel closes anyway
+            log.warning("could not hand a delivery back: %s", exc)
+
+    async def _settle_unclaimed(self, task_id: int, delivery: Delivery) -> Outcome:
+        if await self._repository.get(task_id) is None:
+            await delivery.dead_letter(f"no task with id {task_id}")
+            return Outcome.DEAD_LETTERED
+        await delivery.ack()
+        return Outcome.SKIPPED
+
+    async def _verdict(self, claimed: Task) -> Task:
+        try:
+            result = await self._run(claimed)
+        except _HandlerFailed as exc:
+            now = self._clock.now()
+            retry_in = self._config.retry.delay(claimed.attempts) if exc.retryable else None
+            return claimed.fail(str(exc), now, retry_in)
+        return claimed.complete(result, self._clock.now())
+
+    async def _run(self, task: Task) -> Any:
+        try:
+            handler = self._registry.get(task.type)
+            value = handler.parse_input(task.input)
+        except (UnknownTaskType, InvalidInput) as exc:
+            raise _HandlerFailed(str(exc), retryable=False) from exc
+        timeout = handler.timeout_s or self._config.task_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                result = await self._call(handler, value)
+        except TimeoutError as exc:
+            raise _HandlerFailed(f"timed out after {timeout:g} s") from exc
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise _HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            return msgspec.to_builtins(result)
+        except TypeError as exc:
+            raise _HandlerFailed(f"result is not serialisable: {exc}", retryable=False) from exc
+
+    async def _call(self, handler: Handler, value: Any) -> Any:
+        if handler.is_async:
+            return await handler.call(value)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, handler.fn, value)
+
+    async def _record(self, claimed: Task, verdict: Task, delivery: Delivery) -> Outcome:
+        if not await self._repository.save(verdict):
+            log.info(
+                "task %s changed while running; result of attempt %s discarded", claimed.id, claimed.attempts
+            )
+            await delivery.ack()
+            return Outcome.SUPERSEDED
+        await self._cache.remember(verdict)
+        if verdict.status is TaskStatus.PENDING:
+            await self._queue.publish(
+                encode_task_message(verdict.id), delay=verdict.run_at - self._clock.now()
+            )
+        await delivery.ack()
+        if verdict.status is TaskStatus.COMPLETED:
+            return Outcome.COMPLETED
+        if verdict.status is TaskStatus.PENDING:
+            log.info("task %s attempt %s failed, retrying: %s", verdict.id, verdict.attempts, verdict.error)
+            return Outcome.RETRY_SCHEDULED
+        log.warning("task %s failed after %s attempts: %s", verdict.id, verdict.attempts, verdict.error)
+        return Outcome.FAILED

@@ -1,0 +1,100 @@
+"""The consume loop: take deliveries, run up to ``concurrency`` at once, drain on stop.
+
+Concurrency is bounded by a semaphore taken *before* the next delivery is
+requested, so a worker never holds more messages than it can run (the broker's
+prefetch is the same number). Stopping means: take no new message, give
+running tasks ``grace_s`` to finish, then cancel the rest; a cancelled task's
+message is handed back unacked so another worker gets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from taskcore.ports import Delivery, TaskQueue
+from taskcore.processor import Outcome, TaskProcessor
+
+log = logging.getLogger("taskcore.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        processor: TaskProcessor,
+        queue: TaskQueue,
+        concurrency: int = 16,
+        grace_s: float = 30.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._processor = processor
+        self._queue = queue
+        self._concurrency = concurrency
+        self._grace_s = grace_s
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: set[asyncio.Task[Outcome | None]] = set()
+        self._stop = asyncio.Event()
+        self.outcomes: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def stop(self) -> None:
+        """Ask ``run`` to drain and return; safe to call from a signal handler."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        async with self._queue.consume(prefetch=self._concurrency) as consumer:
+            stop_wait = asyncio.ensure_future(self._stop.wait())
+            try:
+                while not self._stop.is_set():
+                    await self._slots.acquire()
+                    next_delivery = asyncio.ensure_future(consumer.next())
+                    await asyncio.wait({next_delivery, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    if not next_delivery.done():
+                        next_delivery.cancel()
+                        await asyncio.gather(next_delivery, return_exceptions=True)
+                        self._slots.release()
+                        break
+                    self._start(next_delivery.result())
+            finally:
+                stop_wait.cancel()
+                await self._drain()
+
+    def _start(self, delivery: Delivery) -> None:
+        task = asyncio.create_task(self._handle(delivery))
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Outcome | None]) -> None:
+        self._running.discard(task)
+        self._slots.release()
+        if not task.cancelled() and (outcome := task.result()) is not None:
+            self.outcomes[outcome] += 1
+
+    async def _handle(self, delivery: Delivery) -> Outcome | None:
+        try:
+            return await self._processor.process(delivery)
+        except asyncio.CancelledError:
+            raise  # the processor has handed the delivery back
+        except Exception:
+            log.exception("unexpected error processing a delivery; handing it back")
+            try:
+                await delivery.requeue()
+            except Exception as exc:  # the broker redelivers when the channel closes
+                log.warning("could not hand a delivery back: %s", exc)
+            return None
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        log.info("draining %d running task(s), up to %.0f s", len(self._running), self._grace_s)
+        _, pending = await asyncio.wait(set(self._running), timeout=self._grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("handing back %d task(s) still running after the grace period", len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
