@@ -10,11 +10,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-import uvicorn
 
 from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.http import create_app
 from taskcore.entrypoints.loading import load_registry
+from taskcore.entrypoints.serving import serve
 from taskcore.entrypoints.settings import Settings, load_settings
 from taskcore.entrypoints.worker_process import run_worker
 from taskcore.errors import ConfigurationError
@@ -50,15 +50,14 @@ def _compose(app_spec: str | None, **overrides: Any) -> tuple[Settings, Containe
 
 
 def _serve(container: Container, host: str, port: int, *, embedded_worker: bool) -> None:
-    app = create_app(container, embedded_worker=embedded_worker)
-    config = uvicorn.Config(
-        app,
+    settings = container.settings()
+    serve(
+        create_app(container, embedded_worker=embedded_worker),
         host=host,
         port=port,
-        log_level=container.settings().log_level.lower(),
-        timeout_graceful_shutdown=math.ceil(container.settings().shutdown_grace_s),
+        log_level=settings.log_level.lower(),
+        grace_s=math.ceil(settings.shutdown_grace_s),
     )
-    uvicorn.Server(config).run()
 
 
 @click.group()

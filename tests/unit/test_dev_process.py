@@ -1,0 +1,93 @@
+"""``taskcore dev`` as a user runs it: a real process, real HTTP, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+TASKCORE = str(Path(sys.executable).with_name("taskcore"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_serving(base: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited"
+        try:
+            httpx.get(f"{base}/docs/openapi.json", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("taskcore dev did not start")
+
+
+@pytest.fixture
+def dev_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = {**os.environ, "TASKCORE_REVERSE_DELAY_S": "0.3", "TASKCORE_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [TASKCORE, "dev", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base, proc)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_reference_flow_over_real_http(dev_server: tuple[str, subprocess.Popen[bytes]]) -> None:
+    base, _ = dev_server
+    created = httpx.post(f"{base}/tasks/", json={"input_data": "hello"})
+    assert created.status_code == 201
+    body = created.json()
+    assert (body["status"], body["result"]) == ("PENDING", None)
+    deadline = time.monotonic() + 10
+    while (task := httpx.get(f"{base}/tasks/{body['id']}").json())["status"] != "COMPLETED":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert task["result"] == "olleh"
+    assert httpx.get(f"{base}/docs").status_code == 200
+
+
+def test_sigterm_exits_cleanly(dev_server: tuple[str, subprocess.Popen[bytes]]) -> None:
+    base, proc = dev_server
+    httpx.post(f"{base}/tasks/", json={"input_data": "in flight"})
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+
+
+def test_a_bad_setting_stops_start_up_naming_it() -> None:
+    result = subprocess.run(
+        [TASKCORE, "dev"],
+        env={**os.environ, "TASKCORE_WORKER_CONCURRENCY": "lots"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "TASKCORE_WORKER_CONCURRENCY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["dev", "api", "worker"])
+def test_help(command: str) -> None:
+    result = subprocess.run([TASKCORE, command, "--help"], capture_output=True, text=True, check=True)
+    assert "--app" in result.stdout

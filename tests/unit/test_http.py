@@ -1,0 +1,168 @@
+"""The HTTP contract through Litestar's test client, on the memory adapters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from taskcore import HandlerRegistry, register_builtins
+from taskcore.adapters.memory import MemoryRepository
+from taskcore.entrypoints.container import Container, build_container
+from taskcore.entrypoints.http import create_app
+from taskcore.entrypoints.settings import load_settings
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def container() -> Container:
+    registry = HandlerRegistry()
+    register_builtins(registry, reverse_delay_s=0.05)
+
+    @registry.handler
+    async def explode(_: str) -> None:
+        raise RuntimeError("handler bug")
+
+    return build_container(
+        load_settings({}, max_body_bytes=4096, retry_base_s=0.01, retry_cap_s=0.02), registry
+    )
+
+
+@pytest.fixture
+async def client(container: Container) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+    app = create_app(container, embedded_worker=True)
+    async with AsyncTestClient(app) as client:
+        yield client
+
+
+async def wait_for_status(client: AsyncTestClient, task_id: int, status: str) -> dict[str, object]:  # type: ignore[type-arg]
+    for _ in range(200):
+        body: dict[str, object] = (await client.get(f"/tasks/{task_id}")).json()
+        if body["status"] == status:
+            return body
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"task {task_id} never reached {status}")
+
+
+async def test_submit_then_read_the_result(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    response = await client.post("/tasks/", json={"input_data": "hello"})
+    assert response.status_code == 201
+    created = response.json()
+    assert created["status"] == "PENDING"
+    assert created["result"] is None
+    assert isinstance(created["id"], int)
+    done = await wait_for_status(client, created["id"], "COMPLETED")
+    assert done["result"] == "olleh"
+    assert done["type"] == "reverse"
+    assert done["attempts"] == 1
+    assert set(done) == {"id", "type", "status", "result", "error", "attempts", "created_at", "updated_at"}
+
+
+async def test_a_failing_handler_ends_failed_with_its_error(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    created = (await client.post("/tasks/", json={"input_data": "x", "type": "explode"})).json()
+    failed = await wait_for_status(client, created["id"], "FAILED")
+    assert failed["error"] == "RuntimeError: handler bug"
+    assert failed["attempts"] == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"{bad json", 400),
+        (b'{"input_data": "a"', 400),
+        (b"\xff\xfe", 400),
+        (b"", 422),  # no body at all: the required body is missing
+        (b'{"input_data": 5}', 422),
+        (b'{"input_data": "a", "type": 5}', 422),
+        (b'{"input_data": "a", "surprise": 1}', 422),
+        (b"{}", 422),
+        (b"[]", 422),
+        (b'"text"', 422),
+        (b"null", 422),
+        (b'{"input_data": "a", "type": "nope"}', 422),
+        (b'{"input_data": "a", "type": ""}', 422),
+    ],
+)
+async def test_bad_bodies_get_problem_details_and_store_nothing(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    container: Container,
+    body: bytes,
+    status: int,
+) -> None:
+    response = await client.post("/tasks/", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["status"] == status
+    assert problem["title"]
+    assert "Traceback" not in response.text
+    repository = container.repository()
+    assert isinstance(repository, MemoryRepository)
+    assert repository.tasks == {}
+
+
+async def test_oversized_body_is_413(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    response = await client.post("/tasks/", json={"input_data": "a" * 5000})
+    assert response.status_code == 413
+    assert response.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/tasks/12345", 404),
+        ("/tasks/abc", 404),
+        ("/tasks/0", 422),
+        ("/tasks/-1", 422),
+        ("/tasks/" + "9" * 30, 422),
+    ],
+)
+async def test_bad_or_unknown_ids(client: AsyncTestClient, path: str, status: int) -> None:  # type: ignore[type-arg]
+    response = await client.get(path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM
+
+
+async def test_wrong_method_is_a_problem_too(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    response = await client.delete("/tasks/1")
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM
+
+
+async def test_a_database_outage_is_503_with_retry_after(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    container: Container,
+) -> None:
+    repository = container.repository()
+    assert isinstance(repository, MemoryRepository)
+    repository.available = False
+    response = await client.post("/tasks/", json={"input_data": "x"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.headers["content-type"] == PROBLEM
+
+
+async def test_unexpected_errors_are_a_bare_500(container: Container) -> None:
+    class Broken(MemoryRepository):
+        async def get(self, task_id: int) -> None:
+            raise ZeroDivisionError("secret internals")
+
+    container.repository.override(Broken())
+    async with AsyncTestClient(create_app(container)) as client:
+        response = await client.get("/tasks/1")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM
+    assert "secret" not in response.text
+    assert "ZeroDivision" not in response.text
+
+
+async def test_swagger_ui_and_schema(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+    schema = (await client.get("/docs/openapi.json")).json()
+    assert "/tasks" in schema["paths"] or "/tasks/" in schema["paths"]
+    assert "/tasks/{task_id}" in schema["paths"]

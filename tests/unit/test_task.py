@@ -1,0 +1,121 @@
+"""The status rules, with no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from taskcore import InvalidTransition, NewTask, Task, TaskStatus
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+
+
+def pending(max_attempts: int = 3) -> Task:
+    return Task.created(
+        7, NewTask(type="reverse", input="abc", max_attempts=max_attempts, run_at=T0, created_at=T0)
+    )
+
+
+def test_a_new_task_is_pending_at_version_one() -> None:
+    task = pending()
+    assert (task.status, task.version, task.attempts, task.result) == (TaskStatus.PENDING, 1, 0, None)
+    assert task.is_due(T0)
+    assert not task.is_due(T0 - timedelta(seconds=1))
+
+
+def test_claim_counts_the_attempt_and_sets_a_lease() -> None:
+    claimed = pending().claim(T0, LEASE)
+    assert claimed.status is TaskStatus.PROCESSING
+    assert claimed.attempts == 1
+    assert claimed.version == 2
+    assert claimed.lease_until == T0 + LEASE
+    assert claimed.started_at == T0
+
+
+def test_complete_records_the_result_and_finishes() -> None:
+    done = pending().claim(T0, LEASE).complete("cba", T0 + LEASE)
+    assert done.status is TaskStatus.COMPLETED
+    assert done.result == "cba"
+    assert done.lease_until is None
+    assert done.finished_at == T0 + LEASE
+    assert done.is_final
+    assert done.version == 3
+
+
+def test_fail_retries_while_attempts_remain_then_fails() -> None:
+    task = pending(max_attempts=2)
+    retry = task.claim(T0, LEASE).fail("boom", T0, timedelta(seconds=4))
+    assert retry.status is TaskStatus.PENDING
+    assert retry.run_at == T0 + timedelta(seconds=4)
+    assert retry.error == "boom"
+    assert not retry.is_due(T0)
+    final = retry.claim(T0 + timedelta(seconds=4), LEASE).fail("boom again", T0, timedelta(seconds=8))
+    assert final.status is TaskStatus.FAILED
+    assert final.attempts == 2
+    assert final.error == "boom again"
+
+
+def test_fail_without_retry_is_final_at_once() -> None:
+    failed = pending().claim(T0, LEASE).fail("bad input", T0, None)
+    assert failed.status is TaskStatus.FAILED
+    assert failed.attempts == 1
+
+
+def test_release_counts_the_lost_attempt() -> None:
+    task = pending(max_attempts=1).claim(T0, LEASE)
+    assert task.release(T0, "lease lapsed").status is TaskStatus.FAILED
+    again = pending(max_attempts=2).claim(T0, LEASE).release(T0, "lease lapsed")
+    assert again.status is TaskStatus.PENDING
+    assert again.attempts == 1
+
+
+def test_hand_back_does_not_count_the_attempt() -> None:
+    back = pending().claim(T0, LEASE).hand_back(T0)
+    assert back.status is TaskStatus.PENDING
+    assert back.attempts == 0
+    assert back.lease_until is None
+
+
+def test_cancel_pending_or_processing_but_not_finished() -> None:
+    assert pending().cancel(T0).status is TaskStatus.CANCELLED
+    assert pending().claim(T0, LEASE).cancel(T0).status is TaskStatus.CANCELLED
+    with pytest.raises(InvalidTransition):
+        pending().claim(T0, LEASE).complete(1, T0).cancel(T0)
+
+
+def test_requeue_gives_failed_tasks_fresh_attempts() -> None:
+    failed = pending(max_attempts=1).claim(T0, LEASE).fail("x", T0, None)
+    again = failed.requeue(T0 + LEASE)
+    assert again.status is TaskStatus.PENDING
+    assert again.attempts == 0
+    assert again.error is None
+    assert again.is_due(T0 + LEASE)
+
+
+@pytest.mark.parametrize(
+    ("make", "action"),
+    [
+        (lambda: pending(), lambda t: t.complete(1, T0)),
+        (lambda: pending(), lambda t: t.fail("x", T0, None)),
+        (lambda: pending(), lambda t: t.release(T0, "x")),
+        (lambda: pending(), lambda t: t.requeue(T0)),
+        (lambda: pending().claim(T0, LEASE), lambda t: t.claim(T0, LEASE)),
+        (lambda: pending().claim(T0, LEASE).complete(1, T0), lambda t: t.claim(T0, LEASE)),
+        (lambda: pending().claim(T0, LEASE).complete(1, T0), lambda t: t.complete(2, T0)),
+        (lambda: pending().cancel(T0), lambda t: t.complete(2, T0)),
+    ],
+)
+def test_illegal_transitions_raise(make, action) -> None:  # type: ignore[no-untyped-def]
+    task = make()
+    with pytest.raises(InvalidTransition) as err:
+        action(task)
+    assert err.value.fields["status"] is task.status
+
+
+def test_transitions_do_not_mutate() -> None:
+    task = pending()
+    task.claim(T0, LEASE)
+    assert task.status is TaskStatus.PENDING
+    assert task.version == 1
