@@ -6,22 +6,28 @@ import asyncio
 import logging
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
+import msgspec
 
 from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.http import create_app
+from taskcore.entrypoints.http.health_controller import Ready, readiness
+from taskcore.entrypoints.lifecycle import dependencies, migrate_database, open_resources
 from taskcore.entrypoints.loading import load_registry
 from taskcore.entrypoints.serving import serve
 from taskcore.entrypoints.settings import Settings, load_settings
+from taskcore.entrypoints.verify import VerificationFailed
+from taskcore.entrypoints.verify import verify as run_verify
 from taskcore.entrypoints.worker_process import run_worker
-from taskcore.errors import ConfigurationError
+from taskcore.errors import ConfigurationError, ServiceUnavailable
 
 log = logging.getLogger("taskcore")
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 DEFAULT_PORT = 8005
 
@@ -37,16 +43,40 @@ def _app_option(fn: F) -> F:
     )(fn)
 
 
-def _compose(app_spec: str | None, **overrides: Any) -> tuple[Settings, Container]:
+def _settings(**overrides: Any) -> Settings:
     try:
-        settings = load_settings(app=app_spec, **overrides)
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        settings = load_settings(**overrides)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def _compose(
+    app_spec: str | None, *, networked: bool = False, **overrides: Any
+) -> tuple[Settings, Container]:
+    """Settings, the user's registry and the container. ``networked`` processes
+    (``api``, ``worker``) need every service URL: memory adapters in separate
+    processes would silently share nothing."""
+    settings = _settings(app=app_spec, **overrides)
+    if networked and (missing := settings.missing_services()):
+        raise click.ClickException(
+            f"{', '.join(missing)} not set: `taskcore api` and `taskcore worker` need PostgreSQL, "
+            "Redis and RabbitMQ (use `taskcore dev` to run everything in one process)"
         )
+    try:
         registry = load_registry(settings.app, reverse_delay_s=settings.reverse_delay_s)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
     return settings, build_container(settings, registry)
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a process's main coroutine; an unreachable service is a clean exit 1."""
+    try:
+        return asyncio.run(coroutine)
+    except ServiceUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _serve(container: Container, host: str, port: int, *, embedded_worker: bool) -> None:
@@ -89,7 +119,7 @@ def dev(app_spec: str | None, host: str, port: int, concurrency: int | None) -> 
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
 def api(app_spec: str | None, host: str, port: int) -> None:
     """The HTTP API alone; workers run as separate processes."""
-    _, container = _compose(app_spec)
+    _, container = _compose(app_spec, networked=True)
     _serve(container, host, port, embedded_worker=False)
 
 
@@ -100,8 +130,52 @@ def api(app_spec: str | None, host: str, port: int) -> None:
 )
 def worker(app_spec: str | None, concurrency: int | None) -> None:
     """A worker: consumes the queue and runs tasks until SIGTERM, then drains."""
-    _, container = _compose(app_spec, worker_concurrency=concurrency)
-    asyncio.run(run_worker(container))
+    _, container = _compose(app_spec, networked=True, worker_concurrency=concurrency)
+    _run(run_worker(container))
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending database migrations (safe to run from several processes at once)."""
+    settings = _settings()
+    if not settings.database_url:
+        raise click.ClickException("TASKCORE_DATABASE_URL not set")
+    applied = _run(migrate_database(settings))
+    click.echo(f"applied: {', '.join(applied)}" if applied else "database schema is up to date")
+
+
+@main.command()
+@_app_option
+def ready(app_spec: str | None) -> None:
+    """Check each configured service once and print the readiness report;
+    exit 1 unless ready (a container health check)."""
+    _, container = _compose(app_spec, startup_attempts=1, migrate_on_start=False)
+
+    async def report() -> Ready:
+        async with open_resources(container):
+            return await readiness(dependencies(container))
+
+    result = _run(report())
+    click.echo(msgspec.json.encode(result).decode())
+    if result.status != "ready":
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("url", default="http://127.0.0.1:8005")
+@click.option(
+    "--timeout", "timeout_s", default=30.0, show_default=True, help="Seconds to wait for COMPLETED."
+)
+def verify(url: str, timeout_s: float) -> None:
+    """Submit a reverse task to a running stack at URL, wait, check the result, print timings."""
+    try:
+        timings = run_verify(url, timeout_s=timeout_s)
+    except VerificationFailed as exc:
+        raise click.ClickException(f"verification failed: {exc}") from exc
+    click.echo(
+        f"ok: task {timings.task_id} submitted in {timings.submit_s * 1000:.1f} ms, "
+        f"COMPLETED with the right result after {timings.complete_s:.2f} s ({timings.polls} polls)"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,17 +1,25 @@
 """The DI container: the one place that decides which adapter backs which port.
 
-Services take plain constructor arguments and never see the container; tests
-swap an adapter with ``container.repository.override(...)``.
+Each port is backed by its networked adapter when its URL is set and by the
+memory adapter otherwise (``taskcore api`` and ``worker`` refuse to start
+without all three URLs; ``taskcore dev`` accepts any mix). Services take plain
+constructor arguments and never see the container; tests swap an adapter with
+``container.repository.override(...)``.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from dependency_injector import containers, providers
 
 from taskcore.adapters.memory import MemoryCache, MemoryQueue, MemoryRepository
+from taskcore.adapters.postgres import PostgresRepository
+from taskcore.adapters.rabbitmq import RabbitQueue
+from taskcore.adapters.redis import RedisCache
 from taskcore.clock import SystemClock
 from taskcore.config import CoreConfig
 from taskcore.entrypoints.settings import Settings
@@ -29,6 +37,15 @@ def _thread_pool(max_workers: int) -> Iterator[ThreadPoolExecutor]:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _connection_name() -> str:
+    """Names this process's broker connection, so an operator can find (or close) it."""
+    return f"taskcore-{socket.gethostname()}-{os.getpid()}"
+
+
+def _backend(url: str | None, name: str) -> str:
+    return name if url else "memory"
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     registry = providers.Dependency(instance_of=HandlerRegistry)
@@ -36,9 +53,40 @@ class Container(containers.DeclarativeContainer):
     core_config: providers.Provider[CoreConfig] = providers.Callable(lambda s: s.core, settings)
     clock = providers.Singleton(SystemClock)
 
-    repository = providers.Singleton(MemoryRepository)
-    queue = providers.Singleton(MemoryQueue)
-    cache = providers.Singleton(MemoryCache)
+    repository = providers.Selector(
+        providers.Callable(_backend, settings.provided.database_url, "postgres"),
+        memory=providers.Singleton(MemoryRepository),
+        postgres=providers.Singleton(
+            PostgresRepository,
+            settings.provided.database_url,
+            read_conninfo=settings.provided.database_read_url,
+            max_size=settings.provided.database_pool_size,
+            connect_timeout_s=settings.provided.database_timeout_s,
+        ),
+    )
+    queue = providers.Selector(
+        providers.Callable(_backend, settings.provided.amqp_url, "rabbitmq"),
+        memory=providers.Singleton(MemoryQueue),
+        rabbitmq=providers.Singleton(
+            RabbitQueue,
+            settings.provided.amqp_url,
+            queue_name=settings.provided.queue_name,
+            connect_timeout_s=settings.provided.amqp_timeout_s,
+            publish_timeout_s=settings.provided.amqp_timeout_s,
+            connection_name=providers.Callable(_connection_name),
+        ),
+    )
+    cache = providers.Selector(
+        providers.Callable(_backend, settings.provided.redis_url, "redis"),
+        memory=providers.Singleton(MemoryCache),
+        redis=providers.Singleton(
+            RedisCache,
+            settings.provided.redis_url,
+            prefix=settings.provided.cache_prefix,
+            cluster=settings.provided.redis_cluster,
+            timeout_s=settings.provided.redis_timeout_s,
+        ),
+    )
 
     executor = providers.Resource(_thread_pool, max_workers=settings.provided.worker_concurrency)
 

@@ -44,6 +44,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     retry_base_s: Positive = 1.0
     retry_cap_s: Positive = 300.0
     shutdown_grace_s: NonNegative = 30.0
+    startup_attempts: Count = 5
+    startup_backoff_s: Positive = 1.0
+    migrate_on_start: bool = True
+    database_pool_size: Count = 10
+    database_timeout_s: Positive = 5.0
+    redis_timeout_s: Positive = 0.25
+    amqp_timeout_s: Positive = 5.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
@@ -55,6 +62,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             active_ttl_s=self.cache_active_ttl_s,
             retry=RetryPolicy(base_s=self.retry_base_s, cap_s=self.retry_cap_s),
         )
+
+    def missing_services(self) -> list[str]:
+        """The service URL variables a networked process still needs."""
+        urls = {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url, "AMQP_URL": self.amqp_url}
+        return [PREFIX + name for name, url in urls.items() if not url]
 
     @property
     def embedded(self) -> bool:

@@ -22,6 +22,7 @@ from taskcore.errors import (
     TaskcoreError,
     TaskNotFound,
     UnknownTaskType,
+    UnstorableValue,
 )
 from taskcore.processor import Outcome, TaskProcessor
 from taskcore.registry import Handler, HandlerRegistry
@@ -54,6 +55,7 @@ __all__ = [
     "TaskStatus",
     "TaskcoreError",
     "UnknownTaskType",
+    "UnstorableValue",
     "Worker",
     "register_builtins",
 ]

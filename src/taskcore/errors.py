@@ -34,6 +34,10 @@ class InvalidInput(TaskcoreError):
     """The input does not match the handler's declared input type."""
 
 
+class UnstorableValue(TaskcoreError):
+    """The value cannot be stored (for example a NUL character, which PostgreSQL text cannot hold)."""
+
+
 class HandlerRegistrationError(TaskcoreError):
     """The handler cannot be registered."""
 

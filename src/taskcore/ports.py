@@ -23,7 +23,10 @@ class TaskRepository(Protocol):
         """Store a PENDING task and return it with its id."""
         ...
 
-    async def get(self, task_id: int) -> Task | None: ...
+    async def get(self, task_id: int, *, fresh: bool = False) -> Task | None:
+        """Read a task. Reads may be served by a lagging replica; ``fresh`` asks
+        the primary, for decisions that must see the latest write."""
+        ...
 
     async def claim(self, task_id: int, now: datetime, lease: timedelta) -> Task | None:
         """Atomically apply ``Task.claim`` if the task is PENDING and due.
@@ -83,7 +86,10 @@ class Consumer(Protocol):
 class TaskCache(Protocol):
     """Fast status reads. Never the source of truth."""
 
-    async def get(self, task_id: int) -> Task | None: ...
+    async def get(self, task_id: int, *, fresh: bool = False) -> Task | None:
+        """Read a task. Reads may be served by a lagging replica; ``fresh`` asks
+        the primary, for decisions that must see the latest write."""
+        ...
 
     async def put(self, task: Task, ttl: timedelta | None) -> None:
         """Store ``task`` unless the entry already holds a newer version."""

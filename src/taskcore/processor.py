@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from taskcore.config import CoreConfig
-from taskcore.errors import InvalidInput, ServiceUnavailable, UnknownTaskType
+from taskcore.errors import InvalidInput, ServiceUnavailable, UnknownTaskType, UnstorableValue
 from taskcore.messages import InvalidMessage, decode_task_message, encode_task_message
 from taskcore.ports import Clock, Delivery, TaskCache, TaskQueue, TaskRepository
 from taskcore.registry import Handler, HandlerRegistry
@@ -114,7 +114,7 @@ class TaskProcessor:
             log.warning("could not hand a delivery back: %s", exc)
 
     async def _settle_unclaimed(self, task_id: int, delivery: Delivery) -> Outcome:
-        if await self._repository.get(task_id) is None:
+        if await self._repository.get(task_id, fresh=True) is None:
             await delivery.dead_letter(f"no task with id {task_id}")
             return Outcome.DEAD_LETTERED
         await delivery.ack()
@@ -157,7 +157,14 @@ class TaskProcessor:
         return await loop.run_in_executor(self._executor, handler.fn, value)
 
     async def _record(self, claimed: Task, verdict: Task, delivery: Delivery) -> Outcome:
-        if not await self._repository.save(verdict):
+        try:
+            saved = await self._repository.save(verdict)
+        except UnstorableValue as exc:
+            # The handler produced something the repository cannot hold: that is
+            # the handler's failure, final, not a reason to redeliver forever.
+            verdict = claimed.fail(f"the verdict cannot be stored: {exc}", self._clock.now(), None)
+            saved = await self._repository.save(verdict)
+        if not saved:
             log.info(
                 "task %s changed while running; result of attempt %s discarded", claimed.id, claimed.attempts
             )

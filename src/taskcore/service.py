@@ -72,6 +72,9 @@ class TaskService:
             return cached
         task = await self._repository.get(task_id)
         if task is None:
+            # A replica may not have the task yet just after its 201.
+            task = await self._repository.get(task_id, fresh=True)
+        if task is None:
             raise TaskNotFound(f"task {task_id} not found", task_id=task_id)
         await self._cache.remember(task)
         return task

@@ -55,7 +55,7 @@ def database_server_url(containers: ExitStack) -> str:
     """A PostgreSQL URL whose user may CREATE DATABASE."""
 
     def start(stack: ExitStack) -> str:
-        from testcontainers.postgres import PostgresContainer
+        from testcontainers.community.postgres import PostgresContainer
 
         pg = stack.enter_context(PostgresContainer("postgres:16-alpine", driver=None))
         return str(pg.get_connection_url())
@@ -66,7 +66,7 @@ def database_server_url(containers: ExitStack) -> str:
 @pytest.fixture(scope="session")
 def redis_server_url(containers: ExitStack) -> str:
     def start(stack: ExitStack) -> str:
-        from testcontainers.redis import RedisContainer
+        from testcontainers.community.redis import RedisContainer
 
         redis = stack.enter_context(RedisContainer("redis:7-alpine"))
         return f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}/0"
@@ -77,10 +77,16 @@ def redis_server_url(containers: ExitStack) -> str:
 @pytest.fixture(scope="session")
 def amqp_server_url(containers: ExitStack) -> str:
     def start(stack: ExitStack) -> str:
-        from testcontainers.rabbitmq import RabbitMqContainer
+        from testcontainers.community.rabbitmq import RabbitMqContainer
 
         rabbit = stack.enter_context(RabbitMqContainer("rabbitmq:3.13-management-alpine"))
         host, port = rabbit.get_container_host_ip(), rabbit.get_exposed_port(5672)
         return f"amqp://guest:guest@{host}:{port}/"
 
     return _from_env_or_container("amqp", containers, start)
+
+
+# Shared by several folders: the three-node Redis Cluster.
+# Shared by several folders: one migrated template, a database copy per test.
+from tests.integration.databases import database_supply, databases, template_database  # noqa: E402, F401
+from tests.integration.redis_servers import redis_cluster  # noqa: E402, F401

@@ -91,3 +91,34 @@ def test_a_bad_setting_stops_start_up_naming_it() -> None:
 def test_help(command: str) -> None:
     result = subprocess.run([TASKCORE, command, "--help"], capture_output=True, text=True, check=True)
     assert "--app" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_networked_processes_refuse_to_start_without_service_urls(command: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKCORE_")}
+    env["TASKCORE_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    result = subprocess.run(
+        [TASKCORE, command], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode != 0
+    assert "TASKCORE_DATABASE_URL, TASKCORE_AMQP_URL not set" in result.stderr
+    assert "TASKCORE_REDIS_URL" not in result.stderr.split("not set")[0]
+
+
+def test_start_up_retries_each_service_then_gives_up_naming_it() -> None:
+    closed = free_port()  # nothing listens there
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TASKCORE_")},
+        "TASKCORE_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{closed}/x",
+        "TASKCORE_REDIS_URL": f"redis://127.0.0.1:{closed}/0",
+        "TASKCORE_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{closed}/",
+        "TASKCORE_STARTUP_ATTEMPTS": "3",
+        "TASKCORE_STARTUP_BACKOFF_S": "0.1",
+    }
+    result = subprocess.run(
+        [TASKCORE, "worker"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("waiting for postgres (attempt") == 2
+    assert "postgres unavailable after 3 attempts" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -84,6 +84,7 @@ async def test_a_failing_handler_ends_failed_with_its_error(client: AsyncTestCli
         (b"null", 422),
         (b'{"input_data": "a", "type": "nope"}', 422),
         (b'{"input_data": "a", "type": ""}', 422),
+        (b'{"input_data": "nul \\u0000 inside"}', 422),
     ],
 )
 async def test_bad_bodies_get_problem_details_and_store_nothing(

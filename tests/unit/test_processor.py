@@ -216,3 +216,18 @@ async def test_ack_only_after_the_verdict_is_stored(
     assert outcome is Outcome.HANDED_BACK
     assert queue.acked == 0
     assert queue.depth == 1  # the message is back for another try
+
+
+async def test_a_result_the_repository_cannot_hold_fails_the_task_for_good(
+    service: TaskService, processor: TaskProcessor, queue: MemoryQueue, registry: HandlerRegistry
+) -> None:
+    @registry.handler
+    async def nul(_: str) -> str:
+        return "a\x00b"
+
+    task = await service.submit("nul", "x")
+    assert (await deliver(queue, processor))[0] is Outcome.FAILED
+    failed = await service.get(task.id)
+    assert failed.status is TaskStatus.FAILED
+    assert "cannot be stored" in (failed.error or "")
+    assert queue.acked == 1

@@ -75,3 +75,14 @@ async def test_get_works_while_the_cache_is_down(service: TaskService, cache: Me
 async def test_get_unknown(service: TaskService) -> None:
     with pytest.raises(TaskNotFound):
         await service.get(404)
+
+
+async def test_input_the_repository_cannot_hold_is_refused(
+    service: TaskService, repository: MemoryRepository, queue: MemoryQueue
+) -> None:
+    from taskcore import UnstorableValue
+
+    with pytest.raises(UnstorableValue):
+        await service.submit("reverse", "a\x00b")
+    assert repository.tasks == {}
+    assert queue.published == 0

@@ -18,6 +18,15 @@ class MemoryCache:
         self.misses = 0
         self._monotonic = monotonic
 
+    async def open(self) -> None:
+        """Nothing to connect; present so every adapter has the same lifecycle."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def ping(self) -> None:
+        self._check()
+
     def _check(self) -> None:
         if not self.available:
             raise CacheUnavailable("memory cache switched off")

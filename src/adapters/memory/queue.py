@@ -70,7 +70,9 @@ class MemoryConsumer:
         return delivery
 
     def _close(self) -> None:
-        for delivery in list(self.unsettled.values()):
+        # Each goes back to the head, so walk them newest first: the queue then
+        # holds them in their original order, as RabbitMQ redelivers them.
+        for delivery in reversed(list(self.unsettled.values())):
             delivery.settled = True
             self.queue._put_back(delivery.body)
         self.unsettled.clear()
@@ -82,6 +84,7 @@ class MemoryQueue:
         self._changed: asyncio.Condition | None = None
         self._tags = itertools.count(1)
         self._timers: set[asyncio.TimerHandle] = set()
+        self._notifiers: set[asyncio.Task[None]] = set()
         self.available = True
         self.published = 0
         self.acked = 0
@@ -99,7 +102,9 @@ class MemoryQueue:
         return len(self._ready)
 
     def _wake(self) -> None:
-        asyncio.get_running_loop().create_task(self._notify())
+        notifier = asyncio.get_running_loop().create_task(self._notify())
+        self._notifiers.add(notifier)  # keep a reference until it has run
+        notifier.add_done_callback(self._notifiers.discard)
 
     async def _notify(self) -> None:
         async with self._cond:
@@ -114,6 +119,18 @@ class MemoryQueue:
 
     def _put_back(self, body: bytes) -> None:
         self._enqueue(body, redelivered=True, front=True)
+
+    async def open(self) -> None:
+        """Nothing to connect; present so every adapter has the same lifecycle."""
+
+    async def close(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+
+    async def ping(self) -> None:
+        if not self.available:
+            raise QueueUnavailable("memory queue switched off")
 
     async def publish(self, body: bytes, *, delay: timedelta | None = None) -> None:
         if not self.available:

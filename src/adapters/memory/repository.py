@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from taskcore.errors import RepositoryUnavailable
+from taskcore.errors import RepositoryUnavailable, UnstorableValue
 from taskcore.status import TaskStatus
 from taskcore.task import NewTask, Task
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class MemoryRepository:
@@ -15,18 +26,34 @@ class MemoryRepository:
         self.available = True
         self._next_id = 1
 
+    async def open(self) -> None:
+        """Nothing to connect; present so every adapter has the same lifecycle."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def ping(self) -> None:
+        self._check()
+
     def _check(self) -> None:
         if not self.available:
             raise RepositoryUnavailable("memory repository switched off")
 
+    @staticmethod
+    def _storable(*values: Any) -> None:
+        """Refuse what PostgreSQL would refuse, so dev mode and tests fail alike."""
+        if any(_has_nul(value) for value in values):
+            raise UnstorableValue("a NUL character cannot be stored")
+
     async def add(self, new: NewTask) -> Task:
         self._check()
+        self._storable(new.input)
         task = Task.created(self._next_id, new)
         self._next_id += 1
         self.tasks[task.id] = task
         return task
 
-    async def get(self, task_id: int) -> Task | None:
+    async def get(self, task_id: int, *, fresh: bool = False) -> Task | None:
         self._check()
         return self.tasks.get(task_id)
 
@@ -41,6 +68,7 @@ class MemoryRepository:
 
     async def save(self, task: Task) -> bool:
         self._check()
+        self._storable(task.result, task.error)
         stored = self.tasks.get(task.id)
         if stored is None or stored.version != task.version - 1:
             return False

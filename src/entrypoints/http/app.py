@@ -13,9 +13,10 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from taskcore.entrypoints.container import Container
+from taskcore.entrypoints.http.health_controller import Dependencies, HealthController
 from taskcore.entrypoints.http.problems import EXCEPTION_HANDLERS
 from taskcore.entrypoints.http.tasks_controller import TaskController
-from taskcore.entrypoints.lifecycle import open_resources
+from taskcore.entrypoints.lifecycle import dependencies, open_resources
 from taskcore.service import TaskService
 
 log = logging.getLogger("taskcore.http")
@@ -42,10 +43,16 @@ def create_app(container: Container, *, embedded_worker: bool = False) -> Litest
     def provide_service() -> TaskService:
         return container.service()
 
+    def provide_dependencies() -> Dependencies:
+        return Dependencies(dependencies(container))
+
     settings = container.settings()
     return Litestar(
-        route_handlers=[TaskController],
-        dependencies={"service": Provide(provide_service, sync_to_thread=False)},
+        route_handlers=[TaskController, HealthController],
+        dependencies={
+            "service": Provide(provide_service, sync_to_thread=False),
+            "dependencies": Provide(provide_dependencies, sync_to_thread=False),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

@@ -15,7 +15,14 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from taskcore.entrypoints.http.schemas import Problem
-from taskcore.errors import InvalidInput, InvalidTransition, ServiceUnavailable, TaskNotFound, UnknownTaskType
+from taskcore.errors import (
+    InvalidInput,
+    InvalidTransition,
+    ServiceUnavailable,
+    TaskNotFound,
+    UnknownTaskType,
+    UnstorableValue,
+)
 
 log = logging.getLogger("taskcore.http")
 
@@ -52,6 +59,8 @@ def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Re
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     headers = dict(exc.headers) if exc.headers else None
     status = exc.status_code
+    if status >= 500:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     detail = exc.detail if status < 500 else None
     return problem_response(request, status, detail, headers=headers)
 
@@ -86,6 +95,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     TaskNotFound: _not_found,
     UnknownTaskType: _unprocessable,
     InvalidInput: _unprocessable,
+    UnstorableValue: _unprocessable,
     InvalidTransition: _conflict,
     ServiceUnavailable: _unavailable,
     Exception: _internal,

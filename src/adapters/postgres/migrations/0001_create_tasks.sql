@@ -1,0 +1,35 @@
+-- Initial schema: the tasks table and its status type.
+
+CREATE TYPE task_status AS ENUM ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED');
+
+CREATE TABLE tasks (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    type text NOT NULL CONSTRAINT tasks_type_not_empty CHECK (type <> ''),
+    input jsonb NOT NULL,
+    status task_status NOT NULL,
+    result jsonb,
+    error text,
+    attempts integer NOT NULL CONSTRAINT tasks_attempts_not_negative CHECK (attempts >= 0),
+    max_attempts integer NOT NULL CONSTRAINT tasks_max_attempts_positive CHECK (max_attempts >= 1),
+    version integer NOT NULL CONSTRAINT tasks_version_positive CHECK (version >= 1),
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    run_at timestamptz NOT NULL,
+    lease_until timestamptz,
+    started_at timestamptz,
+    finished_at timestamptz,
+    -- A PROCESSING row without a lease would never be swept; a lease on any
+    -- other row would make the sweeper release a task nobody holds.
+    CONSTRAINT tasks_lease_iff_processing CHECK ((status = 'PROCESSING') = (lease_until IS NOT NULL)),
+    CONSTRAINT tasks_finished_iff_final
+        CHECK ((status IN ('COMPLETED', 'FAILED', 'CANCELLED')) = (finished_at IS NOT NULL))
+);
+
+-- Due PENDING tasks, for the sweeper's re-dispatch of unpublished rows.
+CREATE INDEX tasks_pending_run_at_idx ON tasks (run_at) WHERE status = 'PENDING';
+
+-- Lapsed leases, for the sweeper's release of abandoned attempts.
+CREATE INDEX tasks_processing_lease_until_idx ON tasks (lease_until) WHERE status = 'PROCESSING';
+
+-- list_by_status: newest first within one status.
+CREATE INDEX tasks_status_created_at_idx ON tasks (status, created_at DESC, id DESC);

@@ -1,0 +1,73 @@
+-- Every statement the adapter runs, one named block each ("-- name: <key>"),
+-- loaded once by sql.py. Statements that return tasks list the columns of
+-- ``Task`` by name, so a column added later does not reach the row factory.
+
+-- name: add_task
+-- A new task starts as Task.created makes it: PENDING, no attempt, version 1.
+INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created_at, updated_at, run_at)
+VALUES (%(type)s, %(input)s, 'PENDING', 0, %(max_attempts)s, 1, %(created_at)s, %(created_at)s, %(run_at)s)
+RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
+          created_at, updated_at, run_at, lease_until, started_at, finished_at;
+
+-- name: get_task
+SELECT id, type, input, status, result, error, attempts, max_attempts, version,
+       created_at, updated_at, run_at, lease_until, started_at, finished_at
+FROM tasks
+WHERE id = %(id)s;
+
+-- name: claim_task
+-- Task.claim as one guarded UPDATE: of concurrent claimers the row lock lets
+-- one through, and the others re-check the WHERE against its new version.
+UPDATE tasks
+SET status = 'PROCESSING',
+    attempts = attempts + 1,
+    lease_until = %(lease_until)s,
+    started_at = %(now)s,
+    updated_at = %(now)s,
+    version = version + 1
+WHERE id = %(id)s AND status = 'PENDING' AND run_at <= %(now)s
+RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
+          created_at, updated_at, run_at, lease_until, started_at, finished_at;
+
+-- name: save_task
+-- Compare-and-set on the version the transition was computed from.
+UPDATE tasks
+SET status = %(status)s::task_status,
+    result = %(result)s,
+    error = %(error)s,
+    attempts = %(attempts)s,
+    run_at = %(run_at)s,
+    lease_until = %(lease_until)s,
+    started_at = %(started_at)s,
+    finished_at = %(finished_at)s,
+    updated_at = %(updated_at)s,
+    version = %(version)s
+WHERE id = %(id)s AND version = %(version)s - 1;
+
+-- name: list_tasks_by_status
+SELECT id, type, input, status, result, error, attempts, max_attempts, version,
+       created_at, updated_at, run_at, lease_until, started_at, finished_at
+FROM tasks
+WHERE status = %(status)s::task_status
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: ping
+SELECT 1;
+
+-- name: lock_migrations
+-- Session-level, held until the migrating connection closes: processes
+-- started together apply the migrations one after the other.
+SELECT pg_advisory_lock(%(key)s);
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations;
+
+-- name: record_migration
+INSERT INTO schema_migrations (version) VALUES (%(version)s);

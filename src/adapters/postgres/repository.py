@@ -1,0 +1,217 @@
+"""The task repository on PostgreSQL: one statement per use case, over a pool.
+
+Every write goes to the primary; ``get`` and ``list_by_status`` may go to a
+read replica, which can lag behind: the core only reads there to answer
+clients, never to decide a transition. Concurrency is guarded in SQL (the
+conditional UPDATEs in ``queries.sql``); the rules themselves live on ``Task``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, LiteralString, TypeAlias
+
+import msgspec
+import psycopg
+from psycopg.adapt import AdaptersMap
+from psycopg.rows import RowMaker, TupleRow
+from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
+from psycopg_pool import AsyncConnectionPool
+
+from taskcore.adapters.postgres.errors import wrap_errors
+from taskcore.adapters.postgres.sql import queries
+from taskcore.errors import RepositoryUnavailable
+from taskcore.status import TaskStatus
+from taskcore.task import NewTask, Task
+
+_Pool: TypeAlias = AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]
+
+_TIMESTAMPS = ("created_at", "updated_at", "run_at", "lease_until", "started_at", "finished_at")
+
+
+def _json_loads(data: str | bytes) -> Any:
+    return msgspec.json.decode(data)
+
+
+def _json_adapters() -> AdaptersMap:
+    """jsonb through msgspec: faster than the stdlib, and the same encoder the core uses."""
+    adapters = AdaptersMap(psycopg.adapters)
+    set_json_dumps(msgspec.json.encode, adapters)
+    set_json_loads(_json_loads, adapters)
+    return adapters
+
+
+_ADAPTERS = _json_adapters()
+
+
+def task_row(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[Task]:
+    """Rows become ``Task``s inside the cursor, so no raw row leaves the adapter.
+
+    Timestamps arrive in the session's time zone, which is whatever the server
+    or database is set to; they are normalised to UTC so callers get the same
+    kind of value the system clock gives, whatever the server's setting.
+    """
+    names = [column.name for column in cursor.description or ()]
+
+    def make(values: Sequence[Any]) -> Task:
+        row = dict(zip(names, values, strict=True))
+        row["status"] = TaskStatus(row["status"])
+        for name in _TIMESTAMPS:
+            if row[name] is not None:
+                row[name] = row[name].astimezone(UTC)
+        return Task(**row)
+
+    return make
+
+
+class PostgresRepository:
+    """``TaskRepository`` on PostgreSQL; ``open()`` before use, ``close()`` after."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        read_conninfo: str | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        self._conninfo = conninfo
+        self._read_conninfo = read_conninfo if read_conninfo and read_conninfo != conninfo else None
+        self._min_size = min_size
+        self._max_size = max_size
+        self._connect_timeout_s = connect_timeout_s
+        self._primary, self._read = self._build_pools()
+
+    def _build_pools(self) -> tuple[_Pool, _Pool]:
+        """Unopened pools: nothing connects until ``open()``. A closed pool cannot
+        be reopened, so ``close()`` and a failed ``open()`` build fresh ones."""
+        primary = self._pool(self._conninfo, "taskcore-primary")
+        if self._read_conninfo is None:
+            return primary, primary
+        return primary, self._pool(self._read_conninfo, "taskcore-read")
+
+    def _pool(self, conninfo: str, name: str) -> _Pool:
+        return AsyncConnectionPool(
+            conninfo,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            name=name,
+            timeout=self._connect_timeout_s,
+            open=False,
+            kwargs={
+                # Each method is one statement: autocommit saves the BEGIN/COMMIT round trips.
+                "autocommit": True,
+                "context": _ADAPTERS,
+                "connect_timeout": max(2, math.ceil(self._connect_timeout_s)),
+            },
+        )
+
+    def _conninfos(self) -> list[str]:
+        return [self._conninfo] if self._read_conninfo is None else [self._conninfo, self._read_conninfo]
+
+    def _pools(self) -> list[_Pool]:
+        return [self._primary] if self._read is self._primary else [self._primary, self._read]
+
+    async def open(self) -> None:
+        """Connect, or raise ``RepositoryUnavailable`` naming the cause.
+
+        One direct connection first: it fails at once with the server's reason
+        (refused, bad password, no such database), where the pool would keep
+        retrying until its timeout and then only report the timeout.
+        """
+        try:
+            for conninfo, pool in zip(self._conninfos(), self._pools(), strict=True):
+                await self._probe(conninfo)
+                with wrap_errors("open the task database pool"):
+                    await pool.open(wait=True, timeout=self._connect_timeout_s)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _probe(self, conninfo: str) -> None:
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                with wrap_errors("connect to the task database"):
+                    connection = await psycopg.AsyncConnection.connect(
+                        conninfo, connect_timeout=max(2, math.ceil(self._connect_timeout_s))
+                    )
+                    await connection.close()
+        except TimeoutError as exc:
+            raise RepositoryUnavailable(
+                f"cannot connect to the task database: no answer within {self._connect_timeout_s}s"
+            ) from exc
+
+    async def close(self) -> None:
+        for pool in self._pools():
+            await pool.close()
+        self._primary, self._read = self._build_pools()
+
+    async def ping(self, timeout_s: float = 1.0) -> None:
+        """Readiness: every pool hands out a connection that answers ``SELECT 1``
+        within ``timeout_s``, or ``RepositoryUnavailable``."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                for pool in self._pools():
+                    with wrap_errors("ping the task database"):
+                        async with pool.connection(timeout=timeout_s) as connection:
+                            await connection.execute(queries["ping"])
+        except TimeoutError as exc:
+            raise RepositoryUnavailable(f"the task database did not answer within {timeout_s}s") from exc
+
+    async def add(self, new: NewTask) -> Task:
+        params = {
+            "type": new.type,
+            "input": Jsonb(new.input),
+            "max_attempts": new.max_attempts,
+            "created_at": new.created_at,
+            "run_at": new.run_at,
+        }
+        tasks = await self._fetch(self._primary, "add_task", params, "add a task")
+        return tasks[0]
+
+    async def get(self, task_id: int, *, fresh: bool = False) -> Task | None:
+        pool = self._primary if fresh else self._read
+        tasks = await self._fetch(pool, "get_task", {"id": task_id}, f"read task {task_id}")
+        return tasks[0] if tasks else None
+
+    async def claim(self, task_id: int, now: datetime, lease: timedelta) -> Task | None:
+        # The lease end is computed as Task.claim computes it: in SQL, adding an
+        # interval with days follows the session time zone's calendar across DST.
+        params = {"id": task_id, "now": now, "lease_until": now + lease}
+        tasks = await self._fetch(self._primary, "claim_task", params, f"claim task {task_id}")
+        return tasks[0] if tasks else None
+
+    async def save(self, task: Task) -> bool:
+        params = {
+            "id": task.id,
+            "status": task.status.value,
+            # A missing result is SQL NULL, so ``result IS NULL`` means "none" in ad hoc queries.
+            "result": None if task.result is None else Jsonb(task.result),
+            "error": task.error,
+            "attempts": task.attempts,
+            "run_at": task.run_at,
+            "lease_until": task.lease_until,
+            "started_at": task.started_at,
+            "finished_at": task.finished_at,
+            "updated_at": task.updated_at,
+            "version": task.version,
+        }
+        with wrap_errors(f"save task {task.id}"):
+            async with self._primary.connection() as connection:
+                cursor = await connection.execute(queries["save_task"], params)
+                return cursor.rowcount == 1
+
+    async def list_by_status(self, status: TaskStatus, limit: int) -> list[Task]:
+        params = {"status": status.value, "limit": limit}
+        return await self._fetch(self._read, "list_tasks_by_status", params, f"list {status.value} tasks")
+
+    async def _fetch(self, pool: _Pool, query: str, params: Mapping[str, Any], action: str) -> list[Task]:
+        statement: LiteralString = queries[query]
+        with wrap_errors(action):
+            async with pool.connection() as connection, connection.cursor(row_factory=task_row) as cursor:
+                await cursor.execute(statement, params)
+                return await cursor.fetchall()

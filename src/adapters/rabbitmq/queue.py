@@ -1,0 +1,238 @@
+"""The task queue on RabbitMQ, through one robust aio-pika connection.
+
+A robust connection reconnects by itself after a broker restart or a cut
+connection and re-opens its channels, re-declares their queues and
+re-subscribes their consumers, so a waiting ``next()`` simply keeps waiting.
+Publishing uses one channel with publisher confirms: ``publish`` returns only
+when the broker has taken responsibility for the (persistent) message, and
+fails with ``QueueUnavailable`` after ``publish_timeout_s`` while the broker
+is away. That is safe because a message is only a wake-up: the sweeper
+re-dispatches a task whose message never made it.
+
+Each consumer gets its own channel, so its prefetch is its own and closing it
+hands its unacked messages back to the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
+from typing import Protocol
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.exceptions import PublishError
+
+from taskcore.adapters.rabbitmq import topology
+from taskcore.adapters.rabbitmq.consumer import RabbitConsumer
+from taskcore.adapters.rabbitmq.errors import BROKER_ERRORS, broker_errors
+from taskcore.errors import QueueUnavailable
+
+log = logging.getLogger("taskcore.adapters.rabbitmq")
+
+
+class RabbitQueue:
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_name: str = "taskcore.tasks",
+        connect_timeout_s: float = 5.0,
+        publish_timeout_s: float = 5.0,
+        connection_name: str = "taskcore",
+        reconnect_interval_s: float = 2.0,
+    ) -> None:
+        self._url = url
+        self._queue_name = queue_name
+        self._dlq_name = topology.dead_letter_queue(queue_name)
+        self._connect_timeout_s = connect_timeout_s
+        self._publish_timeout_s = publish_timeout_s
+        self._connection_name = connection_name
+        self._reconnect_interval_s = reconnect_interval_s
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._buckets: dict[int, float] = {}  # bucket ms -> loop time of its last declaration
+        self._declared: set[str] = set()
+        self._consumers: set[RabbitConsumer] = set()
+
+    @property
+    def queue_name(self) -> str:
+        return self._queue_name
+
+    @property
+    def dead_letter_queue_name(self) -> str:
+        return self._dlq_name
+
+    @property
+    def declared_queues(self) -> frozenset[str]:
+        """Every queue this adapter has declared, delay buckets included (for teardown)."""
+        return frozenset(self._declared)
+
+    async def open(self) -> None:
+        if self._connection is not None:
+            return
+        # Built by hand rather than through connect_robust() (which does the
+        # same) so that a failed or timed-out first attempt can close the
+        # connection and stop its background reconnect loop.
+        connection = aio_pika.RobustConnection(
+            aio_pika.connection.make_url(self._url),
+            client_properties={"connection_name": self._connection_name},
+            reconnect_interval=self._reconnect_interval_s,
+        )
+        try:
+            with broker_errors(f"cannot reach the broker as {self._connection_name!r}"):
+                async with asyncio.timeout(self._connect_timeout_s):
+                    await connection.connect(timeout=self._connect_timeout_s)
+                    channel = connection.channel(publisher_confirms=True, on_return_raises=True)
+                    await channel
+                    await self._declare_topology(channel)
+        except BaseException:
+            await _close_quietly(connection, self._connect_timeout_s)
+            raise
+        self._connection, self._channel = connection, channel
+
+    async def _declare_topology(self, channel: AbstractChannel) -> None:
+        await channel.declare_queue(self._queue_name, durable=True, arguments=topology.WORK_QUEUE_ARGUMENTS)
+        await channel.declare_queue(self._dlq_name, durable=True)
+        self._declared.update((self._queue_name, self._dlq_name))
+
+    async def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is None:
+            return
+        for consumer in self._consumers:
+            consumer.close()
+        self._buckets.clear()
+        await _close_quietly(connection, self._connect_timeout_s)
+
+    async def ping(self) -> None:
+        """Readiness: connected now. A silent network loss shows up after the heartbeat timeout."""
+        connection, channel = self._connection, self._channel
+        if connection is None or channel is None:
+            raise QueueUnavailable("the queue is not open")
+        if connection.is_closed or not connection.connected.is_set() or channel.is_closed:
+            raise QueueUnavailable("not connected to the broker; reconnecting")
+
+    async def publish(self, body: bytes, *, delay: timedelta | None = None) -> None:
+        channel = self._require_channel()
+        message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        with broker_errors("the broker did not confirm the message"):
+            async with asyncio.timeout(self._publish_timeout_s):
+                await channel.ready()
+                if delay is None or delay <= timedelta(0):
+                    await channel.default_exchange.publish(message, routing_key=self._queue_name)
+                    return
+                bucket_ms = topology.delay_bucket_ms(delay)
+                routing_key = await self._delay_queue(channel, bucket_ms)
+                try:
+                    await channel.default_exchange.publish(message, routing_key=routing_key)
+                except PublishError:  # unroutable: the bucket expired or was deleted after we cached it
+                    log.warning("delay queue %s vanished; declaring it again", routing_key)
+                    self._buckets.pop(bucket_ms, None)
+                    routing_key = await self._delay_queue(channel, bucket_ms)
+                    await channel.default_exchange.publish(message, routing_key=routing_key)
+
+    async def _delay_queue(self, channel: AbstractRobustChannel, bucket_ms: int) -> str:
+        name = topology.delay_queue(self._queue_name, bucket_ms)
+        now = asyncio.get_running_loop().time()
+        declared_at = self._buckets.get(bucket_ms)
+        if declared_at is None or now - declared_at > topology.BUCKET_IDLE_MS / 2000:
+            await channel.declare_queue(
+                name,
+                durable=True,
+                arguments=topology.delay_queue_arguments(self._queue_name, bucket_ms),
+                robust=False,  # re-declared on use, not on every reconnect
+            )
+            self._buckets[bucket_ms] = now
+            self._declared.add(name)
+        return name
+
+    async def _publish_dead_letter(self, body: bytes, reason: str) -> None:
+        channel = self._require_channel()
+        message = aio_pika.Message(
+            body,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={topology.REASON_HEADER: reason},
+        )
+        with broker_errors("the broker did not confirm the dead letter"):
+            async with asyncio.timeout(self._publish_timeout_s):
+                await channel.ready()
+                await channel.default_exchange.publish(message, routing_key=self._dlq_name)
+
+    @asynccontextmanager
+    async def consume(self, prefetch: int) -> AsyncIterator[RabbitConsumer]:
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1 (0 would mean unlimited to RabbitMQ)")
+        connection = self._require_connection()
+        consumer = RabbitConsumer(self._publish_dead_letter)
+        channel = await self._subscribe(connection, consumer, prefetch)
+        self._consumers.add(consumer)
+        try:
+            yield consumer
+        finally:
+            self._consumers.discard(consumer)
+            consumer.close()
+            await _close_quietly(channel, self._connect_timeout_s)
+
+    async def _subscribe(
+        self, connection: AbstractRobustConnection, consumer: RabbitConsumer, prefetch: int
+    ) -> AbstractRobustChannel:
+        channel: AbstractRobustChannel | None = None
+        try:
+            with broker_errors("cannot subscribe to the queue"):
+                async with asyncio.timeout(self._connect_timeout_s):
+                    await connection.ready()
+                    channel = connection.channel(publisher_confirms=False)
+                    await channel
+                    await channel.set_qos(prefetch_count=prefetch)
+                    queue = await channel.declare_queue(
+                        self._queue_name, durable=True, arguments=topology.WORK_QUEUE_ARGUMENTS
+                    )
+                    await queue.consume(consumer.on_message, no_ack=False)
+        except BaseException:
+            if channel is not None:
+                await _close_quietly(channel, self._connect_timeout_s)
+            raise
+        return channel
+
+    async def depth(self) -> int:
+        """Messages ready on the work queue; delayed ones sit in their buckets and are not counted."""
+        return await self._message_count(self._queue_name)
+
+    async def dead_letter_depth(self) -> int:
+        return await self._message_count(self._dlq_name)
+
+    async def _message_count(self, name: str) -> int:
+        connection = self._require_connection()
+        with broker_errors(f"cannot read the depth of {name!r}"):
+            async with asyncio.timeout(self._publish_timeout_s):
+                await connection.ready()
+                # A plain (not robust) channel: if the queue is missing, the
+                # broker closes the channel and nobody should try to restore it.
+                async with aio_pika.Channel(connection, publisher_confirms=False) as channel:
+                    queue = await channel.declare_queue(name, passive=True)
+                    return queue.declaration_result.message_count or 0
+
+    def _require_connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise QueueUnavailable("the queue is not open")
+        return self._connection
+
+    def _require_channel(self) -> AbstractRobustChannel:
+        if self._channel is None:
+            raise QueueUnavailable("the queue is not open")
+        return self._channel
+
+
+class _Closable(Protocol):
+    def close(self) -> Awaitable[None]: ...
+
+
+async def _close_quietly(closable: _Closable, timeout_s: float) -> None:
+    """Close on the way out without letting a dead connection hang or raise."""
+    with suppress(*BROKER_ERRORS):
+        async with asyncio.timeout(timeout_s):
+            await closable.close()

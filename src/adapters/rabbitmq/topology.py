@@ -1,0 +1,61 @@
+"""Queue names and declaration arguments, built in one place.
+
+RabbitMQ refuses a re-declaration whose arguments differ (PRECONDITION_FAILED
+closes the channel), so the publisher, every consumer and the tests must
+declare from these values and nowhere else.
+
+Delays use one queue per *bucket* rather than one queue with per-message TTL:
+RabbitMQ only expires the message at the head of a queue, so a 60 s message
+would hold back a 1 s one published after it. Within a bucket every message
+has the same TTL, so the head always expires first. A delay is rounded *up*
+to two significant digits of milliseconds (1234 ms -> 1300 ms): a message
+arrives at most 10 % late and never early, and jittered retry back-offs
+spread over at most 90 buckets per decade instead of one queue per value.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+# Declared now so a later priority feature needs no queue re-declaration
+# (RabbitMQ cannot add x-max-priority to an existing queue).
+WORK_QUEUE_ARGUMENTS: dict[str, Any] = {"x-max-priority": 9}
+
+REASON_HEADER = "x-taskcore-reason"
+
+# A bucket queue unused for this long after its TTL deletes itself. Publishing
+# does not count as use for x-expires, so the publisher re-declares a bucket
+# at least every BUCKET_IDLE_MS / 2 to renew the lease before it could lapse.
+BUCKET_IDLE_MS = 10 * 60 * 1000
+
+MAX_DELAY_MS = 2**32 - 1 - BUCKET_IDLE_MS  # x-message-ttl and x-expires are uint32
+
+
+def dead_letter_queue(queue: str) -> str:
+    return f"{queue}.dlq"
+
+
+def delay_queue(queue: str, bucket_ms: int) -> str:
+    return f"{queue}.delay.{bucket_ms}"
+
+
+def delay_bucket_ms(delay: timedelta) -> int:
+    """The bucket for ``delay``: never shorter than asked, at most 10 % longer."""
+    micros = delay // timedelta(microseconds=1)
+    ms = max(1, -(-micros // 1000))
+    if ms >= 100:
+        step = 10 ** (len(str(ms)) - 2)
+        ms = -(-ms // step) * step
+    if ms > MAX_DELAY_MS:
+        raise ValueError(f"delay {delay} is longer than the broker can hold a message")
+    return ms
+
+
+def delay_queue_arguments(queue: str, bucket_ms: int) -> dict[str, Any]:
+    return {
+        "x-message-ttl": bucket_ms,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": queue,
+        "x-expires": bucket_ms + BUCKET_IDLE_MS,
+    }

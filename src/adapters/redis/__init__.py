@@ -1,0 +1,10 @@
+"""The Redis adapter: a cache of task status, optional at run time.
+
+Standalone Redis or Redis Cluster; see ``cache`` for the entry format and why
+an older task state can never overwrite a newer one.
+"""
+
+from taskcore.adapters.redis.breaker import BreakerState, CircuitBreaker
+from taskcore.adapters.redis.cache import RedisCache
+
+__all__ = ["BreakerState", "CircuitBreaker", "RedisCache"]

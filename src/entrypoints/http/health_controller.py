@@ -1,0 +1,71 @@
+"""``/health/live`` and ``/health/ready`` for orchestrators and load balancers.
+
+Liveness says the process serves HTTP. Readiness checks each dependency with a
+short timeout and reports it by name. Redis is optional at run time (reads
+fall back to PostgreSQL), so a Redis outage is reported but does not make the
+API unready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+import msgspec
+from litestar import Controller, Response, get
+from litestar.di import NamedDependency
+
+from taskcore.entrypoints.lifecycle import Adapter
+from taskcore.errors import TaskcoreError
+
+CHECK_TIMEOUT_S = 1.0
+OPTIONAL = frozenset({"redis", "memory-cache"})
+
+
+class Dependencies:
+    """The adapters to check, by service name (a plain class so Litestar's
+    dependency validation can check it with ``isinstance``)."""
+
+    def __init__(self, adapters: dict[str, Adapter]) -> None:
+        self.adapters = adapters
+
+
+class Live(msgspec.Struct):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(msgspec.Struct):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]
+
+
+async def check(adapter: Adapter) -> str:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await adapter.ping()
+    except TimeoutError:
+        return f"unavailable: no answer within {CHECK_TIMEOUT_S:g} s"
+    except TaskcoreError as exc:
+        return f"unavailable: {exc}"
+    return "ok"
+
+
+async def readiness(adapters: dict[str, Adapter]) -> Ready:
+    results = await asyncio.gather(*(check(a) for a in adapters.values()))
+    checks = dict(zip(adapters, results, strict=True))
+    ready = all(result == "ok" for name, result in checks.items() if name not in OPTIONAL)
+    return Ready(status="ready" if ready else "unavailable", checks=checks)
+
+
+class HealthController(Controller):
+    path = "/health"
+    tags = ["health"]
+
+    @get("/live", summary="Liveness")
+    async def live(self) -> Live:
+        return Live()
+
+    @get("/ready", summary="Readiness, with each dependency by name")
+    async def ready(self, dependencies: NamedDependency[Dependencies]) -> Response[Ready]:
+        report = await readiness(dependencies.adapters)
+        return Response(report, status_code=200 if report.status == "ready" else 503)

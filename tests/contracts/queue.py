@@ -1,0 +1,180 @@
+"""The behaviour the worker relies on from any ``TaskQueue``.
+
+Subclass ``QueueContract`` next to fixtures ``queue`` (an opened adapter) and
+``dead_letters`` (an async callable returning every ``(body, reason)``
+dead-lettered so far). The memory adapter and the RabbitMQ adapter run the
+same tests, so the embedded mode and the unit tests cannot drift from the
+broker. Waits are short for "nothing arrives" and generous for "it arrives".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from taskcore.ports import Consumer, Delivery, TaskQueue
+
+DeadLetters = Callable[[], Awaitable[list[tuple[bytes, str]]]]
+
+QUIET_S = 0.3  # long enough for a broker round trip: "nothing arrived" means nothing is coming
+ARRIVES_S = 5.0
+
+
+async def within(consumer: Consumer, seconds: float = ARRIVES_S) -> Delivery | None:
+    try:
+        return await asyncio.wait_for(consumer.next(), seconds)
+    except TimeoutError:
+        return None
+
+
+async def take(consumer: Consumer) -> Delivery:
+    delivery = await within(consumer)
+    assert delivery is not None, f"no delivery within {ARRIVES_S} s"
+    return delivery
+
+
+async def assert_empty(queue: TaskQueue) -> None:
+    async with queue.consume(prefetch=1) as consumer:
+        leftover = await within(consumer, QUIET_S)
+        assert leftover is None, f"unexpected delivery {leftover.body!r}"
+
+
+class QueueContract:
+    async def test_publish_then_consume_gets_the_body(self, queue: TaskQueue) -> None:
+        await queue.publish(b"42")
+        async with queue.consume(prefetch=1) as consumer:
+            delivery = await take(consumer)
+            assert delivery.body == b"42"
+            await delivery.ack()
+
+    async def test_ack_removes_the_message(self, queue: TaskQueue) -> None:
+        await queue.publish(b"1")
+        async with queue.consume(prefetch=1) as consumer:
+            await (await take(consumer)).ack()
+        await assert_empty(queue)
+
+    async def test_requeue_redelivers(self, queue: TaskQueue) -> None:
+        await queue.publish(b"1")
+        async with queue.consume(prefetch=1) as consumer:
+            await (await take(consumer)).requeue()
+            again = await take(consumer)
+            assert again.body == b"1"
+            await again.ack()
+        await assert_empty(queue)
+
+    async def test_unsettled_delivery_goes_back_when_the_consumer_exits(self, queue: TaskQueue) -> None:
+        await queue.publish(b"1")
+        async with queue.consume(prefetch=1) as consumer:
+            assert (await take(consumer)).body == b"1"
+        async with queue.consume(prefetch=1) as consumer:
+            again = await take(consumer)
+            assert again.body == b"1"
+            await again.ack()
+
+    async def test_unsettled_deliveries_go_back_in_their_original_order(self, queue: TaskQueue) -> None:
+        for n in range(4):
+            await queue.publish(str(n).encode())
+        async with queue.consume(prefetch=3) as consumer:
+            held = [await take(consumer) for _ in range(3)]
+            assert [d.body for d in held] == [b"0", b"1", b"2"]
+        received = []
+        async with queue.consume(prefetch=4) as consumer:
+            for _ in range(4):
+                delivery = await take(consumer)
+                received.append(delivery.body)
+                await delivery.ack()
+        assert received == [b"0", b"1", b"2", b"3"]
+
+    async def test_prefetch_bounds_unsettled_deliveries(self, queue: TaskQueue) -> None:
+        for n in range(5):
+            await queue.publish(str(n).encode())
+        async with queue.consume(prefetch=2) as consumer:
+            first, second = await take(consumer), await take(consumer)
+            third = asyncio.ensure_future(consumer.next())
+            try:
+                await asyncio.sleep(QUIET_S)
+                assert not third.done(), "a third delivery while two are unsettled"
+                await first.ack()
+                delivery = await asyncio.wait_for(third, ARRIVES_S)
+            finally:
+                third.cancel()
+            assert {first.body, second.body, delivery.body} == {b"0", b"1", b"2"}
+            await second.ack()
+            await delivery.ack()
+
+    async def test_two_consumers_share_the_messages(self, queue: TaskQueue) -> None:
+        for n in range(4):
+            await queue.publish(str(n).encode())
+        async with queue.consume(prefetch=1) as one, queue.consume(prefetch=1) as two:
+            a, b = await take(one), await take(two)
+            assert a.body != b.body
+            await a.ack()
+            await b.ack()
+            rest = [await take(one), await take(two)]
+            assert {a.body, b.body} | {d.body for d in rest} == {b"0", b"1", b"2", b"3"}
+            for delivery in rest:
+                await delivery.ack()
+
+    async def test_delayed_message_arrives_after_its_delay(self, queue: TaskQueue) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await queue.publish(b"later", delay=timedelta(seconds=0.6))
+        await queue.publish(b"now")
+        async with queue.consume(prefetch=2) as consumer:
+            now = await take(consumer)
+            assert now.body == b"now"
+            await now.ack()
+            later = await take(consumer)
+            elapsed = loop.time() - start
+            assert later.body == b"later"
+            assert 0.6 <= elapsed < 0.6 + ARRIVES_S
+            await later.ack()
+
+    async def test_a_short_delay_is_not_stuck_behind_a_long_one(self, queue: TaskQueue) -> None:
+        await queue.publish(b"slow", delay=timedelta(seconds=30))
+        await queue.publish(b"fast", delay=timedelta(seconds=0.2))
+        async with queue.consume(prefetch=1) as consumer:
+            fast = await within(consumer, 3.0)
+            assert fast is not None, "the short delay waited behind the long one"
+            assert fast.body == b"fast"
+            await fast.ack()
+
+    async def test_dead_letter_keeps_body_and_reason_and_removes_the_message(
+        self, queue: TaskQueue, dead_letters: DeadLetters
+    ) -> None:
+        await queue.publish(b"not a task id")
+        async with queue.consume(prefetch=1) as consumer:
+            await (await take(consumer)).dead_letter("not a task id: b'x'")
+        assert await dead_letters() == [(b"not a task id", "not a task id: b'x'")]
+        await assert_empty(queue)
+
+    async def test_settling_twice_is_harmless(self, queue: TaskQueue, dead_letters: DeadLetters) -> None:
+        await queue.publish(b"1")
+        await queue.publish(b"2")
+        async with queue.consume(prefetch=2) as consumer:
+            acked = await take(consumer)
+            await acked.ack()
+            await acked.ack()
+            await acked.requeue()
+            await acked.dead_letter("too late")
+            requeued = await take(consumer)
+            await requeued.requeue()
+            await requeued.ack()  # ignored: the message is already back in the queue
+            again = await take(consumer)
+            assert (acked.body, requeued.body, again.body) == (b"1", b"2", b"2")
+            await again.ack()
+        assert await dead_letters() == []
+        await assert_empty(queue)
+
+    async def test_one_consumer_gets_messages_in_publish_order(self, queue: TaskQueue) -> None:
+        bodies = [str(n).encode() for n in range(10)]
+        for body in bodies:
+            await queue.publish(body)
+        received = []
+        async with queue.consume(prefetch=3) as consumer:
+            for _ in bodies:
+                delivery = await take(consumer)
+                received.append(delivery.body)
+                await delivery.ack()
+        assert received == bodies

@@ -1,0 +1,309 @@
+"""The behaviour every ``TaskRepository`` must have, whatever stores the rows.
+
+Subclass ``RepositoryContract`` and provide a ``repository`` fixture giving an
+opened, empty adapter: the memory adapter runs it in the unit tests and the
+PostgreSQL adapter in the integration tests, so the fake cannot drift from
+the real thing. Expected states come from the ``Task`` methods, because the
+repository persists transitions, it does not compute them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import msgspec
+import pytest
+
+from taskcore.ports import TaskRepository
+from taskcore.status import TaskStatus
+from taskcore.task import NewTask, Task
+
+T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+
+JSON_VALUES = [
+    None,
+    "",
+    "text with ünïcødé ✓ and 'quotes'",
+    0,
+    42,
+    -7,
+    2**53 + 1,
+    1.5,
+    True,
+    False,
+    [],
+    [1, "two", None, 3.25, [True]],
+    {},
+    {"nested": {"list": [1, 2], "null": None, "flag": False}},
+]
+
+TRANSITIONS: dict[str, Callable[[Task, datetime], Task]] = {
+    "complete": lambda task, now: task.complete({"answer": 42}, now),
+    "fail with a retry": lambda task, now: task.fail("boom", now, timedelta(seconds=5)),
+    "fail for good": lambda task, now: task.fail("boom", now, None),
+    "release": lambda task, now: task.release(now, "lease lapsed"),
+    "hand back": lambda task, now: task.hand_back(now),
+    "cancel": lambda task, now: task.cancel(now),
+}
+
+
+def new_task(
+    *,
+    task_type: str = "echo",
+    max_attempts: int = 3,
+    run_at: datetime = T0,
+    created_at: datetime = T0,
+) -> NewTask:
+    return NewTask(
+        type=task_type,
+        input={"n": 1},
+        max_attempts=max_attempts,
+        run_at=run_at,
+        created_at=created_at,
+    )
+
+
+def later(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+class RepositoryContract:
+    async def _claimed(self, repository: TaskRepository, **kwargs: Any) -> Task:
+        task = await repository.add(new_task(**kwargs))
+        claimed = await repository.claim(task.id, later(1), LEASE)
+        assert claimed is not None
+        return claimed
+
+    # add / get
+
+    async def test_add_stores_a_pending_task_with_a_new_id(self, repository: TaskRepository) -> None:
+        new = new_task(max_attempts=5, run_at=later(10))
+        first = await repository.add(new)
+        second = await repository.add(new)
+
+        assert first.id != second.id
+        assert first == Task.created(first.id, new)
+        assert first.status is TaskStatus.PENDING
+        assert first.version == 1
+        assert first.attempts == 0
+        assert await repository.get(first.id) == first
+
+    async def test_get_an_unknown_id_is_none(self, repository: TaskRepository) -> None:
+        await repository.add(new_task())
+        assert await repository.get(987654) is None
+
+    async def test_input_of_any_json_shape_round_trips(self, repository: TaskRepository) -> None:
+        for payload in JSON_VALUES:
+            task = await repository.add(msgspec.structs.replace(new_task(), input=payload))
+            stored = await repository.get(task.id)
+            assert stored is not None
+            assert stored.input == payload
+            assert type(stored.input) is type(payload)
+
+    # claim
+
+    async def test_claim_starts_an_attempt(self, repository: TaskRepository) -> None:
+        task = await repository.add(new_task())
+        now = later(1)
+
+        claimed = await repository.claim(task.id, now, LEASE)
+
+        assert claimed == task.claim(now, LEASE)
+        assert claimed is not None
+        assert claimed.status is TaskStatus.PROCESSING
+        assert claimed.attempts == 1
+        assert claimed.lease_until == now + LEASE
+        assert claimed.started_at == now
+        assert claimed.version == 2
+        assert await repository.get(task.id) == claimed
+
+    async def test_a_second_claim_is_a_duplicate_and_changes_nothing(
+        self, repository: TaskRepository
+    ) -> None:
+        claimed = await self._claimed(repository)
+
+        assert await repository.claim(claimed.id, later(2), LEASE) is None
+        assert await repository.get(claimed.id) == claimed
+
+    async def test_claim_waits_until_the_task_is_due(self, repository: TaskRepository) -> None:
+        task = await repository.add(new_task(run_at=later(60)))
+
+        assert await repository.claim(task.id, later(59), LEASE) is None
+        assert await repository.get(task.id) == task
+        assert await repository.claim(task.id, later(60), LEASE) == task.claim(later(60), LEASE)
+
+    async def test_claim_of_an_unknown_id_is_none(self, repository: TaskRepository) -> None:
+        assert await repository.claim(987654, later(1), LEASE) is None
+
+    async def test_concurrent_claims_have_exactly_one_winner(self, repository: TaskRepository) -> None:
+        task = await repository.add(new_task())
+
+        outcomes = await asyncio.gather(*(repository.claim(task.id, later(1), LEASE) for _ in range(8)))
+
+        winners = [claimed for claimed in outcomes if claimed is not None]
+        assert winners == [task.claim(later(1), LEASE)]
+        assert await repository.get(task.id) == winners[0]
+
+    # save
+
+    async def test_save_of_the_next_version_lands(self, repository: TaskRepository) -> None:
+        claimed = await self._claimed(repository)
+        done = claimed.complete("ok", later(2))
+
+        assert await repository.save(done) is True
+        assert await repository.get(claimed.id) == done
+
+    async def test_save_of_a_stale_version_is_refused_and_changes_nothing(
+        self, repository: TaskRepository
+    ) -> None:
+        task = await repository.add(new_task())
+        cancelled_from_pending = task.cancel(later(1))
+        claimed = await repository.claim(task.id, later(1), LEASE)
+        assert claimed is not None
+
+        assert await repository.save(cancelled_from_pending) is False
+        assert await repository.save(claimed) is False  # already stored: its version is not next
+        assert await repository.get(task.id) == claimed
+
+        done = claimed.complete("first", later(2))
+        assert await repository.save(done) is True
+        assert await repository.save(claimed.fail("late writer", later(3), None)) is False
+        assert await repository.get(task.id) == done
+
+    async def test_save_of_an_unknown_task_is_refused(self, repository: TaskRepository) -> None:
+        claimed = await self._claimed(repository)
+        ghost = Task(
+            id=987654,
+            type=claimed.type,
+            input=claimed.input,
+            status=TaskStatus.PENDING,
+            created_at=T0,
+            updated_at=T0,
+            run_at=T0,
+        ).cancel(later(1))
+
+        assert await repository.save(ghost) is False
+        assert await repository.get(987654) is None
+
+    async def test_concurrent_saves_from_one_version_have_exactly_one_winner(
+        self, repository: TaskRepository
+    ) -> None:
+        claimed = await self._claimed(repository)
+        rivals = [claimed.complete(n, later(2)) for n in range(4)] + [claimed.cancel(later(2))]
+
+        outcomes = await asyncio.gather(*(repository.save(rival) for rival in rivals))
+
+        assert sorted(outcomes) == [False] * 4 + [True]
+        assert await repository.get(claimed.id) == rivals[outcomes.index(True)]
+
+    # transitions round-trip
+
+    @pytest.mark.parametrize("transition", list(TRANSITIONS))
+    async def test_a_transition_of_a_claimed_task_round_trips(
+        self, repository: TaskRepository, transition: str
+    ) -> None:
+        claimed = await self._claimed(repository)
+        changed = TRANSITIONS[transition](claimed, later(2))
+
+        assert await repository.save(changed) is True
+        assert await repository.get(claimed.id) == changed
+
+    async def test_a_pending_task_can_be_cancelled_and_is_then_not_claimable(
+        self, repository: TaskRepository
+    ) -> None:
+        task = await repository.add(new_task())
+        cancelled = task.cancel(later(1))
+
+        assert await repository.save(cancelled) is True
+        assert await repository.claim(task.id, later(2), LEASE) is None
+        assert await repository.get(task.id) == cancelled
+
+    async def test_a_failed_retry_is_claimable_again_once_due(self, repository: TaskRepository) -> None:
+        claimed = await self._claimed(repository)
+        retry = claimed.fail("boom", later(2), timedelta(seconds=10))
+        assert await repository.save(retry) is True
+
+        assert await repository.claim(claimed.id, later(11), LEASE) is None
+        second = await repository.claim(claimed.id, later(12), LEASE)
+
+        assert second == retry.claim(later(12), LEASE)
+        assert second is not None
+        assert second.attempts == 2
+
+    @pytest.mark.parametrize("ending", ["fail for good", "cancel"])
+    async def test_a_requeued_task_round_trips_and_runs_again(
+        self, repository: TaskRepository, ending: str
+    ) -> None:
+        claimed = await self._claimed(repository)
+        ended = TRANSITIONS[ending](claimed, later(2))
+        assert await repository.save(ended) is True
+        requeued = ended.requeue(later(3))
+
+        assert await repository.save(requeued) is True
+        assert await repository.get(claimed.id) == requeued
+        assert await repository.claim(claimed.id, later(3), LEASE) == requeued.claim(later(3), LEASE)
+
+    # values
+
+    @pytest.mark.parametrize("result", JSON_VALUES, ids=repr)
+    async def test_a_result_of_any_json_shape_round_trips(
+        self, repository: TaskRepository, result: Any
+    ) -> None:
+        claimed = await self._claimed(repository)
+        done = claimed.complete(result, later(2))
+
+        assert await repository.save(done) is True
+        stored = await repository.get(claimed.id)
+        assert stored is not None
+        assert stored.result == result
+        assert type(stored.result) is type(result)
+
+    async def test_timestamps_are_aware_and_exact_to_the_microsecond(
+        self, repository: TaskRepository
+    ) -> None:
+        india = timezone(timedelta(hours=5, minutes=30))
+        created = datetime(2025, 6, 7, 8, 9, 10, 999999, tzinfo=india)
+        run_at = datetime(2025, 6, 7, 2, 39, 10, 1, tzinfo=UTC)
+        task = await repository.add(new_task(created_at=created, run_at=run_at))
+        now = datetime(2025, 6, 7, 3, 0, 0, 654321, tzinfo=timezone(timedelta(hours=-7)))
+        claimed = await repository.claim(task.id, now, timedelta(microseconds=1))
+        assert claimed is not None
+
+        stored = await repository.get(task.id)
+
+        assert stored == claimed
+        assert stored is not None
+        stamps = [stored.created_at, stored.updated_at, stored.run_at, stored.lease_until, stored.started_at]
+        assert all(stamp is not None and stamp.utcoffset() is not None for stamp in stamps)
+        assert stored.created_at == created
+        assert stored.run_at == run_at
+        assert stored.started_at == now
+        assert stored.lease_until == now + timedelta(microseconds=1)
+
+    # listing
+
+    async def test_list_by_status_is_newest_first_and_limited(self, repository: TaskRepository) -> None:
+        oldest = await repository.add(new_task(created_at=later(1)))
+        newest = await repository.add(new_task(created_at=later(3)))
+        tie_first = await repository.add(new_task(created_at=later(2)))
+        tie_second = await repository.add(new_task(created_at=later(2)))
+
+        listed = await repository.list_by_status(TaskStatus.PENDING, 10)
+
+        assert listed == [newest, tie_second, tie_first, oldest]
+        assert await repository.list_by_status(TaskStatus.PENDING, 2) == [newest, tie_second]
+
+    async def test_list_by_status_shows_only_that_status(self, repository: TaskRepository) -> None:
+        pending = await repository.add(new_task())
+        claimed = await self._claimed(repository)
+        done = (await self._claimed(repository)).complete(None, later(2))
+        assert await repository.save(done) is True
+
+        assert await repository.list_by_status(TaskStatus.PENDING, 10) == [pending]
+        assert await repository.list_by_status(TaskStatus.PROCESSING, 10) == [claimed]
+        assert await repository.list_by_status(TaskStatus.COMPLETED, 10) == [done]
+        assert await repository.list_by_status(TaskStatus.FAILED, 10) == []

@@ -1,0 +1,176 @@
+"""What only the PostgreSQL adapter can get wrong: pools, replicas, outages, driver errors."""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import UTC
+
+import msgspec
+import psycopg
+import pytest
+from psycopg import sql
+
+from taskcore.adapters.postgres import PostgresRepository, RepositoryError
+from taskcore.errors import RepositoryUnavailable
+from taskcore.status import TaskStatus
+from tests.contracts.repository import LEASE, later, new_task
+from tests.integration.databases import Database, Databases, database_url
+from tests.integration.postgres.conftest import Repositories
+
+pytestmark = pytest.mark.integration
+
+
+def closed_port_url() -> str:
+    """A URL to a port nobody listens on: bound by us a moment ago, then released."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"postgresql://postgres@127.0.0.1:{port}/taskcore"
+
+
+async def terminate_connections(server_url: str, database: Database) -> int:
+    async with await psycopg.AsyncConnection.connect(server_url, autocommit=True) as connection:
+        cursor = await connection.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [database.name],
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+async def connection_count(server_url: str, database: Database) -> int:
+    async with await psycopg.AsyncConnection.connect(server_url) as connection:
+        cursor = await connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [database.name]
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+async def test_nothing_connects_before_open(databases: Databases, database: Database) -> None:
+    repository = PostgresRepository(database.url)
+
+    assert await connection_count(databases.server_url, database) == 0
+    with pytest.raises(RepositoryUnavailable, match="not open"):
+        await repository.get(1)
+    await repository.close()
+
+
+async def test_open_fails_fast_when_the_server_is_unreachable() -> None:
+    repository = PostgresRepository(closed_port_url(), connect_timeout_s=1.0)
+    started = time.monotonic()
+
+    with pytest.raises(RepositoryUnavailable) as raised:
+        await repository.open()
+
+    assert time.monotonic() - started < 2.0
+    assert isinstance(raised.value.__cause__, psycopg.Error)
+    with pytest.raises(RepositoryUnavailable):
+        await repository.ping()
+
+
+async def test_open_names_the_cause(databases: Databases) -> None:
+    repository = PostgresRepository(database_url(databases.server_url, "no_such_database"))
+
+    with pytest.raises(RepositoryUnavailable, match="does not exist"):
+        await repository.open()
+
+
+async def test_a_closed_repository_can_be_opened_again(database: Database) -> None:
+    repository = PostgresRepository(database.url)
+    await repository.open()
+    await repository.ping()
+    await repository.close()
+
+    with pytest.raises(RepositoryUnavailable):
+        await repository.ping()
+    await repository.open()
+    try:
+        await repository.ping()
+    finally:
+        await repository.close()
+
+
+async def test_reads_go_to_the_read_database(databases: Databases, repositories: Repositories) -> None:
+    primary, replica = await databases.create(), await databases.create()
+    repository = await repositories.open(primary.url, read_conninfo=replica.url)
+    replica_writer = await repositories.open(replica.url)
+
+    written = await repository.add(new_task())
+    assert await repository.get(written.id) is None
+    assert await repository.list_by_status(TaskStatus.PENDING, 10) == []
+    assert await repository.claim(written.id, later(1), LEASE) is not None  # writes go to the primary
+
+    only_in_replica = await replica_writer.add(new_task(task_type="replicated"))
+    assert await repository.get(only_in_replica.id) == only_in_replica
+    assert await repository.list_by_status(TaskStatus.PENDING, 10) == [only_in_replica]
+    await repository.ping()
+
+
+async def test_calls_after_the_server_dropped_the_connections_recover(
+    databases: Databases, repositories: Repositories, database: Database
+) -> None:
+    repository = await repositories.open(database.url, min_size=2, max_size=2, connect_timeout_s=2.0)
+    task = await repository.add(new_task())
+    assert await terminate_connections(databases.server_url, database) >= 1
+
+    outcomes: list[str] = []
+    causes: list[BaseException | None] = []
+    for _ in range(4):
+        try:
+            outcomes.append("same" if await repository.get(task.id) == task else "different")
+        except RepositoryUnavailable as exc:
+            outcomes.append("unavailable")
+            causes.append(exc.__cause__)
+
+    # Each pooled connection may fail one call, as RepositoryUnavailable; then the pool has reconnected.
+    assert set(outcomes) <= {"same", "unavailable"}
+    assert outcomes[-2:] == ["same", "same"]
+    assert all(isinstance(cause, psycopg.OperationalError) for cause in causes)
+    await repository.ping()
+
+
+async def test_a_refused_statement_is_a_repository_error(repository: PostgresRepository) -> None:
+    with pytest.raises(RepositoryError) as raised:
+        await repository.add(new_task(max_attempts=0))
+
+    assert raised.value.fields["constraint"] == "tasks_max_attempts_positive"
+    assert isinstance(raised.value.__cause__, psycopg.errors.CheckViolation)
+    assert not isinstance(raised.value, RepositoryUnavailable)
+
+
+async def test_timestamps_come_back_in_utc_whatever_the_server_zone(
+    databases: Databases, repositories: Repositories, database: Database
+) -> None:
+    async with await psycopg.AsyncConnection.connect(databases.server_url, autocommit=True) as connection:
+        await connection.execute(
+            sql.SQL("ALTER DATABASE {} SET timezone TO 'America/St_Johns'").format(
+                sql.Identifier(database.name)
+            )
+        )
+    repository = await repositories.open(database.url)
+
+    task = await repository.add(new_task())
+    claimed = await repository.claim(task.id, later(1), LEASE)
+    stored = await repository.get(task.id)
+
+    assert claimed is not None
+    assert stored == claimed
+    assert {stored.created_at.tzinfo, stored.run_at.tzinfo, claimed.updated_at.tzinfo} == {UTC}
+
+
+async def test_a_missing_result_is_sql_null_and_a_null_input_is_json_null(
+    repository: PostgresRepository, database: Database
+) -> None:
+    task = await repository.add(msgspec.structs.replace(new_task(), input=None))
+    claimed = await repository.claim(task.id, later(1), LEASE)
+    assert claimed is not None
+    assert await repository.save(claimed.complete(None, later(2)))
+
+    async with await psycopg.AsyncConnection.connect(database.url) as connection:
+        cursor = await connection.execute("SELECT result IS NULL, input = 'null'::jsonb FROM tasks")
+        assert await cursor.fetchall() == [(True, True)]
