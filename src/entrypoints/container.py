@@ -22,10 +22,12 @@ from taskcore.adapters.rabbitmq import RabbitQueue
 from taskcore.adapters.redis import RedisCache
 from taskcore.clock import SystemClock
 from taskcore.config import CoreConfig
+from taskcore.dispatch import Dispatcher
 from taskcore.entrypoints.settings import Settings
 from taskcore.processor import TaskProcessor
 from taskcore.registry import HandlerRegistry
 from taskcore.service import TaskService
+from taskcore.sweeper import Sweeper
 from taskcore.worker import Worker
 
 
@@ -90,10 +92,11 @@ class Container(containers.DeclarativeContainer):
 
     executor = providers.Resource(_thread_pool, max_workers=settings.provided.worker_concurrency)
 
+    dispatcher = providers.Singleton(Dispatcher, repository=repository, queue=queue, clock=clock)
     service = providers.Singleton(
         TaskService,
         repository=repository,
-        queue=queue,
+        dispatcher=dispatcher,
         cache=cache,
         clock=clock,
         registry=registry,
@@ -102,12 +105,15 @@ class Container(containers.DeclarativeContainer):
     processor = providers.Singleton(
         TaskProcessor,
         repository=repository,
-        queue=queue,
+        dispatcher=dispatcher,
         cache=cache,
         clock=clock,
         registry=registry,
         config=core_config,
         executor=executor,
+    )
+    sweeper = providers.Singleton(
+        Sweeper, repository=repository, dispatcher=dispatcher, cache=cache, clock=clock, config=core_config
     )
     worker = providers.Factory(
         Worker,
@@ -115,6 +121,7 @@ class Container(containers.DeclarativeContainer):
         queue=queue,
         concurrency=settings.provided.worker_concurrency,
         grace_s=settings.provided.shutdown_grace_s,
+        sweeper=sweeper,
     )
 
 

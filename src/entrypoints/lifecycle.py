@@ -84,6 +84,8 @@ async def open_resources(container: Container) -> AsyncIterator[Container]:
         if inspect.isawaitable(started):
             await started
         stack.push_async_callback(_shutdown_resources, container)
+        # Runs before the adapters close: buffered confirmations are written.
+        stack.push_async_callback(container.dispatcher().aclose)
         yield container
 
 

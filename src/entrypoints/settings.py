@@ -44,6 +44,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     retry_base_s: Positive = 1.0
     retry_cap_s: Positive = 300.0
     shutdown_grace_s: NonNegative = 30.0
+    sweep_interval_s: Positive = 5.0
+    redispatch_grace_s: Positive = 10.0
+    redispatch_overdue_s: Positive = 600.0
     startup_attempts: Count = 5
     startup_backoff_s: Positive = 1.0
     migrate_on_start: bool = True
@@ -61,6 +64,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             finished_ttl_s=self.cache_ttl_s,
             active_ttl_s=self.cache_active_ttl_s,
             retry=RetryPolicy(base_s=self.retry_base_s, cap_s=self.retry_cap_s),
+            sweep_interval_s=self.sweep_interval_s,
+            redispatch_grace_s=self.redispatch_grace_s,
+            redispatch_overdue_s=self.redispatch_overdue_s,
         )
 
     def missing_services(self) -> list[str]:

@@ -10,6 +10,7 @@ process and the CLI.
 from taskcore.builtin import register_builtins
 from taskcore.clock import SystemClock
 from taskcore.config import CoreConfig, RetryPolicy
+from taskcore.dispatch import Dispatcher
 from taskcore.errors import (
     CacheUnavailable,
     ConfigurationError,
@@ -28,6 +29,7 @@ from taskcore.processor import Outcome, TaskProcessor
 from taskcore.registry import Handler, HandlerRegistry
 from taskcore.service import TaskService
 from taskcore.status import FINAL_STATUSES, TaskStatus
+from taskcore.sweeper import Sweeper, SweepReport
 from taskcore.task import NewTask, Task
 from taskcore.worker import Worker
 
@@ -36,6 +38,7 @@ __all__ = [
     "CacheUnavailable",
     "ConfigurationError",
     "CoreConfig",
+    "Dispatcher",
     "Handler",
     "HandlerRegistrationError",
     "HandlerRegistry",
@@ -47,6 +50,8 @@ __all__ = [
     "RepositoryUnavailable",
     "RetryPolicy",
     "ServiceUnavailable",
+    "SweepReport",
+    "Sweeper",
     "SystemClock",
     "Task",
     "TaskNotFound",

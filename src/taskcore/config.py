@@ -31,6 +31,9 @@ class CoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     finished_ttl_s: float = 60.0
     active_ttl_s: float = 60.0
     retry: RetryPolicy = RetryPolicy()
+    sweep_interval_s: float = 5.0
+    redispatch_grace_s: float = 10.0
+    redispatch_overdue_s: float = 600.0
 
     @property
     def lease(self) -> timedelta:

@@ -8,6 +8,7 @@ Adapters raise only taskcore errors (``RepositoryUnavailable``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -46,6 +47,26 @@ class TaskRepository(Protocol):
         ...
 
     async def list_by_status(self, status: TaskStatus, limit: int) -> list[Task]: ...
+
+    async def renew_lease(self, task_id: int, version: int, lease_until: datetime) -> bool:
+        """Extend a running attempt's lease; ``False`` once the task is no
+        longer this attempt's (cancelled, released, finished)."""
+        ...
+
+    async def mark_dispatched(self, task_ids: Sequence[int], at: datetime) -> None:
+        """Record that the broker confirmed these PENDING tasks' messages."""
+        ...
+
+    async def lapsed(self, now: datetime, limit: int) -> list[Task]:
+        """PROCESSING tasks whose lease ended before ``now``."""
+        ...
+
+    async def undispatched(
+        self, *, unconfirmed_before: datetime, overdue_before: datetime, limit: int
+    ) -> list[Task]:
+        """PENDING tasks to publish again: unconfirmed since before
+        ``unconfirmed_before``, or due and dispatched before ``overdue_before``."""
+        ...
 
 
 class Delivery(Protocol):

@@ -1,10 +1,13 @@
 """Processing one delivery: claim, run the handler, record the verdict, ack.
 
 The order is the delivery guarantee. The claim is one guarded write, so a
-duplicate message finds nothing to claim and is dropped. The verdict is saved
-with a compare-and-set on the claimed version, so a worker that lost its task
-(lease lapsed, cancelled) cannot overwrite a newer state. The message is acked
-only after the verdict is stored; if storing fails the message is handed back.
+duplicate message finds nothing to claim and is dropped. While the handler
+runs, a heartbeat renews the claim's lease; a renewal that fails means the
+task is no longer ours (cancelled, or released by a sweeper), so the handler
+is cancelled. The verdict is saved with a compare-and-set on the claimed
+version, so a worker that lost its task cannot overwrite a newer state. The
+message is acked only after the verdict is stored; if storing fails the
+message is handed back.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 import msgspec
 
 from taskcore.config import CoreConfig
+from taskcore.dispatch import Dispatcher
 from taskcore.errors import InvalidInput, ServiceUnavailable, UnknownTaskType, UnstorableValue
-from taskcore.messages import InvalidMessage, decode_task_message, encode_task_message
-from taskcore.ports import Clock, Delivery, TaskCache, TaskQueue, TaskRepository
+from taskcore.messages import InvalidMessage, decode_task_message
+from taskcore.ports import Clock, Delivery, TaskCache, TaskRepository
 from taskcore.registry import Handler, HandlerRegistry
 from taskcore.status import TaskStatus
 from taskcore.status_cache import StatusCache
@@ -45,12 +49,16 @@ class _HandlerFailed(Exception):
         self.retryable = retryable
 
 
+class _LeaseLost(Exception):
+    """The heartbeat found the task taken from this attempt."""
+
+
 class TaskProcessor:
     def __init__(
         self,
         *,
         repository: TaskRepository,
-        queue: TaskQueue,
+        dispatcher: Dispatcher,
         cache: TaskCache,
         clock: Clock,
         registry: HandlerRegistry,
@@ -58,7 +66,7 @@ class TaskProcessor:
         executor: Executor | None = None,
     ) -> None:
         self._repository = repository
-        self._queue = queue
+        self._dispatcher = dispatcher
         self._cache = StatusCache(cache, config)
         self._clock = clock
         self._registry = registry
@@ -87,7 +95,6 @@ class TaskProcessor:
         if claimed is None:
             return await self._settle_unclaimed(task_id, delivery)
         await self._cache.remember(claimed)
-
         try:
             verdict = await self._verdict(claimed)
         except asyncio.CancelledError:
@@ -95,6 +102,10 @@ class TaskProcessor:
             # claims it at once instead of waiting for the lease to lapse.
             await asyncio.shield(self._hand_back(claimed))
             raise
+        except _LeaseLost:
+            log.info("task %s was cancelled or taken over while attempt %s ran", task_id, claimed.attempts)
+            await delivery.ack()
+            return Outcome.SUPERSEDED
         # Storing the verdict and acking must not be torn apart by a
         # cancellation (shutdown): finish them together.
         return await asyncio.shield(self._record(claimed, verdict, delivery))
@@ -122,19 +133,44 @@ class TaskProcessor:
 
     async def _verdict(self, claimed: Task) -> Task:
         try:
-            result = await self._run(claimed)
+            handler = self._registry.get(claimed.type)
+            value = handler.parse_input(claimed.input)
+        except (UnknownTaskType, InvalidInput) as exc:
+            return claimed.fail(str(exc), self._clock.now(), None)
+        try:
+            result = await self._run_with_heartbeat(claimed, handler, value)
         except _HandlerFailed as exc:
-            now = self._clock.now()
-            retry_in = self._config.retry.delay(claimed.attempts) if exc.retryable else None
-            return claimed.fail(str(exc), now, retry_in)
+            policy = handler.retry or self._config.retry
+            retry_in = policy.delay(claimed.attempts) if exc.retryable else None
+            return claimed.fail(str(exc), self._clock.now(), retry_in)
         return claimed.complete(result, self._clock.now())
 
-    async def _run(self, task: Task) -> Any:
+    async def _run_with_heartbeat(self, claimed: Task, handler: Handler, value: Any) -> Any:
+        run = asyncio.ensure_future(self._run(handler, value))
+        interval = self._config.lease_s / 3
         try:
-            handler = self._registry.get(task.type)
-            value = handler.parse_input(task.input)
-        except (UnknownTaskType, InvalidInput) as exc:
-            raise _HandlerFailed(str(exc), retryable=False) from exc
+            while True:
+                done, _ = await asyncio.wait({run}, timeout=interval)
+                if done:
+                    return run.result()
+                if not await self._renew(claimed):
+                    raise _LeaseLost
+        finally:
+            if not run.done():
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+
+    async def _renew(self, claimed: Task) -> bool:
+        lease_until = self._clock.now() + self._config.lease
+        try:
+            return await self._repository.renew_lease(claimed.id, claimed.version, lease_until)
+        except ServiceUnavailable as exc:
+            # Keep running: the database may be back before the lease ends, and
+            # if it is not, the fenced verdict write protects the newer attempt.
+            log.warning("could not renew the lease of task %s: %s", claimed.id, exc)
+            return True
+
+    async def _run(self, handler: Handler, value: Any) -> Any:
         timeout = handler.timeout_s or self._config.task_timeout_s
         try:
             async with asyncio.timeout(timeout):
@@ -172,9 +208,7 @@ class TaskProcessor:
             return Outcome.SUPERSEDED
         await self._cache.remember(verdict)
         if verdict.status is TaskStatus.PENDING:
-            await self._queue.publish(
-                encode_task_message(verdict.id), delay=verdict.run_at - self._clock.now()
-            )
+            await self._dispatcher.dispatch(verdict)  # delayed until run_at; the sweeper covers a failure
         await delivery.ack()
         if verdict.status is TaskStatus.COMPLETED:
             return Outcome.COMPLETED

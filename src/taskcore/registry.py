@@ -16,6 +16,7 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 
+from taskcore.config import RetryPolicy
 from taskcore.errors import HandlerRegistrationError, InvalidInput, UnknownTaskType
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,6 +32,7 @@ class Handler:
     is_async: bool
     max_attempts: int
     timeout_s: float | None
+    retry: RetryPolicy | None = None
 
     def parse_input(self, data: Any) -> Any:
         """Convert JSON-shaped data into the handler's input type."""
@@ -86,6 +88,7 @@ class HandlerRegistry:
         name: str | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Callable[[F], F]: ...
 
     def handler(
@@ -96,12 +99,13 @@ class HandlerRegistry:
         name: str | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> F | Callable[[F], F]:
         """Decorator form of ``register``: ``@registry.handler`` or
-        ``@registry.handler(name="resize", max_attempts=5)``."""
+        ``@registry.handler(name="resize", max_attempts=5, retry=RetryPolicy(base_s=2))``."""
 
         def decorate(f: F) -> F:
-            self.register(f, name=name, max_attempts=max_attempts, timeout_s=timeout_s)
+            self.register(f, name=name, max_attempts=max_attempts, timeout_s=timeout_s, retry=retry)
             return f
 
         return decorate(fn) if fn is not None else decorate
@@ -113,6 +117,7 @@ class HandlerRegistry:
         name: str | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Handler:
         task_type = name or getattr(fn, "__name__", "")
         if not task_type:
@@ -130,6 +135,7 @@ class HandlerRegistry:
             is_async=inspect.iscoroutinefunction(fn),
             max_attempts=max_attempts,
             timeout_s=timeout_s,
+            retry=retry,
         )
         self._handlers[task_type] = handler
         return handler

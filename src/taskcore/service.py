@@ -1,20 +1,24 @@
-"""The use cases clients call: submit a task and read it back."""
+"""The use cases clients call: submit, read, list, cancel and re-queue tasks."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from taskcore.config import CoreConfig
-from taskcore.errors import QueueUnavailable, TaskNotFound
-from taskcore.messages import encode_task_message
-from taskcore.ports import Clock, TaskCache, TaskQueue, TaskRepository
+from taskcore.dispatch import Dispatcher
+from taskcore.errors import InvalidTransition, TaskNotFound
+from taskcore.ports import Clock, TaskCache, TaskRepository
 from taskcore.registry import HandlerRegistry
+from taskcore.status import TaskStatus
 from taskcore.status_cache import StatusCache
 from taskcore.task import NewTask, Task
 
 log = logging.getLogger("taskcore.service")
+
+CAS_ATTEMPTS = 5
 
 
 class TaskService:
@@ -22,14 +26,14 @@ class TaskService:
         self,
         *,
         repository: TaskRepository,
-        queue: TaskQueue,
+        dispatcher: Dispatcher,
         cache: TaskCache,
         clock: Clock,
         registry: HandlerRegistry,
         config: CoreConfig,
     ) -> None:
         self._repository = repository
-        self._queue = queue
+        self._dispatcher = dispatcher
         self._cache = StatusCache(cache, config)
         self._clock = clock
         self._registry = registry
@@ -43,8 +47,8 @@ class TaskService:
 
         Validation happens first, so a rejected request writes nothing. The row
         is committed before the message is published, and a publish failure
-        does not fail the submit: the task is stored and the database, not the
-        message, is what guarantees it runs.
+        does not fail the submit: the task is stored, its message unconfirmed,
+        and the sweeper publishes it once the broker is back.
         """
         handler = self._registry.get(task_type)
         stored_input = handler.normalise_input(input_data)
@@ -58,10 +62,7 @@ class TaskService:
                 created_at=now,
             )
         )
-        try:
-            await self._queue.publish(encode_task_message(task.id), delay=delay)
-        except QueueUnavailable as exc:
-            log.warning("task %s stored but not published yet: %s", task.id, exc)
+        await self._dispatcher.dispatch(task)
         await self._cache.remember(task)
         return task
 
@@ -78,3 +79,28 @@ class TaskService:
             raise TaskNotFound(f"task {task_id} not found", task_id=task_id)
         await self._cache.remember(task)
         return task
+
+    async def list_by_status(self, status: TaskStatus, limit: int) -> list[Task]:
+        return await self._repository.list_by_status(status, limit)
+
+    async def cancel(self, task_id: int) -> Task:
+        """PENDING tasks never run; a PROCESSING task's worker notices at its
+        next heartbeat, stops the handler and discards its result."""
+        return await self._transition(task_id, lambda task: task.cancel(self._clock.now()))
+
+    async def requeue(self, task_id: int) -> Task:
+        """Run a FAILED or CANCELLED task again with a fresh set of attempts."""
+        task = await self._transition(task_id, lambda task: task.requeue(self._clock.now()))
+        await self._dispatcher.dispatch(task)
+        return task
+
+    async def _transition(self, task_id: int, change: Callable[[Task], Task]) -> Task:
+        for _ in range(CAS_ATTEMPTS):
+            current = await self._repository.get(task_id, fresh=True)
+            if current is None:
+                raise TaskNotFound(f"task {task_id} not found", task_id=task_id)
+            changed = change(current)  # raises InvalidTransition
+            if await self._repository.save(changed):
+                await self._cache.remember(changed)
+                return changed
+        raise InvalidTransition(f"task {task_id} keeps changing; try again", task_id=task_id)

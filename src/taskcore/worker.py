@@ -14,6 +14,7 @@ import logging
 
 from taskcore.ports import Delivery, TaskQueue
 from taskcore.processor import Outcome, TaskProcessor
+from taskcore.sweeper import Sweeper
 
 log = logging.getLogger("taskcore.worker")
 
@@ -26,6 +27,7 @@ class Worker:
         queue: TaskQueue,
         concurrency: int = 16,
         grace_s: float = 30.0,
+        sweeper: Sweeper | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -33,6 +35,7 @@ class Worker:
         self._queue = queue
         self._concurrency = concurrency
         self._grace_s = grace_s
+        self._sweeper = sweeper
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task[Outcome | None]] = set()
         self._stop = asyncio.Event()
@@ -47,6 +50,15 @@ class Worker:
         self._stop.set()
 
     async def run(self) -> None:
+        sweeping = asyncio.create_task(self._sweeper.run(self._stop)) if self._sweeper else None
+        try:
+            await self._consume()
+        finally:
+            if sweeping is not None:
+                self._stop.set()
+                await sweeping
+
+    async def _consume(self) -> None:
         async with self._queue.consume(prefetch=self._concurrency) as consumer:
             stop_wait = asyncio.ensure_future(self._stop.wait())
             try:

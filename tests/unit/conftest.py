@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from taskcore import CoreConfig, HandlerRegistry, RetryPolicy, TaskProcessor, TaskService
+from taskcore import CoreConfig, Dispatcher, HandlerRegistry, RetryPolicy, TaskProcessor, TaskService
 from taskcore.adapters.memory import MemoryCache, MemoryQueue, MemoryRepository
 
 
@@ -60,28 +60,43 @@ def cache() -> MemoryCache:
 
 
 @pytest.fixture
+def dispatcher(repository: MemoryRepository, queue: MemoryQueue, clock: ManualClock) -> Dispatcher:
+    return Dispatcher(repository=repository, queue=queue, clock=clock, flush_delay_s=0)
+
+
+@pytest.fixture
 def service(
     repository: MemoryRepository,
-    queue: MemoryQueue,
+    dispatcher: Dispatcher,
     cache: MemoryCache,
     clock: ManualClock,
     registry: HandlerRegistry,
     config: CoreConfig,
 ) -> TaskService:
     return TaskService(
-        repository=repository, queue=queue, cache=cache, clock=clock, registry=registry, config=config
+        repository=repository,
+        dispatcher=dispatcher,
+        cache=cache,
+        clock=clock,
+        registry=registry,
+        config=config,
     )
 
 
 @pytest.fixture
 def processor(
     repository: MemoryRepository,
-    queue: MemoryQueue,
+    dispatcher: Dispatcher,
     cache: MemoryCache,
     clock: ManualClock,
     registry: HandlerRegistry,
     config: CoreConfig,
 ) -> TaskProcessor:
     return TaskProcessor(
-        repository=repository, queue=queue, cache=cache, clock=clock, registry=registry, config=config
+        repository=repository,
+        dispatcher=dispatcher,
+        cache=cache,
+        clock=clock,
+        registry=registry,
+        config=config,
     )

@@ -58,7 +58,19 @@ async def test_submit_then_read_the_result(client: AsyncTestClient) -> None:  # 
     assert done["result"] == "olleh"
     assert done["type"] == "reverse"
     assert done["attempts"] == 1
-    assert set(done) == {"id", "type", "status", "result", "error", "attempts", "created_at", "updated_at"}
+    assert set(done) == {
+        "id",
+        "type",
+        "status",
+        "result",
+        "error",
+        "attempts",
+        "max_attempts",
+        "created_at",
+        "updated_at",
+        "run_at",
+        "finished_at",
+    }
 
 
 async def test_a_failing_handler_ends_failed_with_its_error(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
@@ -167,3 +179,37 @@ async def test_swagger_ui_and_schema(client: AsyncTestClient) -> None:  # type: 
     schema = (await client.get("/docs/openapi.json")).json()
     assert "/tasks" in schema["paths"] or "/tasks/" in schema["paths"]
     assert "/tasks/{task_id}" in schema["paths"]
+
+
+async def test_failed_tasks_are_listed_and_can_be_requeued(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    created = (await client.post("/tasks/", json={"input_data": "x", "type": "explode"})).json()
+    failed = await wait_for_status(client, created["id"], "FAILED")
+    assert failed["finished_at"] is not None
+    listed = (await client.get("/tasks", params={"status": "FAILED"})).json()
+    assert [t["id"] for t in listed["items"]] == [created["id"]]
+    assert listed["next_cursor"] is None
+    retried = await client.post(f"/tasks/{created['id']}/retry")
+    assert retried.status_code == 200
+    assert (retried.json()["status"], retried.json()["attempts"]) == ("PENDING", 0)
+    await wait_for_status(client, created["id"], "FAILED")
+
+
+async def test_cancel_and_its_conflicts(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    created = (await client.post("/tasks/", json={"input_data": "abc"})).json()
+    cancelled = await client.post(f"/tasks/{created['id']}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "CANCELLED"
+    again = await client.post(f"/tasks/{created['id']}/cancel")
+    assert again.status_code == 409
+    assert again.headers["content-type"] == PROBLEM
+    done = (await client.post("/tasks/", json={"input_data": "abc"})).json()
+    await wait_for_status(client, done["id"], "COMPLETED")
+    assert (await client.post(f"/tasks/{done['id']}/retry")).status_code == 409
+    assert (await client.post("/tasks/777/cancel")).status_code == 404
+
+
+@pytest.mark.parametrize("query", ["", "?status=NOPE", "?status=FAILED&limit=0", "?status=FAILED&limit=501"])
+async def test_bad_list_queries_are_422(client: AsyncTestClient, query: str) -> None:  # type: ignore[type-arg]
+    response = await client.get(f"/tasks{query}")
+    assert response.status_code in (400, 422)
+    assert response.headers["content-type"] == PROBLEM

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from taskcore import (
     CoreConfig,
+    Dispatcher,
     HandlerRegistry,
     Outcome,
     TaskProcessor,
@@ -76,6 +77,7 @@ async def test_runs_up_to_concurrency_tasks_at_once(
 async def test_sync_handlers_run_concurrently_in_the_pool(
     repository: MemoryRepository,
     queue: MemoryQueue,
+    dispatcher: Dispatcher,
     cache: MemoryCache,
     clock: ManualClock,
     config: CoreConfig,
@@ -92,7 +94,7 @@ async def test_sync_handlers_run_concurrently_in_the_pool(
     with ThreadPoolExecutor(max_workers=8) as pool:
         processor = TaskProcessor(
             repository=repository,
-            queue=queue,
+            dispatcher=dispatcher,
             cache=cache,
             clock=clock,
             registry=registry,
@@ -100,7 +102,12 @@ async def test_sync_handlers_run_concurrently_in_the_pool(
             executor=pool,
         )
         service = TaskService(
-            repository=repository, queue=queue, cache=cache, clock=clock, registry=registry, config=config
+            repository=repository,
+            dispatcher=dispatcher,
+            cache=cache,
+            clock=clock,
+            registry=registry,
+            config=config,
         )
         for i in range(8):
             await service.submit("block", i)

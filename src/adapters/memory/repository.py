@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from taskcore.errors import RepositoryUnavailable, UnstorableValue
 from taskcore.status import TaskStatus
@@ -23,6 +26,7 @@ def _has_nul(value: Any) -> bool:
 class MemoryRepository:
     def __init__(self) -> None:
         self.tasks: dict[int, Task] = {}
+        self.dispatched_at: dict[int, datetime] = {}
         self.available = True
         self._next_id = 1
 
@@ -73,7 +77,50 @@ class MemoryRepository:
         if stored is None or stored.version != task.version - 1:
             return False
         self.tasks[task.id] = task
+        if task.status is TaskStatus.PENDING:
+            self.dispatched_at.pop(task.id, None)
         return True
+
+    async def renew_lease(self, task_id: int, version: int, lease_until: datetime) -> bool:
+        self._check()
+        task = self.tasks.get(task_id)
+        if task is None or task.version != version or task.status is not TaskStatus.PROCESSING:
+            return False
+        self.tasks[task_id] = msgspec.structs.replace(task, lease_until=lease_until)
+        return True
+
+    async def mark_dispatched(self, task_ids: Sequence[int], at: datetime) -> None:
+        self._check()
+        for task_id in task_ids:
+            task = self.tasks.get(task_id)
+            if task is not None and task.status is TaskStatus.PENDING:
+                self.dispatched_at[task_id] = at
+
+    async def lapsed(self, now: datetime, limit: int) -> list[Task]:
+        self._check()
+        found = [
+            t
+            for t in self.tasks.values()
+            if t.status is TaskStatus.PROCESSING and t.lease_until is not None and t.lease_until < now
+        ]
+        found.sort(key=lambda t: t.lease_until or now)
+        return found[:limit]
+
+    async def undispatched(
+        self, *, unconfirmed_before: datetime, overdue_before: datetime, limit: int
+    ) -> list[Task]:
+        self._check()
+        found = []
+        for task in self.tasks.values():
+            if task.status is not TaskStatus.PENDING:
+                continue
+            at = self.dispatched_at.get(task.id)
+            if (at is None and task.updated_at < unconfirmed_before) or (
+                at is not None and at < overdue_before and task.run_at < overdue_before
+            ):
+                found.append(task)
+        found.sort(key=lambda t: t.updated_at)
+        return found[:limit]
 
     async def list_by_status(self, status: TaskStatus, limit: int) -> list[Task]:
         self._check()

@@ -41,8 +41,46 @@ SET status = %(status)s::task_status,
     started_at = %(started_at)s,
     finished_at = %(finished_at)s,
     updated_at = %(updated_at)s,
-    version = %(version)s
+    version = %(version)s,
+    -- back to PENDING means a new message is needed; the caller marks it once confirmed
+    dispatched_at = CASE WHEN %(status)s::task_status = 'PENDING' THEN NULL ELSE dispatched_at END
 WHERE id = %(id)s AND version = %(version)s - 1;
+
+-- name: renew_lease
+-- The heartbeat of a running attempt. Fenced by version, so it fails once the
+-- task was cancelled or released, which tells the worker to stop.
+UPDATE tasks
+SET lease_until = %(lease_until)s
+WHERE id = %(id)s AND version = %(version)s AND status = 'PROCESSING';
+
+-- name: mark_dispatched
+-- Publisher confirms, recorded in batches. Only PENDING rows care.
+UPDATE tasks
+SET dispatched_at = %(at)s
+WHERE id = ANY(%(ids)s) AND status = 'PENDING';
+
+-- name: lapsed_tasks
+-- PROCESSING rows whose worker stopped renewing the lease (crashed, partitioned).
+SELECT id, type, input, status, result, error, attempts, max_attempts, version,
+       created_at, updated_at, run_at, lease_until, started_at, finished_at
+FROM tasks
+WHERE status = 'PROCESSING' AND lease_until < %(now)s
+ORDER BY lease_until
+LIMIT %(limit)s;
+
+-- name: undispatched_tasks
+-- PENDING rows with no confirmed message for a while (publish failed, or the
+-- API died between commit and publish), and due rows whose message is long
+-- overdue (lost with a broker that lost its queue). Duplicates are harmless:
+-- the claim lets one through.
+SELECT id, type, input, status, result, error, attempts, max_attempts, version,
+       created_at, updated_at, run_at, lease_until, started_at, finished_at
+FROM tasks
+WHERE status = 'PENDING'
+  AND ((dispatched_at IS NULL AND updated_at < %(unconfirmed_before)s)
+       OR (run_at < %(overdue_before)s AND dispatched_at < %(overdue_before)s))
+ORDER BY updated_at
+LIMIT %(limit)s;
 
 -- name: list_tasks_by_status
 SELECT id, type, input, status, result, error, attempts, max_attempts, version,

@@ -205,6 +205,31 @@ class PostgresRepository:
                 cursor = await connection.execute(queries["save_task"], params)
                 return cursor.rowcount == 1
 
+    async def renew_lease(self, task_id: int, version: int, lease_until: datetime) -> bool:
+        params = {"id": task_id, "version": version, "lease_until": lease_until}
+        return await self._execute("renew_lease", params, f"renew the lease of task {task_id}") == 1
+
+    async def mark_dispatched(self, task_ids: Sequence[int], at: datetime) -> None:
+        if task_ids:
+            await self._execute("mark_dispatched", {"ids": list(task_ids), "at": at}, "mark tasks dispatched")
+
+    async def lapsed(self, now: datetime, limit: int) -> list[Task]:
+        params = {"now": now, "limit": limit}
+        return await self._fetch(self._primary, "lapsed_tasks", params, "find lapsed leases")
+
+    async def undispatched(
+        self, *, unconfirmed_before: datetime, overdue_before: datetime, limit: int
+    ) -> list[Task]:
+        params = {"unconfirmed_before": unconfirmed_before, "overdue_before": overdue_before, "limit": limit}
+        return await self._fetch(self._primary, "undispatched_tasks", params, "find undispatched tasks")
+
+    async def _execute(self, query: str, params: Mapping[str, Any], action: str) -> int:
+        statement: LiteralString = queries[query]
+        with wrap_errors(action):
+            async with self._primary.connection() as connection:
+                cursor = await connection.execute(statement, params)
+                return cursor.rowcount
+
     async def list_by_status(self, status: TaskStatus, limit: int) -> list[Task]:
         params = {"status": status.value, "limit": limit}
         return await self._fetch(self._read, "list_tasks_by_status", params, f"list {status.value} tasks")

@@ -19,6 +19,9 @@ CREATE TABLE tasks (
     lease_until timestamptz,
     started_at timestamptz,
     finished_at timestamptz,
+    -- The outbox: when the broker confirmed this task's message (NULL: not known
+    -- to be published; the sweeper publishes it again).
+    dispatched_at timestamptz,
     -- A PROCESSING row without a lease would never be swept; a lease on any
     -- other row would make the sweeper release a task nobody holds.
     CONSTRAINT tasks_lease_iff_processing CHECK ((status = 'PROCESSING') = (lease_until IS NOT NULL)),
@@ -28,6 +31,10 @@ CREATE TABLE tasks (
 
 -- Due PENDING tasks, for the sweeper's re-dispatch of unpublished rows.
 CREATE INDEX tasks_pending_run_at_idx ON tasks (run_at) WHERE status = 'PENDING';
+
+-- PENDING rows whose message is unconfirmed, oldest first, for the sweeper.
+CREATE INDEX tasks_pending_undispatched_idx ON tasks (updated_at)
+    WHERE status = 'PENDING' AND dispatched_at IS NULL;
 
 -- Lapsed leases, for the sweeper's release of abandoned attempts.
 CREATE INDEX tasks_processing_lease_until_idx ON tasks (lease_until) WHERE status = 'PROCESSING';

@@ -118,6 +118,11 @@ class RabbitQueue:
 
     async def publish(self, body: bytes, *, delay: timedelta | None = None) -> None:
         channel = self._require_channel()
+        connection = self._connection
+        if connection is None or not connection.connected.is_set():
+            # Fail at once while reconnecting: the caller (a submit) has stored
+            # the task already and must not wait out the timeout for nothing.
+            raise QueueUnavailable("not connected to the broker; reconnecting")
         message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
         with broker_errors("the broker did not confirm the message"):
             async with asyncio.timeout(self._publish_timeout_s):

@@ -27,8 +27,11 @@ class TaskView(msgspec.Struct, kw_only=True):
     result: Any
     error: str | None
     attempts: int
+    max_attempts: int
     created_at: datetime
     updated_at: datetime
+    run_at: datetime
+    finished_at: datetime | None
 
     @classmethod
     def of(cls, task: Task) -> TaskView:
@@ -39,9 +42,17 @@ class TaskView(msgspec.Struct, kw_only=True):
             result=task.result,
             error=task.error,
             attempts=task.attempts,
+            max_attempts=task.max_attempts,
             created_at=task.created_at,
             updated_at=task.updated_at,
+            run_at=task.run_at,
+            finished_at=task.finished_at,
         )
+
+
+class TaskPage(msgspec.Struct, kw_only=True):
+    items: list[TaskView]
+    next_cursor: str | None = None
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):

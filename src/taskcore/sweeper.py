@@ -1,0 +1,104 @@
+"""Finding work that fell through the cracks, and dispatching it again.
+
+Runs inside every worker. Two kinds of rows need it: PROCESSING tasks whose
+lease lapsed (their worker was killed or cut off) go back to PENDING, or to
+FAILED once their attempts are spent; PENDING tasks whose message was never
+confirmed (broker down at submit, API killed after the commit) are published
+again. Several sweepers at once are safe: each release is a compare-and-set
+on the row's version, and a duplicate message is dropped at the claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from taskcore.config import CoreConfig
+from taskcore.dispatch import Dispatcher
+from taskcore.errors import ServiceUnavailable
+from taskcore.ports import Clock, TaskCache, TaskRepository
+from taskcore.status import TaskStatus
+from taskcore.status_cache import StatusCache
+
+log = logging.getLogger("taskcore.sweeper")
+
+BATCH = 500
+
+
+@dataclass
+class SweepReport:
+    released: int = 0
+    failed: int = 0
+    redispatched: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.released or self.failed or self.redispatched)
+
+
+class Sweeper:
+    def __init__(
+        self,
+        *,
+        repository: TaskRepository,
+        dispatcher: Dispatcher,
+        cache: TaskCache,
+        clock: Clock,
+        config: CoreConfig,
+    ) -> None:
+        self._repository = repository
+        self._dispatcher = dispatcher
+        self._cache = StatusCache(cache, config)
+        self._clock = clock
+        self._config = config
+        self.totals = SweepReport()
+
+    async def sweep_once(self) -> SweepReport:
+        report = SweepReport()
+        now = self._clock.now()
+        for task in await self._repository.lapsed(now, BATCH):
+            released = task.release(now, f"attempt {task.attempts} abandoned: its lease expired")
+            if not await self._repository.save(released):
+                continue  # its worker finished (or another sweeper won) meanwhile
+            await self._cache.remember(released)
+            if released.status is TaskStatus.FAILED:
+                report.failed += 1
+                log.warning("task %s failed: attempts spent by workers that died", task.id)
+                continue
+            report.released += 1
+            await self._dispatcher.dispatch(released)
+        config = self._config
+        for task in await self._repository.undispatched(
+            unconfirmed_before=now - timedelta(seconds=config.redispatch_grace_s),
+            overdue_before=now - timedelta(seconds=config.redispatch_overdue_s),
+            limit=BATCH,
+        ):
+            if await self._dispatcher.dispatch(task):
+                report.redispatched += 1
+        await self._dispatcher.flush()
+        if report:
+            log.info(
+                "sweep: %d released, %d failed, %d dispatched again",
+                report.released,
+                report.failed,
+                report.redispatched,
+            )
+        self.totals.released += report.released
+        self.totals.failed += report.failed
+        self.totals.redispatched += report.redispatched
+        return report
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sweep every ``sweep_interval_s`` (with jitter, so many workers spread
+        out) until ``stop`` is set."""
+        interval = self._config.sweep_interval_s
+        while not stop.is_set():
+            try:
+                await self.sweep_once()
+            except ServiceUnavailable as exc:
+                log.warning("sweep skipped: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval * (0.8 + 0.4 * random.random()))
