@@ -307,3 +307,65 @@ class RepositoryContract:
         assert await repository.list_by_status(TaskStatus.PROCESSING, 10) == [claimed]
         assert await repository.list_by_status(TaskStatus.COMPLETED, 10) == [done]
         assert await repository.list_by_status(TaskStatus.FAILED, 10) == []
+
+    # -- what the heartbeat, the outbox and the sweeper rely on ---------------
+
+    async def test_renew_lease_extends_only_the_current_attempt(self, repository: TaskRepository) -> None:
+        claimed = await self._claimed(repository)
+        assert await repository.renew_lease(claimed.id, claimed.version, later(100))
+        stored = await repository.get(claimed.id, fresh=True)
+        assert stored is not None
+        assert stored.lease_until == later(100)
+        assert stored.version == claimed.version  # a heartbeat is not a transition
+        assert not await repository.renew_lease(claimed.id, claimed.version - 1, later(200))
+        assert await repository.save(claimed.cancel(later(2)))
+        assert not await repository.renew_lease(claimed.id, claimed.version, later(300))
+        assert not await repository.renew_lease(10**12, 1, later(300))
+
+    async def test_lapsed_finds_expired_leases_oldest_first(self, repository: TaskRepository) -> None:
+        first = await self._claimed(repository)
+        second = await self._claimed(repository)
+        assert await repository.renew_lease(second.id, second.version, later(10))
+        await self._claimed(repository)  # lease until later(31)
+        pending = await repository.add(new_task())
+        lapsed = await repository.lapsed(later(20), 10)
+        assert [t.id for t in lapsed] == [second.id]
+        lapsed = await repository.lapsed(later(60), 10)
+        assert [t.id for t in lapsed][:1] == [second.id]
+        assert {t.id for t in lapsed} == {first.id, second.id, lapsed[-1].id}
+        assert pending.id not in {t.id for t in lapsed}
+        assert len(await repository.lapsed(later(60), 1)) == 1
+
+    async def test_undispatched_until_confirmed(self, repository: TaskRepository) -> None:
+        task = await repository.add(new_task())
+        found = await repository.undispatched(
+            unconfirmed_before=later(10), overdue_before=T0 - LEASE, limit=10
+        )
+        assert [t.id for t in found] == [task.id]
+        assert await repository.undispatched(unconfirmed_before=T0, overdue_before=T0 - LEASE, limit=10) == []
+        await repository.mark_dispatched([task.id], later(1))
+        assert (
+            await repository.undispatched(unconfirmed_before=later(10), overdue_before=T0 - LEASE, limit=10)
+            == []
+        )
+        # long overdue: the message must have been lost
+        overdue = await repository.undispatched(
+            unconfirmed_before=later(10), overdue_before=later(5), limit=10
+        )
+        assert [t.id for t in overdue] == [task.id]
+
+    async def test_a_transition_back_to_pending_needs_a_new_message(self, repository: TaskRepository) -> None:
+        claimed = await self._claimed(repository)
+        assert await repository.save(claimed.fail("boom", later(2), timedelta(seconds=1)))
+        found = await repository.undispatched(unconfirmed_before=later(10), overdue_before=T0, limit=10)
+        assert [t.id for t in found] == [claimed.id]
+
+    async def test_only_pending_tasks_count_as_undispatched(self, repository: TaskRepository) -> None:
+        await self._claimed(repository)
+        done = await self._claimed(repository)
+        assert await repository.save(done.complete(1, later(2)))
+        await repository.mark_dispatched([done.id], later(3))  # harmless on a finished task
+        found = await repository.undispatched(
+            unconfirmed_before=later(100), overdue_before=later(100), limit=10
+        )
+        assert found == []

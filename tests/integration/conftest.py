@@ -29,8 +29,8 @@ def _unavailable(what: str, exc: BaseException) -> None:
 
 @pytest.fixture(scope="session")
 def containers() -> Iterator[ExitStack]:
-    with ExitStack() as stack:
-        yield stack
+    with ExitStack() as opened:
+        yield opened
 
 
 def _from_env_or_container(name: str, containers: ExitStack, start: Any) -> str:
@@ -54,10 +54,10 @@ def run_id() -> str:
 def database_server_url(containers: ExitStack) -> str:
     """A PostgreSQL URL whose user may CREATE DATABASE."""
 
-    def start(stack: ExitStack) -> str:
+    def start(opened: ExitStack) -> str:
         from testcontainers.community.postgres import PostgresContainer
 
-        pg = stack.enter_context(PostgresContainer("postgres:16-alpine", driver=None))
+        pg = opened.enter_context(PostgresContainer("postgres:16-alpine", driver=None))
         return str(pg.get_connection_url())
 
     return _from_env_or_container("database", containers, start)
@@ -65,10 +65,10 @@ def database_server_url(containers: ExitStack) -> str:
 
 @pytest.fixture(scope="session")
 def redis_server_url(containers: ExitStack) -> str:
-    def start(stack: ExitStack) -> str:
+    def start(opened: ExitStack) -> str:
         from testcontainers.community.redis import RedisContainer
 
-        redis = stack.enter_context(RedisContainer("redis:7-alpine"))
+        redis = opened.enter_context(RedisContainer("redis:7-alpine"))
         return f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}/0"
 
     return _from_env_or_container("redis", containers, start)
@@ -76,10 +76,10 @@ def redis_server_url(containers: ExitStack) -> str:
 
 @pytest.fixture(scope="session")
 def amqp_server_url(containers: ExitStack) -> str:
-    def start(stack: ExitStack) -> str:
+    def start(opened: ExitStack) -> str:
         from testcontainers.community.rabbitmq import RabbitMqContainer
 
-        rabbit = stack.enter_context(RabbitMqContainer("rabbitmq:3.13-management-alpine"))
+        rabbit = opened.enter_context(RabbitMqContainer("rabbitmq:3.13-management-alpine"))
         host, port = rabbit.get_container_host_ip(), rabbit.get_exposed_port(5672)
         return f"amqp://guest:guest@{host}:{port}/"
 
@@ -89,4 +89,5 @@ def amqp_server_url(containers: ExitStack) -> str:
 # Shared by several folders: the three-node Redis Cluster.
 # Shared by several folders: one migrated template, a database copy per test.
 from tests.integration.databases import database_supply, databases, template_database  # noqa: E402, F401
+from tests.integration.e2e.conftest import stack  # noqa: E402, F401
 from tests.integration.redis_servers import redis_cluster  # noqa: E402, F401
