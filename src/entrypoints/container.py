@@ -27,6 +27,7 @@ from taskcore.entrypoints.settings import Settings
 from taskcore.processor import TaskProcessor
 from taskcore.registry import HandlerRegistry
 from taskcore.service import TaskService
+from taskcore.status_cache import StatusCache
 from taskcore.sweeper import Sweeper
 from taskcore.worker import Worker
 
@@ -93,11 +94,13 @@ class Container(containers.DeclarativeContainer):
     executor = providers.Resource(_thread_pool, max_workers=settings.provided.worker_concurrency)
 
     dispatcher = providers.Singleton(Dispatcher, repository=repository, queue=queue, clock=clock)
+    # One per process, shared, so a write missed by the processor is replayed by the sweeper.
+    status_cache = providers.Singleton(StatusCache, cache, core_config)
     service = providers.Singleton(
         TaskService,
         repository=repository,
         dispatcher=dispatcher,
-        cache=cache,
+        cache=status_cache,
         clock=clock,
         registry=registry,
         config=core_config,
@@ -106,14 +109,19 @@ class Container(containers.DeclarativeContainer):
         TaskProcessor,
         repository=repository,
         dispatcher=dispatcher,
-        cache=cache,
+        cache=status_cache,
         clock=clock,
         registry=registry,
         config=core_config,
         executor=executor,
     )
     sweeper = providers.Singleton(
-        Sweeper, repository=repository, dispatcher=dispatcher, cache=cache, clock=clock, config=core_config
+        Sweeper,
+        repository=repository,
+        dispatcher=dispatcher,
+        cache=status_cache,
+        clock=clock,
+        config=core_config,
     )
     worker = providers.Factory(
         Worker,

@@ -59,7 +59,7 @@ class TaskProcessor:
         *,
         repository: TaskRepository,
         dispatcher: Dispatcher,
-        cache: TaskCache,
+        cache: TaskCache | StatusCache,
         clock: Clock,
         registry: HandlerRegistry,
         config: CoreConfig,
@@ -67,7 +67,7 @@ class TaskProcessor:
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
-        self._cache = StatusCache(cache, config)
+        self._cache = StatusCache.over(cache, config)
         self._clock = clock
         self._registry = registry
         self._config = config
@@ -107,8 +107,13 @@ class TaskProcessor:
             await delivery.ack()
             return Outcome.SUPERSEDED
         # Storing the verdict and acking must not be torn apart by a
-        # cancellation (shutdown): finish them together.
-        return await asyncio.shield(self._record(claimed, verdict, delivery))
+        # cancellation (a drain that ran out of grace): the verdict is ready,
+        # so finishing the write and the ack is the clean way to stop.
+        recording = asyncio.ensure_future(self._record(claimed, verdict, delivery))
+        try:
+            return await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            return await recording
 
     async def _hand_back(self, claimed: Task) -> None:
         try:
@@ -125,9 +130,13 @@ class TaskProcessor:
             log.warning("could not hand a delivery back: %s", exc)
 
     async def _settle_unclaimed(self, task_id: int, delivery: Delivery) -> Outcome:
-        if await self._repository.get(task_id, fresh=True) is None:
+        current = await self._repository.get(task_id, fresh=True)
+        if current is None:
             await delivery.dead_letter(f"no task with id {task_id}")
             return Outcome.DEAD_LETTERED
+        # A redelivery after a worker died between its commit and its cache
+        # write: refresh the cache (version-guarded, so harmless otherwise).
+        await self._cache.remember(current)
         await delivery.ack()
         return Outcome.SKIPPED
 

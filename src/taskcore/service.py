@@ -27,14 +27,14 @@ class TaskService:
         *,
         repository: TaskRepository,
         dispatcher: Dispatcher,
-        cache: TaskCache,
+        cache: TaskCache | StatusCache,
         clock: Clock,
         registry: HandlerRegistry,
         config: CoreConfig,
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
-        self._cache = StatusCache(cache, config)
+        self._cache = StatusCache.over(cache, config)
         self._clock = clock
         self._registry = registry
 

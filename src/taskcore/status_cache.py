@@ -3,6 +3,13 @@
 The cache only makes reads fast: when it fails, the task database answers and
 the caller never sees an error. TTLs depend on the task's state, so finished
 tasks leave the cache on their own.
+
+A write that fails while the cache is unreachable is not forgotten: the
+newest missed state of each task is kept (bounded) and written again once the
+cache answers, on the next successful write or by the sweeper. Otherwise the
+entry cached at the claim (PROCESSING) would outlive the lost COMPLETED write
+and a task would read as going backwards once the cache is back. Replaying is
+safe because the cache keeps an entry only if its version is newer.
 """
 
 from __future__ import annotations
@@ -17,19 +24,61 @@ from taskcore.task import Task
 
 log = logging.getLogger("taskcore.cache")
 
+MAX_UNWRITTEN = 100_000
+
 
 class StatusCache:
     def __init__(self, cache: TaskCache, config: CoreConfig) -> None:
         self._cache = cache
         self._final_ttl = timedelta(seconds=config.finished_ttl_s)
         self._active_ttl = timedelta(seconds=config.active_ttl_s)
+        self._unwritten: dict[int, Task] = {}
+
+    @classmethod
+    def over(cls, cache: TaskCache | StatusCache, config: CoreConfig) -> StatusCache:
+        """Share one ``StatusCache`` per process (its missed writes with it), or wrap a bare port."""
+        return cache if isinstance(cache, StatusCache) else cls(cache, config)
+
+    @property
+    def unwritten(self) -> int:
+        return len(self._unwritten)
+
+    def _ttl(self, task: Task) -> timedelta:
+        return self._final_ttl if task.is_final else self._active_ttl
 
     async def remember(self, task: Task) -> None:
-        ttl = self._final_ttl if task.is_final else self._active_ttl
         try:
-            await self._cache.put(task, ttl)
+            await self._cache.put(task, self._ttl(task))
         except CacheUnavailable as exc:
-            log.debug("cache write skipped for task %s: %s", task.id, exc)
+            log.debug("cache write of task %s missed: %s", task.id, exc)
+            self._keep(task)
+            return
+        self._unwritten.pop(task.id, None)
+        if self._unwritten:
+            await self.replay()
+
+    def _keep(self, task: Task) -> None:
+        known = self._unwritten.get(task.id)
+        if known is not None and known.version >= task.version:
+            return
+        if known is None and len(self._unwritten) >= MAX_UNWRITTEN:
+            self._unwritten.pop(next(iter(self._unwritten)))  # the oldest miss goes first
+        self._unwritten[task.id] = task
+
+    async def replay(self) -> int:
+        """Write the missed states again; stop at the first failure. Returns how many landed."""
+        written = 0
+        for task_id, task in list(self._unwritten.items()):
+            try:
+                await self._cache.put(task, self._ttl(task))
+            except CacheUnavailable:
+                break
+            if self._unwritten.get(task_id) is task:
+                del self._unwritten[task_id]
+            written += 1
+        if written:
+            log.info("cache back: %d missed writes replayed", written)
+        return written
 
     async def lookup(self, task_id: int) -> Task | None:
         try:

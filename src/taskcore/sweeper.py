@@ -45,13 +45,13 @@ class Sweeper:
         *,
         repository: TaskRepository,
         dispatcher: Dispatcher,
-        cache: TaskCache,
+        cache: TaskCache | StatusCache,
         clock: Clock,
         config: CoreConfig,
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
-        self._cache = StatusCache(cache, config)
+        self._cache = StatusCache.over(cache, config)
         self._clock = clock
         self._config = config
         self.totals = SweepReport()
@@ -79,6 +79,7 @@ class Sweeper:
             if await self._dispatcher.dispatch(task):
                 report.redispatched += 1
         await self._dispatcher.flush()
+        await self._cache.replay()
         if report:
             log.info(
                 "sweep: %d released, %d failed, %d dispatched again",

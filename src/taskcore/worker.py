@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
-from taskcore.ports import Delivery, TaskQueue
+from taskcore.ports import Consumer, Delivery, TaskQueue
 from taskcore.processor import Outcome, TaskProcessor
 from taskcore.sweeper import Sweeper
 
@@ -60,21 +61,49 @@ class Worker:
 
     async def _consume(self) -> None:
         async with self._queue.consume(prefetch=self._concurrency) as consumer:
-            stop_wait = asyncio.ensure_future(self._stop.wait())
+            stop_wait: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
             try:
-                while not self._stop.is_set():
-                    await self._slots.acquire()
-                    next_delivery = asyncio.ensure_future(consumer.next())
-                    await asyncio.wait({next_delivery, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                    if not next_delivery.done():
-                        next_delivery.cancel()
-                        await asyncio.gather(next_delivery, return_exceptions=True)
+                while await self._slot_or_stop(stop_wait):
+                    delivery = await self._delivery_or_stop(consumer, stop_wait)
+                    if delivery is None:
                         self._slots.release()
                         break
-                    self._start(next_delivery.result())
+                    self._start(delivery)
             finally:
                 stop_wait.cancel()
                 await self._drain()
+
+    async def _slot_or_stop(self, stop_wait: asyncio.Future[Any]) -> bool:
+        """Wait for a free slot, unless asked to stop first: a worker whose every
+        slot is busy must still start its drain (and its grace period) at once."""
+        slot = asyncio.ensure_future(self._slots.acquire())
+        waiters: set[asyncio.Future[Any]] = {slot, stop_wait}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if not slot.done():
+            slot.cancel()
+            await asyncio.gather(slot, return_exceptions=True)
+        acquired = slot.done() and not slot.cancelled()
+        if acquired and self._stop.is_set():
+            self._slots.release()
+            return False
+        return acquired
+
+    async def _delivery_or_stop(self, consumer: Consumer, stop_wait: asyncio.Future[Any]) -> Delivery | None:
+        """The next delivery, or ``None`` when asked to stop first. A message
+        that arrives together with the stop is handed back, not started."""
+        next_delivery = asyncio.ensure_future(consumer.next())
+        waiters: set[asyncio.Future[Any]] = {next_delivery, stop_wait}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if not next_delivery.done():
+            next_delivery.cancel()
+            await asyncio.gather(next_delivery, return_exceptions=True)
+        if not next_delivery.done() or next_delivery.cancelled():
+            return None
+        delivery = next_delivery.result()
+        if self._stop.is_set():
+            await delivery.requeue()
+            return None
+        return delivery
 
     def _start(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._handle(delivery))

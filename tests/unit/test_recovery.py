@@ -296,3 +296,40 @@ async def test_a_handlers_own_retry_policy(
     await deliver(queue, processor)
     wait = repository.tasks[task.id].run_at - clock.now()
     assert timedelta(seconds=50) <= wait <= timedelta(seconds=100)
+
+
+async def test_a_cache_write_missed_in_an_outage_is_replayed_when_the_cache_is_back(
+    repository: MemoryRepository,
+    queue: MemoryQueue,
+    cache: MemoryCache,
+    dispatcher: Dispatcher,
+    clock: ManualClock,
+    registry: HandlerRegistry,
+    config: CoreConfig,
+) -> None:
+    from taskcore.status_cache import StatusCache
+
+    shared = StatusCache(cache, config)  # one per process, as the container wires it
+    service = TaskService(
+        repository=repository,
+        dispatcher=dispatcher,
+        cache=shared,
+        clock=clock,
+        registry=registry,
+        config=config,
+    )
+    sweeper = Sweeper(repository=repository, dispatcher=dispatcher, cache=shared, clock=clock, config=config)
+    task = await service.submit("reverse", "a")
+    claimed = await repository.claim(task.id, clock.now(), config.lease)
+    assert claimed is not None
+    await shared.remember(claimed)  # the PROCESSING entry of the claim
+    cache.available = False
+    done = claimed.complete("a", clock.now())
+    assert await repository.save(done)
+    await shared.remember(done)  # missed: the cache is down
+    assert shared.unwritten == 1
+    cache.available = True
+    assert (await cache.get(task.id)).status is TaskStatus.PROCESSING  # type: ignore[union-attr]
+    await sweeper.sweep_once()
+    assert (await cache.get(task.id)).status is TaskStatus.COMPLETED  # type: ignore[union-attr]
+    assert shared.unwritten == 0

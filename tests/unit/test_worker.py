@@ -225,3 +225,27 @@ async def test_two_workers_share_the_queue(
     await asyncio.gather(*runs)
     assert first.outcomes[Outcome.COMPLETED] > 0
     assert second.outcomes[Outcome.COMPLETED] > 0
+
+
+async def test_stop_starts_the_grace_period_at_once_when_every_slot_is_busy(
+    service: TaskService,
+    processor: TaskProcessor,
+    queue: MemoryQueue,
+    registry: HandlerRegistry,
+    repository: MemoryRepository,
+) -> None:
+    @registry.handler
+    async def endless(_: None) -> None:
+        await asyncio.sleep(60)
+
+    for _ in range(3):
+        await service.submit("endless", None)
+    worker = make_worker(processor, queue, concurrency=2, grace_s=0.1)
+    running = asyncio.create_task(worker.run())
+    await eventually(lambda: worker.in_flight == 2)
+    started = time.monotonic()
+    worker.stop()
+    await asyncio.wait_for(running, 5)
+    assert time.monotonic() - started < 2  # not the 60 s of the running tasks
+    assert all(t.status is TaskStatus.PENDING for t in repository.tasks.values())
+    assert queue.depth == 3  # the third was never taken; the two running were handed back

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, LiteralString, TypeAlias
+from typing import Any, LiteralString, TypeAlias, TypeVar
 
 import msgspec
 import psycopg
@@ -28,6 +28,14 @@ from taskcore.status import TaskStatus
 from taskcore.task import NewTask, Task
 
 _Pool: TypeAlias = AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]
+T = TypeVar("T")
+
+
+def _quiet(task: asyncio.Future[Any]) -> None:
+    """Collect an abandoned statement's outcome so asyncio does not report it."""
+    if not task.cancelled():
+        task.exception()
+
 
 _TIMESTAMPS = ("created_at", "updated_at", "run_at", "lease_until", "started_at", "finished_at")
 
@@ -200,10 +208,7 @@ class PostgresRepository:
             "updated_at": task.updated_at,
             "version": task.version,
         }
-        with wrap_errors(f"save task {task.id}"):
-            async with self._primary.connection() as connection:
-                cursor = await connection.execute(queries["save_task"], params)
-                return cursor.rowcount == 1
+        return await self._execute("save_task", params, f"save task {task.id}") == 1
 
     async def renew_lease(self, task_id: int, version: int, lease_until: datetime) -> bool:
         params = {"id": task_id, "version": version, "lease_until": lease_until}
@@ -224,7 +229,9 @@ class PostgresRepository:
         return await self._fetch(self._primary, "undispatched_tasks", params, "find undispatched tasks")
 
     async def _execute(self, query: str, params: Mapping[str, Any], action: str) -> int:
-        statement: LiteralString = queries[query]
+        return await self._bounded(self._execute_now(queries[query], params, action), action)
+
+    async def _execute_now(self, statement: LiteralString, params: Mapping[str, Any], action: str) -> int:
         with wrap_errors(action):
             async with self._primary.connection() as connection:
                 cursor = await connection.execute(statement, params)
@@ -235,8 +242,30 @@ class PostgresRepository:
         return await self._fetch(self._read, "list_tasks_by_status", params, f"list {status.value} tasks")
 
     async def _fetch(self, pool: _Pool, query: str, params: Mapping[str, Any], action: str) -> list[Task]:
-        statement: LiteralString = queries[query]
+        return await self._bounded(self._fetch_now(pool, queries[query], params, action), action)
+
+    async def _fetch_now(
+        self, pool: _Pool, statement: LiteralString, params: Mapping[str, Any], action: str
+    ) -> list[Task]:
         with wrap_errors(action):
             async with pool.connection() as connection, connection.cursor(row_factory=task_row) as cursor:
                 await cursor.execute(statement, params)
                 return await cursor.fetchall()
+
+    async def _bounded(self, operation: Coroutine[Any, Any, T], action: str) -> T:
+        """Bound every call by the timeout. A server that stops answering without
+        closing the connection (a partition, a hung host) would otherwise hold
+        the caller until TCP gives up, minutes later. The statement is
+        cancelled in the background: psycopg then spends up to seconds asking
+        the server to cancel it, which the caller must not wait for."""
+        running = asyncio.ensure_future(operation)
+        try:
+            done, _ = await asyncio.wait({running}, timeout=self._connect_timeout_s)
+        except asyncio.CancelledError:
+            running.cancel()
+            raise
+        if done:
+            return running.result()
+        running.cancel()
+        running.add_done_callback(_quiet)
+        raise RepositoryUnavailable(f"cannot {action}: no answer within {self._connect_timeout_s:g} s")

@@ -57,6 +57,7 @@ class RabbitQueue:
         self._buckets: dict[int, float] = {}  # bucket ms -> loop time of its last declaration
         self._declared: set[str] = set()
         self._consumers: set[RabbitConsumer] = set()
+        self._silent_until = 0.0  # loop time until which publishing fails fast
 
     @property
     def queue_name(self) -> str:
@@ -117,12 +118,28 @@ class RabbitQueue:
             raise QueueUnavailable("not connected to the broker; reconnecting")
 
     async def publish(self, body: bytes, *, delay: timedelta | None = None) -> None:
+        """Return once the broker confirmed the message.
+
+        Fails at once while the connection is down, and for ``publish_timeout_s``
+        after a publish timed out (a broker that stopped answering without
+        closing the connection): callers have stored the task already and the
+        sweeper publishes it later, so every submit need not wait out the
+        timeout until the heartbeat declares the connection dead.
+        """
         channel = self._require_channel()
         connection = self._connection
         if connection is None or not connection.connected.is_set():
-            # Fail at once while reconnecting: the caller (a submit) has stored
-            # the task already and must not wait out the timeout for nothing.
             raise QueueUnavailable("not connected to the broker; reconnecting")
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._silent_until:
+            raise QueueUnavailable("the broker stopped confirming; publishing paused briefly")
+        try:
+            await self._publish(channel, body, delay)
+        except QueueUnavailable:
+            self._silent_until = loop.time() + self._publish_timeout_s
+            raise
+
+    async def _publish(self, channel: AbstractRobustChannel, body: bytes, delay: timedelta | None) -> None:
         message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
         with broker_errors("the broker did not confirm the message"):
             async with asyncio.timeout(self._publish_timeout_s):
