@@ -14,11 +14,13 @@ import msgspec
 
 from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.http import create_app
+from taskcore.entrypoints.http.auth_config import AuthMode, auth_mode
 from taskcore.entrypoints.http.health_controller import Ready, readiness
 from taskcore.entrypoints.lifecycle import dependencies, migrate_database, open_resources
 from taskcore.entrypoints.loading import load_registry
 from taskcore.entrypoints.serving import serve
 from taskcore.entrypoints.settings import Settings, load_settings
+from taskcore.entrypoints.tokens import mint, parse_duration
 from taskcore.entrypoints.verify import VerificationFailed
 from taskcore.entrypoints.verify import verify as run_verify
 from taskcore.entrypoints.worker_process import run_worker
@@ -79,10 +81,16 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
         raise click.ClickException(str(exc)) from exc
 
 
-def _serve(container: Container, host: str, port: int, *, embedded_worker: bool) -> None:
+def _serve(
+    container: Container, host: str, port: int, *, embedded_worker: bool, default_auth: AuthMode
+) -> None:
     settings = container.settings()
+    try:
+        app = create_app(container, embedded_worker=embedded_worker, default_auth=default_auth)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
     serve(
-        create_app(container, embedded_worker=embedded_worker),
+        app,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
@@ -110,7 +118,9 @@ def dev(app_spec: str | None, host: str, port: int, concurrency: int | None) -> 
     if settings.embedded:
         log.info("embedded mode: memory adapters, nothing is persisted")
     click.echo(f"taskcore dev: http://{host}:{port}/docs", err=True)
-    _serve(container, host, port, embedded_worker=True)
+    if auth_mode(settings, "none") == "none":
+        click.echo("taskcore dev: authentication is off (set TASKCORE_AUTH=jwt to turn it on)", err=True)
+    _serve(container, host, port, embedded_worker=True, default_auth="none")
 
 
 @main.command()
@@ -120,7 +130,7 @@ def dev(app_spec: str | None, host: str, port: int, concurrency: int | None) -> 
 def api(app_spec: str | None, host: str, port: int) -> None:
     """The HTTP API alone; workers run as separate processes."""
     _, container = _compose(app_spec, networked=True)
-    _serve(container, host, port, embedded_worker=False)
+    _serve(container, host, port, embedded_worker=False, default_auth="jwt")
 
 
 @main.command()
@@ -162,14 +172,35 @@ def ready(app_spec: str | None) -> None:
 
 
 @main.command()
+@click.option("--sub", required=True, help="The token's subject: the owner of the tasks it submits.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    default=("tasks:read", "tasks:write"),
+    show_default=True,
+    help="Repeat for several: tasks:read, tasks:write, tasks:admin.",
+)
+@click.option("--ttl", default="1h", show_default=True, help="Lifetime: 30s, 15m, 1h, 7d.")
+def token(sub: str, scopes: tuple[str, ...], ttl: str) -> None:
+    """Mint a development token signed with TASKCORE_JWT_SECRET (HS256)."""
+    settings = _settings()
+    try:
+        click.echo(mint(settings, sub=sub, scopes=list(scopes), ttl=parse_duration(ttl)))
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
 @click.argument("url", default="http://127.0.0.1:8005")
 @click.option(
     "--timeout", "timeout_s", default=30.0, show_default=True, help="Seconds to wait for COMPLETED."
 )
-def verify(url: str, timeout_s: float) -> None:
+@click.option("--token", default=None, envvar="TASKCORE_TOKEN", help="Bearer token when auth is on.")
+def verify(url: str, timeout_s: float, token: str | None) -> None:
     """Submit a reverse task to a running stack at URL, wait, check the result, print timings."""
     try:
-        timings = run_verify(url, timeout_s=timeout_s)
+        timings = run_verify(url, timeout_s=timeout_s, token=token)
     except VerificationFailed as exc:
         raise click.ClickException(f"verification failed: {exc}") from exc
     click.echo(

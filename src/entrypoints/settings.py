@@ -55,6 +55,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_timeout_s: Positive = 0.25
     amqp_timeout_s: Positive = 5.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    auth: Literal["jwt", "none"] | None = None
+    jwt_secret: str | None = None
+    jwt_public_key_file: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_s: NonNegative = 0.0
 
     @property
     def core(self) -> CoreConfig:

@@ -27,9 +27,13 @@ class Timings:
     polls: int
 
 
-def _request(method: str, url: str, body: dict[str, Any] | None, timeout_s: float) -> tuple[int, Any]:
+def _request(
+    method: str, url: str, body: dict[str, Any] | None, timeout_s: float, token: str | None
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
     if data is not None:
         request.add_header("content-type", "application/json")
     try:
@@ -42,12 +46,17 @@ def _request(method: str, url: str, body: dict[str, Any] | None, timeout_s: floa
 
 
 def verify(
-    base_url: str, *, timeout_s: float = 30.0, poll_s: float = 0.1, text: str | None = None
+    base_url: str,
+    *,
+    timeout_s: float = 30.0,
+    poll_s: float = 0.1,
+    text: str | None = None,
+    token: str | None = None,
 ) -> Timings:
     base = base_url.rstrip("/")
     text = text or f"taskcore-verify-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
-    status, created = _request("POST", f"{base}/tasks/", {"input_data": text}, timeout_s)
+    status, created = _request("POST", f"{base}/tasks/", {"input_data": text}, timeout_s, token)
     submit_s = time.perf_counter() - started
     if status != 201 or not isinstance(created, dict) or created.get("status") != "PENDING":
         raise VerificationFailed(f"POST /tasks/ answered {status}: {created}")
@@ -55,7 +64,7 @@ def verify(
     polls = 0
     while True:
         polls += 1
-        status, task = _request("GET", f"{base}/tasks/{task_id}", None, timeout_s)
+        status, task = _request("GET", f"{base}/tasks/{task_id}", None, timeout_s, token)
         if status != 200 or not isinstance(task, dict):
             raise VerificationFailed(f"GET /tasks/{task_id} answered {status}: {task}")
         if task["status"] in ("FAILED", "CANCELLED"):

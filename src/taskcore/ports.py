@@ -46,7 +46,9 @@ class TaskRepository(Protocol):
         """
         ...
 
-    async def list_by_status(self, status: TaskStatus, limit: int) -> list[Task]: ...
+    async def list_by_status(self, status: TaskStatus, limit: int, *, owner: str | None = None) -> list[Task]:
+        """Newest first; only ``owner``'s tasks unless ``owner`` is ``None``."""
+        ...
 
     async def renew_lease(self, task_id: int, version: int, lease_until: datetime) -> bool:
         """Extend a running attempt's lease; ``False`` once the task is no

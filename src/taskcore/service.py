@@ -42,7 +42,9 @@ class TaskService:
     def registry(self) -> HandlerRegistry:
         return self._registry
 
-    async def submit(self, task_type: str, input_data: Any, *, delay: timedelta | None = None) -> Task:
+    async def submit(
+        self, task_type: str, input_data: Any, *, delay: timedelta | None = None, owner: str | None = None
+    ) -> Task:
         """Validate, store as PENDING, wake a worker, write through to the cache.
 
         Validation happens first, so a rejected request writes nothing. The row
@@ -60,17 +62,22 @@ class TaskService:
                 max_attempts=handler.max_attempts,
                 run_at=now + delay if delay else now,
                 created_at=now,
+                owner=owner,
             )
         )
         await self._dispatcher.dispatch(task)
         await self._cache.remember(task)
         return task
 
-    async def get(self, task_id: int) -> Task:
-        """Cache first; on a miss (or a cache outage) the database, then refill."""
+    async def get(self, task_id: int, *, owner: str | None = None) -> Task:
+        """Cache first; on a miss (or a cache outage) the database, then refill.
+
+        With ``owner`` set, another owner's task is not found, exactly like a
+        missing one, so ids reveal nothing about other callers' tasks.
+        """
         cached = await self._cache.lookup(task_id)
         if cached is not None:
-            return cached
+            return self._visible(cached, owner)
         task = await self._repository.get(task_id)
         if task is None:
             # A replica may not have the task yet just after its 201.
@@ -78,26 +85,32 @@ class TaskService:
         if task is None:
             raise TaskNotFound(f"task {task_id} not found", task_id=task_id)
         await self._cache.remember(task)
+        return self._visible(task, owner)
+
+    @staticmethod
+    def _visible(task: Task, owner: str | None) -> Task:
+        if not task.visible_to(owner):
+            raise TaskNotFound(f"task {task.id} not found", task_id=task.id)
         return task
 
-    async def list_by_status(self, status: TaskStatus, limit: int) -> list[Task]:
-        return await self._repository.list_by_status(status, limit)
+    async def list_by_status(self, status: TaskStatus, limit: int, *, owner: str | None = None) -> list[Task]:
+        return await self._repository.list_by_status(status, limit, owner=owner)
 
-    async def cancel(self, task_id: int) -> Task:
+    async def cancel(self, task_id: int, *, owner: str | None = None) -> Task:
         """PENDING tasks never run; a PROCESSING task's worker notices at its
         next heartbeat, stops the handler and discards its result."""
-        return await self._transition(task_id, lambda task: task.cancel(self._clock.now()))
+        return await self._transition(task_id, owner, lambda task: task.cancel(self._clock.now()))
 
-    async def requeue(self, task_id: int) -> Task:
+    async def requeue(self, task_id: int, *, owner: str | None = None) -> Task:
         """Run a FAILED or CANCELLED task again with a fresh set of attempts."""
-        task = await self._transition(task_id, lambda task: task.requeue(self._clock.now()))
+        task = await self._transition(task_id, owner, lambda task: task.requeue(self._clock.now()))
         await self._dispatcher.dispatch(task)
         return task
 
-    async def _transition(self, task_id: int, change: Callable[[Task], Task]) -> Task:
+    async def _transition(self, task_id: int, owner: str | None, change: Callable[[Task], Task]) -> Task:
         for _ in range(CAS_ATTEMPTS):
             current = await self._repository.get(task_id, fresh=True)
-            if current is None:
+            if current is None or not current.visible_to(owner):
                 raise TaskNotFound(f"task {task_id} not found", task_id=task_id)
             changed = change(current)  # raises InvalidTransition
             if await self._repository.save(changed):

@@ -25,6 +25,7 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int
     run_at: datetime
     created_at: datetime
+    owner: str | None = None
 
 
 class Task(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,6 +44,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     lease_until: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    owner: str | None = None
 
     @classmethod
     def created(cls, task_id: int, new: NewTask) -> Task:
@@ -55,7 +57,12 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             created_at=new.created_at,
             updated_at=new.created_at,
             run_at=new.run_at,
+            owner=new.owner,
         )
+
+    def visible_to(self, owner: str | None) -> bool:
+        """``owner=None`` sees every task (auth off, or an admin)."""
+        return owner is None or self.owner == owner
 
     @property
     def is_final(self) -> bool:

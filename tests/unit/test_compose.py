@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,7 +22,22 @@ def compose() -> dict[str, Any]:
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (v1) not installed")
 def test_compose_file_validates() -> None:
-    subprocess.run(["docker-compose", "-f", "compose.yaml", "config", "-q"], cwd=ROOT, check=True)
+    env = {**os.environ, "TASKCORE_JWT_SECRET": "only-for-validation"}
+    subprocess.run(["docker-compose", "-f", "compose.yaml", "config", "-q"], cwd=ROOT, check=True, env=env)
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (v1) not installed")
+def test_compose_refuses_to_run_without_a_jwt_secret() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TASKCORE_JWT_SECRET"}
+    result = subprocess.run(
+        ["docker-compose", "-f", "compose.yaml", "config", "-q"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert b"TASKCORE_JWT_SECRET" in result.stderr
 
 
 def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) -> None:

@@ -122,8 +122,8 @@ class MemoryRepository:
         found.sort(key=lambda t: t.updated_at)
         return found[:limit]
 
-    async def list_by_status(self, status: TaskStatus, limit: int) -> list[Task]:
+    async def list_by_status(self, status: TaskStatus, limit: int, *, owner: str | None = None) -> list[Task]:
         self._check()
-        found = [t for t in self.tasks.values() if t.status is status]
+        found = [t for t in self.tasks.values() if t.status is status and t.visible_to(owner)]
         found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
         return found[:limit]

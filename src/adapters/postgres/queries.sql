@@ -4,14 +4,15 @@
 
 -- name: add_task
 -- A new task starts as Task.created makes it: PENDING, no attempt, version 1.
-INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created_at, updated_at, run_at)
-VALUES (%(type)s, %(input)s, 'PENDING', 0, %(max_attempts)s, 1, %(created_at)s, %(created_at)s, %(run_at)s)
+INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created_at, updated_at, run_at, owner)
+VALUES (%(type)s, %(input)s, 'PENDING', 0, %(max_attempts)s, 1, %(created_at)s, %(created_at)s, %(run_at)s,
+        %(owner)s)
 RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
-          created_at, updated_at, run_at, lease_until, started_at, finished_at;
+          created_at, updated_at, run_at, lease_until, started_at, finished_at, owner;
 
 -- name: get_task
 SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at
+       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner
 FROM tasks
 WHERE id = %(id)s;
 
@@ -27,7 +28,7 @@ SET status = 'PROCESSING',
     version = version + 1
 WHERE id = %(id)s AND status = 'PENDING' AND run_at <= %(now)s
 RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
-          created_at, updated_at, run_at, lease_until, started_at, finished_at;
+          created_at, updated_at, run_at, lease_until, started_at, finished_at, owner;
 
 -- name: save_task
 -- Compare-and-set on the version the transition was computed from.
@@ -62,7 +63,7 @@ WHERE id = ANY(%(ids)s) AND status = 'PENDING';
 -- name: lapsed_tasks
 -- PROCESSING rows whose worker stopped renewing the lease (crashed, partitioned).
 SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at
+       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner
 FROM tasks
 WHERE status = 'PROCESSING' AND lease_until < %(now)s
 ORDER BY lease_until
@@ -74,7 +75,7 @@ LIMIT %(limit)s;
 -- overdue (lost with a broker that lost its queue). Duplicates are harmless:
 -- the claim lets one through.
 SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at
+       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner
 FROM tasks
 WHERE status = 'PENDING'
   AND ((dispatched_at IS NULL AND updated_at < %(unconfirmed_before)s)
@@ -84,9 +85,17 @@ LIMIT %(limit)s;
 
 -- name: list_tasks_by_status
 SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at
+       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner
 FROM tasks
 WHERE status = %(status)s::task_status
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: list_owner_tasks_by_status
+SELECT id, type, input, status, result, error, attempts, max_attempts, version,
+       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner
+FROM tasks
+WHERE owner = %(owner)s AND status = %(status)s::task_status
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 

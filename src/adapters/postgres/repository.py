@@ -177,6 +177,7 @@ class PostgresRepository:
             "max_attempts": new.max_attempts,
             "created_at": new.created_at,
             "run_at": new.run_at,
+            "owner": new.owner,
         }
         tasks = await self._fetch(self._primary, "add_task", params, "add a task")
         return tasks[0]
@@ -237,9 +238,10 @@ class PostgresRepository:
                 cursor = await connection.execute(statement, params)
                 return cursor.rowcount
 
-    async def list_by_status(self, status: TaskStatus, limit: int) -> list[Task]:
-        params = {"status": status.value, "limit": limit}
-        return await self._fetch(self._read, "list_tasks_by_status", params, f"list {status.value} tasks")
+    async def list_by_status(self, status: TaskStatus, limit: int, *, owner: str | None = None) -> list[Task]:
+        params = {"status": status.value, "limit": limit, "owner": owner}
+        query = "list_tasks_by_status" if owner is None else "list_owner_tasks_by_status"
+        return await self._fetch(self._read, query, params, f"list {status.value} tasks")
 
     async def _fetch(self, pool: _Pool, query: str, params: Mapping[str, Any], action: str) -> list[Task]:
         return await self._bounded(self._fetch_now(pool, queries[query], params, action), action)

@@ -22,6 +22,8 @@ CREATE TABLE tasks (
     -- The outbox: when the broker confirmed this task's message (NULL: not known
     -- to be published; the sweeper publishes it again).
     dispatched_at timestamptz,
+    -- Who submitted the task (the token's subject); NULL when auth is off.
+    owner text,
     -- A PROCESSING row without a lease would never be swept; a lease on any
     -- other row would make the sweeper release a task nobody holds.
     CONSTRAINT tasks_lease_iff_processing CHECK ((status = 'PROCESSING') = (lease_until IS NOT NULL)),
@@ -41,3 +43,6 @@ CREATE INDEX tasks_processing_lease_until_idx ON tasks (lease_until) WHERE statu
 
 -- list_by_status: newest first within one status.
 CREATE INDEX tasks_status_created_at_idx ON tasks (status, created_at DESC, id DESC);
+
+-- One owner's tasks in one status, newest first.
+CREATE INDEX tasks_owner_status_created_at_idx ON tasks (owner, status, created_at DESC, id DESC);

@@ -6,13 +6,17 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from taskcore.entrypoints.container import Container
+from taskcore.entrypoints.http.auth import jwt_middleware
+from taskcore.entrypoints.http.auth_config import AuthMode, build_verifier
 from taskcore.entrypoints.http.health_controller import Dependencies, HealthController
 from taskcore.entrypoints.http.problems import EXCEPTION_HANDLERS
 from taskcore.entrypoints.http.tasks_controller import TaskController
@@ -21,9 +25,15 @@ from taskcore.service import TaskService
 
 log = logging.getLogger("taskcore.http")
 
+# Readable without a token: the API's documentation and the probes.
+PUBLIC_PATHS = ["^/docs", "^/health/"]
 
-def create_app(container: Container, *, embedded_worker: bool = False) -> Litestar:
-    """``embedded_worker`` runs a worker in the API's event loop (``taskcore dev``)."""
+
+def create_app(
+    container: Container, *, embedded_worker: bool = False, default_auth: AuthMode = "none"
+) -> Litestar:
+    """``embedded_worker`` runs a worker in the API's event loop (``taskcore dev``);
+    ``default_auth`` applies when ``TASKCORE_AUTH`` is not set."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -47,6 +57,19 @@ def create_app(container: Container, *, embedded_worker: bool = False) -> Litest
         return Dependencies(dependencies(container))
 
     settings = container.settings()
+    verifier = build_verifier(settings, default_auth)
+    if verifier is None:
+        log.info("authentication is off (TASKCORE_AUTH=none): every caller sees every task")
+    security: dict[str, Any] = {}
+    if verifier is not None:
+        security = {
+            "components": Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+            "security": [{"BearerToken": []}],
+        }
     return Litestar(
         route_handlers=[TaskController, HealthController],
         dependencies={
@@ -56,12 +79,14 @@ def create_app(container: Container, *, embedded_worker: bool = False) -> Litest
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
+        middleware=[jwt_middleware(verifier, exclude=PUBLIC_PATHS)] if verifier else [],
         openapi_config=OpenAPIConfig(
             title="taskcore",
             version="0.1.0",
             description="Submit tasks, read their status and results.",
             path="/docs",
             render_plugins=[SwaggerRenderPlugin(path="/")],
+            **security,
         ),
         debug=False,
     )

@@ -1,53 +1,72 @@
-"""``/tasks``: submit and read."""
+"""``/tasks``: submit, read, list, cancel and re-queue.
+
+Every route acts for the calling principal: it only ever sees its own tasks
+(another owner's id is a 404, exactly like a missing one) unless its token
+carries ``tasks:admin``. Writing needs ``tasks:write``, reading ``tasks:read``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, get, post
-from litestar.di import NamedDependency
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, Parameter
 
+from taskcore.entrypoints.http.auth import READ, WRITE, Principal, principal_of, requires
 from taskcore.entrypoints.http.schemas import SubmitTask, TaskPage, TaskView
 from taskcore.service import TaskService
 from taskcore.status import TaskStatus
 
 TaskId = Annotated[int, Parameter(ge=1, le=2**63 - 1, description="The task's id.")]
 Service = NamedDependency[TaskService]
+Caller = NamedDependency[Principal]
+
+
+def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    return principal_of(request)
 
 
 class TaskController(Controller):
     path = "/tasks"
     tags = ["tasks"]
+    dependencies = {"caller": Provide(provide_principal, sync_to_thread=False)}
 
-    @post("/", status_code=201, summary="Submit a task")
-    async def submit(self, data: JSONBody[SubmitTask], service: Service) -> TaskView:
+    @post("/", status_code=201, summary="Submit a task", guards=[requires(WRITE)])
+    async def submit(self, data: JSONBody[SubmitTask], service: Service, caller: Caller) -> TaskView:
         """Store the task as PENDING and queue it; answers before it runs."""
-        task = await service.submit(data.type, data.input_data)
+        task = await service.submit(data.type, data.input_data, owner=caller.sub)
         return TaskView.of(task)
 
-    @get("/{task_id:int}", summary="Read a task")
-    async def read(self, task_id: TaskId, service: Service) -> TaskView:
+    @get("/{task_id:int}", summary="Read a task", guards=[requires(READ)])
+    async def read(self, task_id: TaskId, service: Service, caller: Caller) -> TaskView:
         """The task's current status, and its result once COMPLETED."""
-        return TaskView.of(await service.get(task_id))
+        return TaskView.of(await service.get(task_id, owner=caller.owner_filter))
 
-    @get("/", summary="List tasks in one status")
+    @get("/", summary="List tasks in one status", guards=[requires(READ)])
     async def list_tasks(
         self,
         service: Service,
+        caller: Caller,
         status: Annotated[TaskStatus, Parameter(description="Which tasks, e.g. FAILED.")],
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     ) -> TaskPage:
         """Newest first. FAILED tasks can be re-queued with ``POST /tasks/{id}/retry``."""
-        return TaskPage(items=[TaskView.of(t) for t in await service.list_by_status(status, limit)])
+        tasks = await service.list_by_status(status, limit, owner=caller.owner_filter)
+        return TaskPage(items=[TaskView.of(t) for t in tasks])
 
-    @post("/{task_id:int}/cancel", status_code=200, summary="Cancel a task")
-    async def cancel(self, task_id: TaskId, service: Service) -> TaskView:
+    @post("/{task_id:int}/cancel", status_code=200, summary="Cancel a task", guards=[requires(WRITE)])
+    async def cancel(self, task_id: TaskId, service: Service, caller: Caller) -> TaskView:
         """PENDING: cancelled at once. PROCESSING: the worker stops the handler at
         its next heartbeat and discards any result. Finished: 409."""
-        return TaskView.of(await service.cancel(task_id))
+        return TaskView.of(await service.cancel(task_id, owner=caller.owner_filter))
 
-    @post("/{task_id:int}/retry", status_code=200, summary="Re-queue a FAILED or CANCELLED task")
-    async def retry(self, task_id: TaskId, service: Service) -> TaskView:
+    @post(
+        "/{task_id:int}/retry",
+        status_code=200,
+        summary="Re-queue a FAILED or CANCELLED task",
+        guards=[requires(WRITE)],
+    )
+    async def retry(self, task_id: TaskId, service: Service, caller: Caller) -> TaskView:
         """Runs it again with a fresh set of attempts; 409 in any other status."""
-        return TaskView.of(await service.requeue(task_id))
+        return TaskView.of(await service.requeue(task_id, owner=caller.owner_filter))

@@ -165,6 +165,7 @@ async def stack(
         "TASKCORE_MIGRATE_ON_START": "false",
         "TASKCORE_LOG_LEVEL": "INFO",
         "TASKCORE_SHUTDOWN_GRACE_S": "10",
+        "TASKCORE_AUTH": "none",
     }
     stack = Stack(
         env=env,

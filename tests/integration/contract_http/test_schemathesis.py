@@ -1,0 +1,202 @@
+"""Schemathesis against a real ``taskcore api`` and worker, driven by the live schema.
+
+The API's own ``/docs/openapi.json`` is the contract. Schemathesis runs every
+phase over every operation (schema examples, coverage of boundary and invalid
+values, property-based fuzzing, and stateful sequences that follow the links it
+infers, e.g. submit then read, cancel or retry the new task) with positive and
+negative data, and applies every check: no 5xx, status code, content type,
+headers and body as documented, schema-invalid requests rejected, schema-valid
+ones accepted, ``Allow`` on OPTIONS/405, and the auth checks once the schema
+declares security. Generation is deterministic (Hypothesis ``derandomize``, no
+example database), so CI runs the same cases every time.
+
+Set ``TASKCORE_SCHEMATHESIS_REPORT_DIR`` to keep the JUnit and JSON reports
+(e.g. as a CI artifact); otherwise they go to the test's tmp directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.e2e.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+SCHEMA_PATH = "/docs/openapi.json"
+MAX_EXAMPLES = 40  # per operation and phase; ~1000 requests, ~15 s here
+RUN_TIMEOUT_S = 100
+REPORT_DIR_ENV = "TASKCORE_SCHEMATHESIS_REPORT_DIR"
+HEADER_ENV_PREFIX = "TASKCORE_SCHEMATHESIS_HEADER_"
+
+# Bugs this run finds in src/ today; remove the xfail once they are fixed.
+KNOWN_BUGS = (
+    "the schema documents errors as Litestar's 400 application/json ValidationException, while the API "
+    "answers 404/409/422 (and 400/413/503/500) as application/problem+json (tasks_controller.py); "
+    "task_id's maximum is published as the float 9.223372036854776e18 so ids above 2**63-1 are "
+    "schema-valid but get 422 (tasks_controller.py TaskId); POST /tasks/ documents input_data as any "
+    "value and type as any string, but only registered types with their handler's input are accepted "
+    "(schemas.py SubmitTask); OPTIONS /tasks answers Allow: GET, OPTIONS without POST (Litestar 2 "
+    "default OPTIONS handler, litestar#4169)"
+)
+
+
+class ContractFailures(AssertionError):
+    """Schemathesis completed its run and found responses that break the contract."""
+
+
+@dataclass
+class Run:
+    report: dict[str, Any]
+    output: str
+    returncode: int
+    wall_s: float
+
+
+def schemathesis_config(path: Path, headers: Mapping[str, str]) -> dict[str, str]:
+    """Write the config file; header values travel in the environment, never in argv or on disk."""
+    env: dict[str, str] = {}
+    entries = []
+    for index, (name, value) in enumerate(headers.items()):
+        variable = f"{HEADER_ENV_PREFIX}{index}"
+        env[variable] = value
+        entries.append(f"{json.dumps(name)} = {json.dumps('${' + variable + '}')}")
+    lines = ["# written by tests/integration/contract_http"]
+    if entries:
+        lines.append(f"headers = {{ {', '.join(entries)} }}")
+    path.write_text("\n".join(lines) + "\n")
+    return env
+
+
+def run_schemathesis(base_url: str, headers: Mapping[str, str], workdir: Path, report_dir: Path) -> Run:
+    config = workdir / "schemathesis.toml"
+    header_env = schemathesis_config(config, headers)
+    json_report = report_dir / "schemathesis.json"
+    json_report.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(config),
+        "run",
+        f"{base_url}{SCHEMA_PATH}",
+        "--checks",
+        "all",
+        "--mode",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--generation-deterministic",
+        "--workers",
+        "1",
+        "--continue-on-failure",
+        "--request-timeout",
+        "10",
+        "--no-color",
+        "--report",
+        "json,junit",
+        "--report-dir",
+        str(report_dir),
+        "--report-json-path",
+        str(json_report),
+        "--report-junit-path",
+        str(report_dir / "schemathesis-junit.xml"),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHEMATHESIS_", HEADER_ENV_PREFIX))}
+    env.update(header_env, COLUMNS="120")
+    started = time.monotonic()
+    completed = subprocess.run(
+        command,
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    wall_s = time.monotonic() - started
+    output = completed.stdout + completed.stderr
+    assert json_report.exists(), f"schemathesis wrote no report (exit {completed.returncode}):\n{output}"
+    report: dict[str, Any] = json.loads(json_report.read_text())
+    return Run(report=report, output=output, returncode=completed.returncode, wall_s=wall_s)
+
+
+def summary(run: Run) -> str:
+    report = run.report
+    operations, cases = report["operations"], report["test_cases"]
+    phases = ", ".join(f"{name} {phase['status']}" for name, phase in report["phases"].items())
+    lines = [
+        f"schemathesis {report['schemathesis_version']}: {operations['tested']}/{operations['total']} "
+        f"operations, {cases['generated']} test cases (max {MAX_EXAMPLES} per operation and phase), "
+        f"{cases['unique_failures']} unique failures, {len(report['errors'])} errors, "
+        f"{run.wall_s:.1f} s wall",
+        f"  phases: {phases}",
+    ]
+    lines += [
+        f"  {failure['code']} {failure['title']} x{failure['count']}: {', '.join(failure['operations'])}"
+        for failure in report["failures"]
+    ]
+    return "\n".join(lines)
+
+
+def failure_details(output: str, limit: int = 20_000) -> str:
+    """The CLI's FAILURES section (each with a curl line to reproduce), long lines cut."""
+    start = output.find(" FAILURES ")
+    section = output[output.rfind("\n", 0, start) + 1 :] if start >= 0 else output
+    lines = [line if len(line) <= 300 else line[:300] + " ..." for line in section.splitlines()]
+    text = "\n".join(line for line in lines if line.strip())
+    return text if len(text) <= limit else text[:limit] + "\n... (truncated)"
+
+
+def wait_ready(base_url: str, headers: Mapping[str, str], timeout: float = 15) -> None:
+    """Undocumented 503s while a dependency connects would be reported as failures."""
+    deadline = time.monotonic() + timeout
+    url = f"{base_url}/health/ready"
+    while (response := httpx.get(url, headers=dict(headers), timeout=5)).status_code != 200:
+        assert time.monotonic() < deadline, f"API not ready: {response.status_code} {response.text}"
+        time.sleep(0.2)
+
+
+@pytest.mark.xfail(raises=ContractFailures, strict=True, reason=KNOWN_BUGS)
+@pytest.mark.timeout(RUN_TIMEOUT_S + 60)
+def test_api_honours_its_openapi_schema(
+    stack: Stack, api_env: dict[str, str], auth_headers: dict[str, str], tmp_path: Path
+) -> None:
+    api = stack.start_api(**api_env)
+    stack.start_worker()
+    wait_ready(stack.base_url, auth_headers)
+    report_dir = Path(os.environ.get(REPORT_DIR_ENV) or tmp_path / "reports")
+    report_dir.mkdir(parents=True, exist_ok=True)
+
+    run = run_schemathesis(stack.base_url, auth_headers, tmp_path, report_dir)
+
+    text = summary(run)
+    print(text)
+    report = run.report
+    # A run that could not test (schema not loaded, operations erroring or
+    # skipped, every request refused for auth) is broken, not a contract finding.
+    operations = report["operations"]
+    assert report["complete"], f"{text}\n{run.output}"
+    assert not report["errors"], f"{text}\n{run.output}"
+    assert operations["tested"] == operations["total"] > 0, f"{text}\n{run.output}"
+    assert not report["warnings"]["missing_auth"], f"{text}\n{run.output}"
+
+    if report["failures"]:
+        details = failure_details(run.output)
+        if any(failure["code"] == "ST101" for failure in report["failures"]):
+            details += f"\n\nAPI log (tail):\n{api.output()[-6000:]}"
+        raise ContractFailures(f"{text}\n\n{details}")
+    assert run.returncode == 0, f"{text}\n{run.output}"

@@ -1,0 +1,171 @@
+"""JWT authentication, scopes and ownership through the HTTP API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from litestar.testing import AsyncTestClient
+
+from taskcore import HandlerRegistry, register_builtins
+from taskcore.entrypoints.container import build_container
+from taskcore.entrypoints.http import create_app
+from taskcore.entrypoints.settings import load_settings
+from taskcore.entrypoints.tokens import mint, parse_duration
+from taskcore.errors import ConfigurationError
+
+SECRET = "a-test-secret-that-is-long-enough-for-hs256!"
+PROBLEM = "application/problem+json"
+RW = "tasks:read tasks:write"
+
+Client = AsyncTestClient  # type: ignore[type-arg]
+
+
+def token(sub: str = "alice", scope: str | None = RW, key: str = SECRET, **claims: Any) -> str:
+    payload: dict[str, Any] = {"sub": sub, "exp": int(time.time()) + 600, **claims}
+    if scope is not None:
+        payload["scope"] = scope
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return jwt.encode(payload, key, algorithm="HS256")
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {value}"}
+
+
+async def make_client(**settings: Any) -> AsyncTestClient:  # type: ignore[type-arg]
+    registry = HandlerRegistry()
+    register_builtins(registry, reverse_delay_s=0)
+    container = build_container(load_settings({}, **settings), registry)
+    return AsyncTestClient(create_app(container, embedded_worker=True, default_auth="jwt"))
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Client]:
+    async with await make_client(jwt_secret=SECRET) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"authorization": "Basic YWxpY2U6cHc="},
+        {"authorization": "Bearer"},
+        {"authorization": "Bearer not.a.jwt"},
+        bearer(token(key="another-secret-that-is-long-enough-for-hs256")),
+        bearer(token(exp=int(time.time()) - 60)),
+        bearer(token(exp=None)),
+        bearer(token(sub=None)),
+        bearer(jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, "", algorithm="none")),
+    ],
+)
+async def test_missing_or_bad_tokens_are_401_with_a_bearer_challenge(
+    client: Client, headers: dict[str, str]
+) -> None:
+    for response in (
+        await client.post("/tasks/", json={"input_data": "x"}, headers=headers),
+        await client.get("/tasks/1", headers=headers),
+    ):
+        assert response.status_code == 401
+        assert response.headers["content-type"] == PROBLEM
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_docs_and_health_need_no_token(client: Client) -> None:
+    assert (await client.get("/docs/openapi.json")).status_code == 200
+    assert (await client.get("/health/live")).status_code == 200
+    schema = (await client.get("/docs/openapi.json")).json()
+    assert schema["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
+
+
+async def test_a_token_without_the_scope_is_403(client: Client) -> None:
+    reader = bearer(token(scope="tasks:read"))
+    response = await client.post("/tasks/", json={"input_data": "x"}, headers=reader)
+    assert response.status_code == 403
+    assert response.headers["content-type"] == PROBLEM
+    writer = bearer(token(scope="tasks:write"))
+    created = (await client.post("/tasks/", json={"input_data": "x"}, headers=writer)).json()
+    assert (await client.get(f"/tasks/{created['id']}", headers=writer)).status_code == 403
+    assert (await client.get(f"/tasks/{created['id']}", headers=bearer(token(scope=None)))).status_code == 403
+
+
+async def test_callers_only_ever_see_their_own_tasks(client: Client) -> None:
+    alice, bob = bearer(token("alice")), bearer(token("bob"))
+    admin = bearer(token("root", scope="tasks:admin"))
+    mine = (await client.post("/tasks/", json={"input_data": "abc"}, headers=alice)).json()
+    task_id = mine["id"]
+    assert (await client.get(f"/tasks/{task_id}", headers=alice)).status_code == 200
+    for path, method in [
+        (f"/tasks/{task_id}", "GET"),
+        (f"/tasks/{task_id}/cancel", "POST"),
+        (f"/tasks/{task_id}/retry", "POST"),
+    ]:
+        response = await client.request(method, path, headers=bob)
+        assert response.status_code == 404, path
+        assert response.json()["detail"] == f"task {task_id} not found"  # same as a missing id
+    for status in ("PENDING", "PROCESSING", "COMPLETED"):
+        listed = (await client.get("/tasks", params={"status": status}, headers=bob)).json()
+        assert listed["items"] == []
+    assert (await client.get(f"/tasks/{task_id}", headers=admin)).status_code == 200
+    assert (await client.post(f"/tasks/{task_id}/cancel", headers=alice)).status_code in (200, 409)
+
+
+async def test_issuer_and_audience_are_checked_when_configured() -> None:
+    async with await make_client(
+        jwt_secret=SECRET, jwt_issuer="https://id.example", jwt_audience="taskcore"
+    ) as c:
+        good = bearer(token(iss="https://id.example", aud="taskcore"))
+        assert (await c.post("/tasks/", json={"input_data": "x"}, headers=good)).status_code == 201
+        for claims in ({"iss": "https://evil.example", "aud": "taskcore"}, {"iss": "https://id.example"}):
+            response = await c.post("/tasks/", json={"input_data": "x"}, headers=bearer(token(**claims)))
+            assert response.status_code == 401
+
+
+async def test_leeway_accepts_a_just_expired_token() -> None:
+    just_expired = bearer(token(exp=int(time.time()) - 5))
+    async with await make_client(jwt_secret=SECRET, jwt_leeway_s=30) as c:
+        assert (await c.get("/tasks/1", headers=just_expired)).status_code == 404
+
+
+async def test_es256_tokens_with_a_public_key_file(tmp_path: Path) -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    key_file = tmp_path / "public.pem"
+    key_file.write_bytes(public_pem)
+    signed = jwt.encode(
+        {"sub": "alice", "exp": int(time.time()) + 60, "scope": RW}, private, algorithm="ES256"
+    )
+    async with await make_client(jwt_public_key_file=str(key_file)) as c:
+        assert (await c.post("/tasks/", json={"input_data": "x"}, headers=bearer(signed))).status_code == 201
+        hs = bearer(token())  # an HS256 token must not pass as ES256
+        assert (await c.post("/tasks/", json={"input_data": "x"}, headers=hs)).status_code == 401
+
+
+async def test_jwt_without_a_key_refuses_to_start() -> None:
+    with pytest.raises(ConfigurationError, match="TASKCORE_JWT_SECRET"):
+        await make_client()
+
+
+async def test_auth_none_lets_everyone_in() -> None:
+    async with await make_client(auth="none") as c:
+        assert (await c.post("/tasks/", json={"input_data": "x"})).status_code == 201
+
+
+async def test_the_token_command_mints_what_the_api_accepts(client: Client) -> None:
+    settings = load_settings({}, jwt_secret=SECRET)
+    minted = mint(settings, sub="carol", scopes=["tasks:read", "tasks:write"], ttl=parse_duration("5m"))
+    created = await client.post("/tasks/", json={"input_data": "x"}, headers=bearer(minted))
+    assert created.status_code == 201
+    claims = jwt.decode(minted, SECRET, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 300
+    with pytest.raises(ConfigurationError):
+        parse_duration("forever")
