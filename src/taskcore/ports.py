@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from taskcore.status import TaskStatus
+from taskcore.query import TaskQuery
 from taskcore.task import NewTask, Task
 
 
@@ -46,8 +46,8 @@ class TaskRepository(Protocol):
         """
         ...
 
-    async def list_by_status(self, status: TaskStatus, limit: int, *, owner: str | None = None) -> list[Task]:
-        """Newest first; only ``owner``'s tasks unless ``owner`` is ``None``."""
+    async def find(self, query: TaskQuery) -> list[Task]:
+        """Tasks matching ``query``, newest first by (created_at, id), at most ``query.limit``."""
         ...
 
     async def renew_lease(self, task_id: int, version: int, lease_until: datetime) -> bool:

@@ -11,8 +11,8 @@ from taskcore.config import CoreConfig
 from taskcore.dispatch import Dispatcher
 from taskcore.errors import InvalidTransition, TaskNotFound
 from taskcore.ports import Clock, TaskCache, TaskRepository
+from taskcore.query import TaskQuery
 from taskcore.registry import HandlerRegistry
-from taskcore.status import TaskStatus
 from taskcore.status_cache import StatusCache
 from taskcore.task import NewTask, Task
 
@@ -93,8 +93,8 @@ class TaskService:
             raise TaskNotFound(f"task {task.id} not found", task_id=task.id)
         return task
 
-    async def list_by_status(self, status: TaskStatus, limit: int, *, owner: str | None = None) -> list[Task]:
-        return await self._repository.list_by_status(status, limit, owner=owner)
+    async def find(self, query: TaskQuery) -> list[Task]:
+        return await self._repository.find(query)
 
     async def cancel(self, task_id: int, *, owner: str | None = None) -> Task:
         """PENDING tasks never run; a PROCESSING task's worker notices at its

@@ -18,6 +18,7 @@ import msgspec
 import pytest
 
 from taskcore.ports import TaskRepository
+from taskcore.query import TaskQuery
 from taskcore.status import TaskStatus
 from taskcore.task import NewTask, Task
 
@@ -292,10 +293,10 @@ class RepositoryContract:
         tie_first = await repository.add(new_task(created_at=later(2)))
         tie_second = await repository.add(new_task(created_at=later(2)))
 
-        listed = await repository.list_by_status(TaskStatus.PENDING, 10)
+        listed = await repository.find(TaskQuery(status=TaskStatus.PENDING, limit=10))
 
         assert listed == [newest, tie_second, tie_first, oldest]
-        assert await repository.list_by_status(TaskStatus.PENDING, 2) == [newest, tie_second]
+        assert await repository.find(TaskQuery(status=TaskStatus.PENDING, limit=2)) == [newest, tie_second]
 
     async def test_list_by_status_shows_only_that_status(self, repository: TaskRepository) -> None:
         pending = await repository.add(new_task())
@@ -303,10 +304,10 @@ class RepositoryContract:
         done = (await self._claimed(repository)).complete(None, later(2))
         assert await repository.save(done) is True
 
-        assert await repository.list_by_status(TaskStatus.PENDING, 10) == [pending]
-        assert await repository.list_by_status(TaskStatus.PROCESSING, 10) == [claimed]
-        assert await repository.list_by_status(TaskStatus.COMPLETED, 10) == [done]
-        assert await repository.list_by_status(TaskStatus.FAILED, 10) == []
+        assert await repository.find(TaskQuery(status=TaskStatus.PENDING, limit=10)) == [pending]
+        assert await repository.find(TaskQuery(status=TaskStatus.PROCESSING, limit=10)) == [claimed]
+        assert await repository.find(TaskQuery(status=TaskStatus.COMPLETED, limit=10)) == [done]
+        assert await repository.find(TaskQuery(status=TaskStatus.FAILED, limit=10)) == []
 
     # -- what the heartbeat, the outbox and the sweeper rely on ---------------
 
@@ -369,3 +370,37 @@ class RepositoryContract:
             unconfirmed_before=later(100), overdue_before=later(100), limit=10
         )
         assert found == []
+
+    # -- listing: filters and keyset pages -----------------------------------
+
+    async def test_find_filters_by_owner_status_and_type(self, repository: TaskRepository) -> None:
+        def owned(owner: str | None, task_type: str) -> NewTask:
+            return msgspec.structs.replace(new_task(task_type=task_type), owner=owner)
+
+        a1 = await repository.add(owned("alice", "echo"))
+        a2 = await repository.add(owned("alice", "other"))
+        b1 = await repository.add(owned("bob", "echo"))
+        claimed = await repository.claim(a1.id, later(1), LEASE)
+        assert claimed is not None
+        ids = lambda tasks: {t.id for t in tasks}  # noqa: E731
+        assert ids(await repository.find(TaskQuery(owner="alice"))) == {a1.id, a2.id}
+        assert ids(await repository.find(TaskQuery())) == {a1.id, a2.id, b1.id}
+        assert ids(await repository.find(TaskQuery(type="echo"))) == {a1.id, b1.id}
+        assert ids(await repository.find(TaskQuery(owner="alice", status=TaskStatus.PENDING))) == {a2.id}
+        assert ids(await repository.find(TaskQuery(owner="carol"))) == set()
+        assert (await repository.get(a2.id, fresh=True)).owner == "alice"  # type: ignore[union-attr]
+
+    async def test_keyset_pages_neither_repeat_nor_skip(self, repository: TaskRepository) -> None:
+        created = [await repository.add(new_task(created_at=later(i // 3))) for i in range(10)]  # ties too
+        seen: list[int] = []
+        before = None
+        while True:
+            page = await repository.find(TaskQuery(limit=3, before=before))
+            if not page:
+                break
+            seen += [t.id for t in page]
+            before = (page[-1].created_at, page[-1].id)
+            # a task inserted meanwhile is newer than every page: it never shows up late
+            await repository.add(new_task(created_at=later(100)))
+        expected = sorted(created, key=lambda t: (t.created_at, t.id), reverse=True)
+        assert seen == [t.id for t in expected]

@@ -22,6 +22,7 @@ from taskcore import (
     TaskStatus,
 )
 from taskcore.adapters.memory import MemoryCache, MemoryQueue, MemoryRepository
+from taskcore.query import TaskQuery
 
 from .conftest import ManualClock
 from .test_processor import deliver
@@ -270,7 +271,7 @@ async def test_requeue_a_failed_task(
 
     task = await service.submit("once", "a")
     assert (await deliver(queue, processor))[0] is Outcome.FAILED
-    assert [t.id for t in await service.list_by_status(TaskStatus.FAILED, 10)] == [task.id]
+    assert [t.id for t in await service.find(TaskQuery(status=TaskStatus.FAILED))] == [task.id]
     fail = False
     again = await service.requeue(task.id)
     assert (again.status, again.attempts, again.error) == (TaskStatus.PENDING, 0, None)

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from taskcore.errors import RepositoryUnavailable, UnstorableValue
+from taskcore.query import TaskQuery
 from taskcore.status import TaskStatus
 from taskcore.task import NewTask, Task
 
@@ -122,8 +123,8 @@ class MemoryRepository:
         found.sort(key=lambda t: t.updated_at)
         return found[:limit]
 
-    async def list_by_status(self, status: TaskStatus, limit: int, *, owner: str | None = None) -> list[Task]:
+    async def find(self, query: TaskQuery) -> list[Task]:
         self._check()
-        found = [t for t in self.tasks.values() if t.status is status and t.visible_to(owner)]
+        found = [t for t in self.tasks.values() if query.matches(t)]
         found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
-        return found[:limit]
+        return found[: query.limit]

@@ -83,19 +83,17 @@ WHERE status = 'PENDING'
 ORDER BY updated_at
 LIMIT %(limit)s;
 
--- name: list_tasks_by_status
+-- name: list_tasks
+-- Keyset pagination, newest first. Each filter is optional (NULL: any); the
+-- row comparison on (created_at, id) resumes strictly after the last page.
 SELECT id, type, input, status, result, error, attempts, max_attempts, version,
        created_at, updated_at, run_at, lease_until, started_at, finished_at, owner
 FROM tasks
-WHERE status = %(status)s::task_status
-ORDER BY created_at DESC, id DESC
-LIMIT %(limit)s;
-
--- name: list_owner_tasks_by_status
-SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner
-FROM tasks
-WHERE owner = %(owner)s AND status = %(status)s::task_status
+WHERE (%(owner)s::text IS NULL OR owner = %(owner)s::text)
+  AND (%(status)s::task_status IS NULL OR status = %(status)s::task_status)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(before_created)s::timestamptz IS NULL
+       OR (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::bigint))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 

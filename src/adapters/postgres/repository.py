@@ -1,6 +1,6 @@
 """The task repository on PostgreSQL: one statement per use case, over a pool.
 
-Every write goes to the primary; ``get`` and ``list_by_status`` may go to a
+Every write goes to the primary; ``get`` and ``find`` may go to a
 read replica, which can lag behind: the core only reads there to answer
 clients, never to decide a transition. Concurrency is guarded in SQL (the
 conditional UPDATEs in ``queries.sql``); the rules themselves live on ``Task``.
@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from taskcore.adapters.postgres.errors import wrap_errors
 from taskcore.adapters.postgres.sql import queries
 from taskcore.errors import RepositoryUnavailable
+from taskcore.query import TaskQuery
 from taskcore.status import TaskStatus
 from taskcore.task import NewTask, Task
 
@@ -238,10 +239,17 @@ class PostgresRepository:
                 cursor = await connection.execute(statement, params)
                 return cursor.rowcount
 
-    async def list_by_status(self, status: TaskStatus, limit: int, *, owner: str | None = None) -> list[Task]:
-        params = {"status": status.value, "limit": limit, "owner": owner}
-        query = "list_tasks_by_status" if owner is None else "list_owner_tasks_by_status"
-        return await self._fetch(self._read, query, params, f"list {status.value} tasks")
+    async def find(self, query: TaskQuery) -> list[Task]:
+        before_created, before_id = query.before if query.before else (None, None)
+        params = {
+            "owner": query.owner,
+            "status": query.status.value if query.status else None,
+            "type": query.type,
+            "before_created": before_created,
+            "before_id": before_id,
+            "limit": query.limit,
+        }
+        return await self._fetch(self._read, "list_tasks", params, "list tasks")
 
     async def _fetch(self, pool: _Pool, query: str, params: Mapping[str, Any], action: str) -> list[Task]:
         return await self._bounded(self._fetch_now(pool, queries[query], params, action), action)

@@ -46,3 +46,7 @@ CREATE INDEX tasks_status_created_at_idx ON tasks (status, created_at DESC, id D
 
 -- One owner's tasks in one status, newest first.
 CREATE INDEX tasks_owner_status_created_at_idx ON tasks (owner, status, created_at DESC, id DESC);
+
+-- Listing every task of an owner, or of everyone, newest first.
+CREATE INDEX tasks_created_at_idx ON tasks (created_at DESC, id DESC);
+CREATE INDEX tasks_owner_created_at_idx ON tasks (owner, created_at DESC, id DESC);

@@ -11,10 +11,12 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, Parameter, QueryParameter
 
 from taskcore.entrypoints.http.auth import READ, WRITE, Principal, principal_of, requires
+from taskcore.entrypoints.http.cursor import decode_cursor, encode_cursor
 from taskcore.entrypoints.http.schemas import SubmitTask, TaskPage, TaskView
+from taskcore.query import TaskQuery
 from taskcore.service import TaskService
 from taskcore.status import TaskStatus
 
@@ -43,17 +45,36 @@ class TaskController(Controller):
         """The task's current status, and its result once COMPLETED."""
         return TaskView.of(await service.get(task_id, owner=caller.owner_filter))
 
-    @get("/", summary="List tasks in one status", guards=[requires(READ)])
+    @get("/", summary="List tasks, newest first", guards=[requires(READ)])
     async def list_tasks(
         self,
         service: Service,
         caller: Caller,
-        status: Annotated[TaskStatus, Parameter(description="Which tasks, e.g. FAILED.")],
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        status: Annotated[TaskStatus | None, Parameter(description="Only tasks in this status.")] = None,
+        task_type: Annotated[
+            str | None,
+            QueryParameter(name="type", min_length=1, max_length=200, description="Only this type."),
+        ] = None,
+        limit: Annotated[int, Parameter(ge=1, le=500, description="Page size.")] = 50,
+        cursor: Annotated[
+            str | None, Parameter(max_length=200, description="`next_cursor` of the previous page.")
+        ] = None,
     ) -> TaskPage:
-        """Newest first. FAILED tasks can be re-queued with ``POST /tasks/{id}/retry``."""
-        tasks = await service.list_by_status(status, limit, owner=caller.owner_filter)
-        return TaskPage(items=[TaskView.of(t) for t in tasks])
+        """Keyset pages on (created_at, id): stable while tasks are added.
+        ``next_cursor`` is null on the last page. FAILED tasks can be re-queued
+        with ``POST /tasks/{id}/retry``."""
+        query = TaskQuery(
+            owner=caller.owner_filter,
+            status=status,
+            type=task_type,
+            limit=limit + 1,  # one more tells whether another page exists
+            before=decode_cursor(cursor) if cursor else None,
+        )
+        tasks = await service.find(query)
+        page, more = tasks[:limit], len(tasks) > limit
+        return TaskPage(
+            items=[TaskView.of(t) for t in page], next_cursor=encode_cursor(page[-1]) if more else None
+        )
 
     @post("/{task_id:int}/cancel", status_code=200, summary="Cancel a task", guards=[requires(WRITE)])
     async def cancel(self, task_id: TaskId, service: Service, caller: Caller) -> TaskView:

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from taskcore.adapters.postgres import PostgresRepository, RepositoryError
 from taskcore.errors import RepositoryUnavailable
+from taskcore.query import TaskQuery
 from taskcore.status import TaskStatus
 from tests.contracts.repository import LEASE, later, new_task
 from tests.integration.databases import Database, Databases, database_url
@@ -102,12 +103,12 @@ async def test_reads_go_to_the_read_database(databases: Databases, repositories:
 
     written = await repository.add(new_task())
     assert await repository.get(written.id) is None
-    assert await repository.list_by_status(TaskStatus.PENDING, 10) == []
+    assert await repository.find(TaskQuery(status=TaskStatus.PENDING, limit=10)) == []
     assert await repository.claim(written.id, later(1), LEASE) is not None  # writes go to the primary
 
     only_in_replica = await replica_writer.add(new_task(task_type="replicated"))
     assert await repository.get(only_in_replica.id) == only_in_replica
-    assert await repository.list_by_status(TaskStatus.PENDING, 10) == [only_in_replica]
+    assert await repository.find(TaskQuery(status=TaskStatus.PENDING, limit=10)) == [only_in_replica]
     await repository.ping()
 
 
