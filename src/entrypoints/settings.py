@@ -47,6 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     sweep_interval_s: Positive = 5.0
     redispatch_grace_s: Positive = 10.0
     redispatch_overdue_s: Positive = 600.0
+    idempotency_ttl_s: Positive = 86_400.0
     startup_attempts: Count = 5
     startup_backoff_s: Positive = 1.0
     migrate_on_start: bool = True
@@ -73,6 +74,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             sweep_interval_s=self.sweep_interval_s,
             redispatch_grace_s=self.redispatch_grace_s,
             redispatch_overdue_s=self.redispatch_overdue_s,
+            idempotency_ttl_s=self.idempotency_ttl_s,
         )
 
     def missing_services(self) -> list[str]:

@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from taskcore.idempotency import AddedOnce, IdempotencyKey
 from taskcore.query import TaskQuery
 from taskcore.task import NewTask, Task
 
@@ -22,6 +23,12 @@ class TaskRepository(Protocol):
 
     async def add(self, new: NewTask) -> Task:
         """Store a PENDING task and return it with its id."""
+        ...
+
+    async def add_once(self, new: NewTask, key: IdempotencyKey) -> AddedOnce:
+        """Store ``new`` unless ``new.owner`` used ``key`` before (and it has not
+        expired): then return the task it created. Atomic, so concurrent
+        duplicates create one task."""
         ...
 
     async def get(self, task_id: int, *, fresh: bool = False) -> Task | None:
@@ -108,6 +115,12 @@ class Consumer(Protocol):
 
 class TaskCache(Protocol):
     """Fast status reads. Never the source of truth."""
+
+    async def add_once(self, new: NewTask, key: IdempotencyKey) -> AddedOnce:
+        """Store ``new`` unless ``new.owner`` used ``key`` before (and it has not
+        expired): then return the task it created. Atomic, so concurrent
+        duplicates create one task."""
+        ...
 
     async def get(self, task_id: int, *, fresh: bool = False) -> Task | None:
         """Read a task. Reads may be served by a lagging replica; ``fresh`` asks

@@ -10,6 +10,7 @@ from typing import Any
 from taskcore.config import CoreConfig
 from taskcore.dispatch import Dispatcher
 from taskcore.errors import InvalidTransition, TaskNotFound
+from taskcore.idempotency import IdempotencyConflict, IdempotencyKey, request_hash
 from taskcore.ports import Clock, TaskCache, TaskRepository
 from taskcore.query import TaskQuery
 from taskcore.registry import HandlerRegistry
@@ -37,6 +38,7 @@ class TaskService:
         self._cache = StatusCache.over(cache, config)
         self._clock = clock
         self._registry = registry
+        self._config = config
 
     @property
     def registry(self) -> HandlerRegistry:
@@ -52,22 +54,56 @@ class TaskService:
         does not fail the submit: the task is stored, its message unconfirmed,
         and the sweeper publishes it once the broker is back.
         """
-        handler = self._registry.get(task_type)
-        stored_input = handler.normalise_input(input_data)
-        now = self._clock.now()
-        task = await self._repository.add(
-            NewTask(
-                type=task_type,
-                input=stored_input,
-                max_attempts=handler.max_attempts,
-                run_at=now + delay if delay else now,
-                created_at=now,
-                owner=owner,
-            )
-        )
+        task = await self._repository.add(self._new_task(task_type, input_data, delay, owner))
         await self._dispatcher.dispatch(task)
         await self._cache.remember(task)
         return task
+
+    async def submit_once(
+        self,
+        task_type: str,
+        input_data: Any,
+        *,
+        idempotency_key: str,
+        delay: timedelta | None = None,
+        owner: str | None = None,
+    ) -> tuple[Task, bool]:
+        """``submit`` under a client's Idempotency-Key: the first call creates
+        the task, a retry with the same request returns it (``False``: not
+        created now), a different request with the key is an
+        ``IdempotencyConflict``."""
+        new = self._new_task(task_type, input_data, delay, owner)
+        fingerprint = request_hash(task_type, new.input)
+        key = IdempotencyKey(
+            key=idempotency_key,
+            request_hash=fingerprint,
+            expired_before=new.created_at - timedelta(seconds=self._config.idempotency_ttl_s),
+        )
+        added = await self._repository.add_once(new, key)
+        if not added.created:
+            if added.request_hash != fingerprint:
+                raise IdempotencyConflict(
+                    "this Idempotency-Key was already used with a different request", key=idempotency_key
+                )
+            return added.task, False
+        await self._dispatcher.dispatch(added.task)
+        await self._cache.remember(added.task)
+        return added.task, True
+
+    def _new_task(
+        self, task_type: str, input_data: Any, delay: timedelta | None, owner: str | None
+    ) -> NewTask:
+        handler = self._registry.get(task_type)
+        stored_input = handler.normalise_input(input_data)
+        now = self._clock.now()
+        return NewTask(
+            type=task_type,
+            input=stored_input,
+            max_attempts=handler.max_attempts,
+            run_at=now + delay if delay else now,
+            created_at=now,
+            owner=owner,
+        )
 
     async def get(self, task_id: int, *, owner: str | None = None) -> Task:
         """Cache first; on a miss (or a cache outage) the database, then refill.

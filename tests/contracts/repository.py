@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from taskcore.idempotency import IdempotencyKey
 from taskcore.ports import TaskRepository
 from taskcore.query import TaskQuery
 from taskcore.status import TaskStatus
@@ -404,3 +405,31 @@ class RepositoryContract:
             await repository.add(new_task(created_at=later(100)))
         expected = sorted(created, key=lambda t: (t.created_at, t.id), reverse=True)
         assert seen == [t.id for t in expected]
+
+    # -- idempotency keys -----------------------------------------------------
+
+    async def test_add_once_creates_once_per_owner_and_key(self, repository: TaskRepository) -> None:
+        key = IdempotencyKey(key="k1", request_hash="h1", expired_before=T0 - LEASE)
+        mine = msgspec.structs.replace(new_task(), owner="alice")
+        first = await repository.add_once(mine, key)
+        again = await repository.add_once(mine, msgspec.structs.replace(key, request_hash="h2"))
+        assert first.created and not again.created
+        assert again.task == first.task
+        assert again.request_hash == "h1"  # the hash the key was first used with
+        theirs = await repository.add_once(msgspec.structs.replace(new_task(), owner="bob"), key)
+        assert theirs.created
+        assert theirs.task.id != first.task.id
+
+    async def test_an_expired_key_can_be_used_again(self, repository: TaskRepository) -> None:
+        key = IdempotencyKey(key="k", request_hash="h", expired_before=T0 - LEASE)
+        first = await repository.add_once(new_task(created_at=T0), key)
+        later_key = msgspec.structs.replace(key, expired_before=later(1))
+        second = await repository.add_once(new_task(created_at=later(2)), later_key)
+        assert second.created
+        assert second.task.id != first.task.id
+
+    async def test_concurrent_add_once_with_one_key_makes_one_task(self, repository: TaskRepository) -> None:
+        key = IdempotencyKey(key="burst", request_hash="h", expired_before=T0 - LEASE)
+        results = await asyncio.gather(*(repository.add_once(new_task(), key) for _ in range(10)))
+        assert sum(r.created for r in results) == 1
+        assert len({r.task.id for r in results}) == 1

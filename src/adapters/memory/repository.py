@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from taskcore.errors import RepositoryUnavailable, UnstorableValue
+from taskcore.idempotency import AddedOnce, IdempotencyKey
 from taskcore.query import TaskQuery
 from taskcore.status import TaskStatus
 from taskcore.task import NewTask, Task
@@ -28,6 +29,7 @@ class MemoryRepository:
     def __init__(self) -> None:
         self.tasks: dict[int, Task] = {}
         self.dispatched_at: dict[int, datetime] = {}
+        self.idempotency_keys: dict[tuple[str, str], tuple[str, int, datetime]] = {}
         self.available = True
         self._next_id = 1
 
@@ -57,6 +59,17 @@ class MemoryRepository:
         self._next_id += 1
         self.tasks[task.id] = task
         return task
+
+    async def add_once(self, new: NewTask, key: IdempotencyKey) -> AddedOnce:
+        self._check()
+        slot = (new.owner or "", key.key)
+        used = self.idempotency_keys.get(slot)
+        if used is not None and used[2] >= key.expired_before:
+            request_hash, task_id, _ = used
+            return AddedOnce(self.tasks[task_id], created=False, request_hash=request_hash)
+        task = await self.add(new)
+        self.idempotency_keys[slot] = (key.request_hash, task.id, new.created_at)
+        return AddedOnce(task, created=True, request_hash=key.request_hash)
 
     async def get(self, task_id: int, *, fresh: bool = False) -> Task | None:
         self._check()

@@ -116,3 +116,20 @@ SELECT version FROM schema_migrations;
 
 -- name: record_migration
 INSERT INTO schema_migrations (version) VALUES (%(version)s);
+
+-- name: claim_idempotency_key
+-- Take the key, or take over an expired one. Returns nothing when a live key
+-- exists; a concurrent transaction holding the same key makes this wait for
+-- its outcome first.
+INSERT INTO idempotency_keys (owner, key, request_hash, created_at)
+VALUES (%(owner)s, %(key)s, %(request_hash)s, %(now)s)
+ON CONFLICT (owner, key) DO UPDATE
+    SET request_hash = EXCLUDED.request_hash, task_id = NULL, created_at = EXCLUDED.created_at
+    WHERE idempotency_keys.created_at < %(expired_before)s
+RETURNING owner;
+
+-- name: link_idempotency_key
+UPDATE idempotency_keys SET task_id = %(task_id)s WHERE owner = %(owner)s AND key = %(key)s;
+
+-- name: get_idempotency_key
+SELECT request_hash, task_id FROM idempotency_keys WHERE owner = %(owner)s AND key = %(key)s;

@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from taskcore.adapters.postgres.errors import wrap_errors
 from taskcore.adapters.postgres.sql import queries
 from taskcore.errors import RepositoryUnavailable
+from taskcore.idempotency import AddedOnce, IdempotencyKey
 from taskcore.query import TaskQuery
 from taskcore.status import TaskStatus
 from taskcore.task import NewTask, Task
@@ -171,8 +172,9 @@ class PostgresRepository:
         except TimeoutError as exc:
             raise RepositoryUnavailable(f"the task database did not answer within {timeout_s}s") from exc
 
-    async def add(self, new: NewTask) -> Task:
-        params = {
+    @staticmethod
+    def _add_params(new: NewTask) -> dict[str, Any]:
+        return {
             "type": new.type,
             "input": Jsonb(new.input),
             "max_attempts": new.max_attempts,
@@ -180,8 +182,40 @@ class PostgresRepository:
             "run_at": new.run_at,
             "owner": new.owner,
         }
-        tasks = await self._fetch(self._primary, "add_task", params, "add a task")
+
+    async def add(self, new: NewTask) -> Task:
+        tasks = await self._fetch(self._primary, "add_task", self._add_params(new), "add a task")
         return tasks[0]
+
+    async def add_once(self, new: NewTask, key: IdempotencyKey) -> AddedOnce:
+        action = "add a task under an idempotency key"
+        return await self._bounded(self._add_once_now(new, key, action), action)
+
+    async def _add_once_now(self, new: NewTask, key: IdempotencyKey, action: str) -> AddedOnce:
+        slot = {"owner": new.owner or "", "key": key.key}
+        with wrap_errors(action):
+            async with self._primary.connection() as connection, connection.transaction():
+                claimed = await connection.execute(
+                    queries["claim_idempotency_key"],
+                    {**slot, "request_hash": key.request_hash, "now": new.created_at,
+                     "expired_before": key.expired_before},
+                )  # fmt: skip
+                if await claimed.fetchone() is None:
+                    used = await (await connection.execute(queries["get_idempotency_key"], slot)).fetchone()
+                    if used is None or used[1] is None:  # expired and purged meanwhile: rare, retryable
+                        raise RepositoryUnavailable("the idempotency key changed concurrently; try again")
+                    async with connection.cursor(row_factory=task_row) as cursor:
+                        await cursor.execute(queries["get_task"], {"id": used[1]})
+                        original = await cursor.fetchone()
+                    if original is None:
+                        raise RepositoryUnavailable("the idempotency key's task is gone; try again")
+                    return AddedOnce(original, created=False, request_hash=used[0])
+                async with connection.cursor(row_factory=task_row) as cursor:
+                    await cursor.execute(queries["add_task"], self._add_params(new))
+                    task = await cursor.fetchone()
+                assert task is not None
+                await connection.execute(queries["link_idempotency_key"], {**slot, "task_id": task.id})
+                return AddedOnce(task, created=True, request_hash=key.request_hash)
 
     async def get(self, task_id: int, *, fresh: bool = False) -> Task | None:
         pool = self._primary if fresh else self._read

@@ -23,6 +23,7 @@ from taskcore.errors import (
     UnknownTaskType,
     UnstorableValue,
 )
+from taskcore.idempotency import IdempotencyConflict
 
 log = logging.getLogger("taskcore.http")
 
@@ -96,6 +97,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     UnknownTaskType: _unprocessable,
     InvalidInput: _unprocessable,
     UnstorableValue: _unprocessable,
+    IdempotencyConflict: _unprocessable,
     InvalidTransition: _conflict,
     ServiceUnavailable: _unavailable,
     Exception: _internal,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, Parameter, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, Parameter, QueryParameter
 
 from taskcore.entrypoints.http.auth import READ, WRITE, Principal, principal_of, requires
 from taskcore.entrypoints.http.cursor import decode_cursor, encode_cursor
@@ -25,6 +25,10 @@ Service = NamedDependency[TaskService]
 Caller = NamedDependency[Principal]
 
 
+def _location(task_id: int) -> dict[str, str]:
+    return {"Location": f"/tasks/{task_id}"}
+
+
 def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     return principal_of(request)
 
@@ -35,10 +39,32 @@ class TaskController(Controller):
     dependencies = {"caller": Provide(provide_principal, sync_to_thread=False)}
 
     @post("/", status_code=201, summary="Submit a task", guards=[requires(WRITE)])
-    async def submit(self, data: JSONBody[SubmitTask], service: Service, caller: Caller) -> TaskView:
+    async def submit(
+        self,
+        data: JSONBody[SubmitTask],
+        service: Service,
+        caller: Caller,
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(
+                name="Idempotency-Key",
+                min_length=1,
+                max_length=255,
+                description="Retrying with the same key and body returns the original task.",
+            ),
+        ] = None,
+    ) -> Response[TaskView]:
         """Store the task as PENDING and queue it; answers before it runs."""
-        task = await service.submit(data.type, data.input_data, owner=caller.sub)
-        return TaskView.of(task)
+        if idempotency_key is None:
+            task = await service.submit(data.type, data.input_data, owner=caller.sub)
+            return Response(TaskView.of(task), status_code=201, headers=_location(task.id))
+        task, created = await service.submit_once(
+            data.type, data.input_data, idempotency_key=idempotency_key, owner=caller.sub
+        )
+        headers = _location(task.id)
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(TaskView.of(task), status_code=201, headers=headers)
 
     @get("/{task_id:int}", summary="Read a task", guards=[requires(READ)])
     async def read(self, task_id: TaskId, service: Service, caller: Caller) -> TaskView:

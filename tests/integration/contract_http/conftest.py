@@ -1,8 +1,12 @@
 """What the contract run sends and how the API under test is configured.
 
-The API runs without authentication for now. When auth lands, switch it on in
-``api_env`` (e.g. ``TASKCORE_AUTH`` and its key) and return a bearer token from
-``auth_headers``; the schemathesis run sends those headers with every request.
+The API runs without authentication for now (the ``stack`` sets
+``TASKCORE_AUTH=none``). To run it with auth, return ``TASKCORE_AUTH=jwt`` and
+``TASKCORE_JWT_SECRET`` from ``service_env`` and a bearer token from
+``auth_headers`` (e.g. ``jwt.encode({"sub": ..., "scope": "tasks:read tasks:write",
+"exp": ...}, secret, algorithm="HS256")``); schemathesis sends those headers with
+every request and, as the schema then declares bearer security, also checks that
+requests without them are refused.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ import pytest
 
 
 @pytest.fixture
-def api_env() -> dict[str, str]:
-    """Extra environment for the ``taskcore api`` process under test."""
+def service_env() -> dict[str, str]:
+    """Extra environment for the ``taskcore api`` and ``taskcore worker`` under test."""
     return {}
 
 
