@@ -16,6 +16,7 @@ from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.http import create_app
 from taskcore.entrypoints.http.auth_config import AuthMode, auth_mode
 from taskcore.entrypoints.http.health_controller import Ready, readiness
+from taskcore.entrypoints.http.request_id import RequestIdFilter
 from taskcore.entrypoints.lifecycle import dependencies, migrate_database, open_resources
 from taskcore.entrypoints.loading import load_registry
 from taskcore.entrypoints.serving import serve
@@ -50,7 +51,13 @@ def _settings(**overrides: Any) -> Settings:
         settings = load_settings(**overrides)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())  # on the handler: it sees records from every logger
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
+        handlers=[handler],
+    )
     return settings
 
 

@@ -48,6 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redispatch_grace_s: Positive = 10.0
     redispatch_overdue_s: Positive = 600.0
     idempotency_ttl_s: Positive = 86_400.0
+    rate_limit_submit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 6000
     startup_attempts: Count = 5
     startup_backoff_s: Positive = 1.0
     migrate_on_start: bool = True

@@ -413,7 +413,8 @@ class RepositoryContract:
         mine = msgspec.structs.replace(new_task(), owner="alice")
         first = await repository.add_once(mine, key)
         again = await repository.add_once(mine, msgspec.structs.replace(key, request_hash="h2"))
-        assert first.created and not again.created
+        assert first.created
+        assert not again.created
         assert again.task == first.task
         assert again.request_hash == "h1"  # the hash the key was first used with
         theirs = await repository.add_once(msgspec.structs.replace(new_task(), owner="bob"), key)

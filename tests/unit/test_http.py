@@ -236,3 +236,15 @@ async def test_pages_of_tasks_with_an_opaque_cursor(client: AsyncTestClient) -> 
     assert seen == sorted(ids, reverse=True)  # newest first, no repeats, no gaps
     typed = (await client.get("/tasks", params={"type": "explode"})).json()
     assert typed["items"] == []
+
+
+async def test_every_response_carries_a_request_id(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    given = await client.post("/tasks/", json={"input_data": "x"}, headers={"x-request-id": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    for response in (await client.get("/tasks/999"), await client.get("/nowhere")):
+        assert len(response.headers["x-request-id"]) >= 16
+
+
+async def test_options_lists_every_method(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    response = await client.options("/tasks")
+    assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "OPTIONS", "POST"}

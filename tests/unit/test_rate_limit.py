@@ -27,7 +27,7 @@ SECRET = "a-test-secret-that-is-long-enough-for-hs256!"
 PROBLEM = "application/problem+json"
 LIMIT = 3  # per minute: one slot frees every 20 s
 
-Client = AsyncTestClient  # type: ignore[type-arg]
+Client = AsyncTestClient[Litestar]
 
 
 class FakeClock:
@@ -115,7 +115,6 @@ async def test_the_submit_past_the_limit_is_429_problem_json_with_retry_after(
     problem = response.json()
     assert (problem["status"], problem["title"]) == (429, "Too Many Requests")
     assert "3 submissions per 60 s" in problem["detail"]
-    assert problem["instance"] == "/tasks/"
     assert stored(container) == LIMIT  # the refused submit stored nothing
 
 

@@ -8,17 +8,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import Middleware
 
 from taskcore.entrypoints.container import Container
 from taskcore.entrypoints.http.auth import jwt_middleware
 from taskcore.entrypoints.http.auth_config import AuthMode, build_verifier
 from taskcore.entrypoints.http.health_controller import Dependencies, HealthController
 from taskcore.entrypoints.http.problems import EXCEPTION_HANDLERS
+from taskcore.entrypoints.http.rate_limit import rate_limit_middleware
+from taskcore.entrypoints.http.request_id import RequestIdPlugin
 from taskcore.entrypoints.http.tasks_controller import TaskController
 from taskcore.entrypoints.lifecycle import dependencies, open_resources
 from taskcore.service import TaskService
@@ -68,10 +71,19 @@ def create_app(
                     "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
                 }
             ),
-            "security": [{"BearerToken": []}],
         }
+    # Only the task routes need a token; /docs and /health/* stay public.
+    tasks = Router(
+        path="/",
+        route_handlers=[TaskController],
+        security=[{"BearerToken": []}] if verifier is not None else None,
+    )
+    # Order matters: the rate limit keys on the principal the auth middleware sets.
+    middleware: list[Middleware] = [jwt_middleware(verifier, exclude=PUBLIC_PATHS)] if verifier else []
+    if settings.rate_limit_submit_per_minute:
+        middleware.append(rate_limit_middleware(settings.rate_limit_submit_per_minute))
     return Litestar(
-        route_handlers=[TaskController, HealthController],
+        route_handlers=[tasks, HealthController],
         dependencies={
             "service": Provide(provide_service, sync_to_thread=False),
             "dependencies": Provide(provide_dependencies, sync_to_thread=False),
@@ -79,7 +91,8 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        middleware=[jwt_middleware(verifier, exclude=PUBLIC_PATHS)] if verifier else [],
+        middleware=middleware,
+        plugins=[RequestIdPlugin()],
         openapi_config=OpenAPIConfig(
             title="taskcore",
             version="0.1.0",

@@ -14,6 +14,7 @@ from typing import Literal
 import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 
 from taskcore.entrypoints.lifecycle import Adapter
 from taskcore.errors import TaskcoreError
@@ -65,7 +66,13 @@ class HealthController(Controller):
     async def live(self) -> Live:
         return Live()
 
-    @get("/ready", summary="Readiness, with each dependency by name")
+    @get(
+        "/ready",
+        summary="Readiness, with each dependency by name",
+        responses={
+            503: ResponseSpec(data_container=Ready, description="A required dependency is unavailable")
+        },
+    )
     async def ready(self, dependencies: NamedDependency[Dependencies]) -> Response[Ready]:
         report = await readiness(dependencies.adapters)
         return Response(report, status_code=200 if report.status == "ready" else 503)

@@ -38,7 +38,7 @@ from taskcore.entrypoints.http.auth import principal_of
 Clock = Callable[[], float]
 
 SUBMIT_METHOD = "POST"
-SUBMIT_PATH = "/tasks"  # the route's template, so /tasks and /tasks/ are one route
+SUBMIT_PATH = "/tasks"  # the routed template: "/tasks" and "/tasks/" alike, never "/tasks/1"
 
 
 class OwnerRateLimiter:
@@ -86,7 +86,9 @@ class SubmitRateLimitMiddleware(ASGIMiddleware):
     """Applies the limiter to ``POST /tasks/``; every other route passes untouched.
 
     Must come *after* the authentication middleware in ``middleware=[...]``
-    (inner to it): the owner is the principal auth put on the scope."""
+    (inner to it): the owner is the principal auth put on the scope. Unlike most
+    middleware it is stateful on purpose: Litestar builds it into every route's
+    stack from this one instance, so all of them share the limiter."""
 
     scopes = (ScopeType.HTTP,)
 
@@ -98,7 +100,7 @@ class SubmitRateLimitMiddleware(ASGIMiddleware):
         self.path = path
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if scope.get("method") == self.method and self.path in scope["route_handler"].paths:
+        if scope.get("method") == self.method and scope.get("path_template") == self.path:
             connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope)
             wait = self.limiter.acquire(principal_of(connection).sub)
             if wait > 0:

@@ -61,7 +61,7 @@ def _from_headers(scope: Scope) -> str | None:
 def request_id_of(scope: Scope) -> str:
     """The connection's id: chosen on first use (the caller's or a new uuid4 hex)
     and remembered in the scope's state."""
-    state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    state: dict[str, Any] = scope.setdefault("state", {})
     request_id = state.get(_STATE_KEY)
     if not isinstance(request_id, str):
         request_id = _from_headers(scope) or uuid.uuid4().hex

@@ -7,20 +7,44 @@ carries ``tasks:admin``. Writing needs ``tasks:write``, reading ``tasks:read``.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, HttpMethod, Request, Response, get, post, route
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, Parameter, QueryParameter
 
 from taskcore.entrypoints.http.auth import READ, WRITE, Principal, principal_of, requires
 from taskcore.entrypoints.http.cursor import decode_cursor, encode_cursor
-from taskcore.entrypoints.http.schemas import SubmitTask, TaskPage, TaskView
+from taskcore.entrypoints.http.problems import PROBLEM_JSON
+from taskcore.entrypoints.http.schemas import Problem, SubmitTask, TaskPage, TaskView
 from taskcore.query import TaskQuery
 from taskcore.service import TaskService
 from taskcore.status import TaskStatus
 
-TaskId = Annotated[int, Parameter(ge=1, le=2**63 - 1, description="The task's id.")]
+MAX_ID = 2**63 - 1
+# schema_extra: without it the bound is published as a float (9.223372036854776e+18).
+TaskId = Annotated[
+    int,
+    Parameter(ge=1, le=MAX_ID, description="The task's id.", schema_extra={"minimum": 1, "maximum": MAX_ID}),
+]
+
+
+def problems(*codes: int) -> dict[int, ResponseSpec]:
+    """Document the problem+json answers a route can give (they replace Litestar's generic 400)."""
+    return {
+        code: ResponseSpec(
+            data_container=Problem,
+            media_type=PROBLEM_JSON,
+            description=HTTPStatus(code).phrase,
+            generate_examples=False,
+        )
+        for code in codes
+    }
+
+
+AUTH = (401, 403)
 Service = NamedDependency[TaskService]
 Caller = NamedDependency[Principal]
 
@@ -38,7 +62,20 @@ class TaskController(Controller):
     tags = ["tasks"]
     dependencies = {"caller": Provide(provide_principal, sync_to_thread=False)}
 
-    @post("/", status_code=201, summary="Submit a task", guards=[requires(WRITE)])
+    @route("/", http_method=HttpMethod.OPTIONS, include_in_schema=False, status_code=204)
+    async def allow(self) -> Response[None]:
+        """Litestar 2's automatic OPTIONS answer lists only the first method of a
+        path (litestar#4169); this one lists them all. Its name sorts first so it
+        is registered before the automatic one."""
+        return Response(None, status_code=204, headers={"Allow": "GET, OPTIONS, POST"})
+
+    @post(
+        "/",
+        status_code=201,
+        summary="Submit a task",
+        guards=[requires(WRITE)],
+        responses=problems(400, *AUTH, 413, 422, 429, 503),
+    )
     async def submit(
         self,
         data: JSONBody[SubmitTask],
@@ -66,12 +103,22 @@ class TaskController(Controller):
             headers["Idempotent-Replayed"] = "true"
         return Response(TaskView.of(task), status_code=201, headers=headers)
 
-    @get("/{task_id:int}", summary="Read a task", guards=[requires(READ)])
+    @get(
+        "/{task_id:int}",
+        summary="Read a task",
+        guards=[requires(READ)],
+        responses=problems(400, *AUTH, 404, 422, 503),
+    )
     async def read(self, task_id: TaskId, service: Service, caller: Caller) -> TaskView:
         """The task's current status, and its result once COMPLETED."""
         return TaskView.of(await service.get(task_id, owner=caller.owner_filter))
 
-    @get("/", summary="List tasks, newest first", guards=[requires(READ)])
+    @get(
+        "/",
+        summary="List tasks, newest first",
+        guards=[requires(READ)],
+        responses=problems(400, *AUTH, 422, 503),
+    )
     async def list_tasks(
         self,
         service: Service,
@@ -102,7 +149,13 @@ class TaskController(Controller):
             items=[TaskView.of(t) for t in page], next_cursor=encode_cursor(page[-1]) if more else None
         )
 
-    @post("/{task_id:int}/cancel", status_code=200, summary="Cancel a task", guards=[requires(WRITE)])
+    @post(
+        "/{task_id:int}/cancel",
+        status_code=200,
+        summary="Cancel a task",
+        guards=[requires(WRITE)],
+        responses=problems(400, *AUTH, 404, 409, 422, 503),
+    )
     async def cancel(self, task_id: TaskId, service: Service, caller: Caller) -> TaskView:
         """PENDING: cancelled at once. PROCESSING: the worker stops the handler at
         its next heartbeat and discards any result. Finished: 409."""
@@ -113,6 +166,7 @@ class TaskController(Controller):
         status_code=200,
         summary="Re-queue a FAILED or CANCELLED task",
         guards=[requires(WRITE)],
+        responses=problems(400, *AUTH, 404, 409, 422, 503),
     )
     async def retry(self, task_id: TaskId, service: Service, caller: Caller) -> TaskView:
         """Runs it again with a fresh set of attempts; 409 in any other status."""

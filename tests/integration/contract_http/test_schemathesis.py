@@ -50,15 +50,9 @@ POSITIVE_DATA_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"
 # Bugs this run finds in src/ today (details in the failure output); remove the
 # xfail once they are fixed, and the run passes.
 KNOWN_BUGS = (
-    "1) errors are undocumented: every operation documents only Litestar's default 400 "
-    "(application/json {status_code, detail, extra}), but the API answers 400/404/409/413/422/503 "
-    "as application/problem+json Problem (tasks_controller.py handlers, problems.py); "
-    "2) task_id's maximum 2**63-1 is published as the float 9.223372036854776e+18, so ids up to "
-    "9223372036854775999 are schema-valid yet get 422 (tasks_controller.py TaskId); "
-    "3) POST /tasks/ documents input_data as any JSON and type as any string, but only registered "
-    "types with their handler's input type are accepted, else 422 (schemas.py SubmitTask); "
-    "4) OPTIONS /tasks answers Allow: GET, OPTIONS without POST (Litestar 2 stale default OPTIONS "
-    "handler, litestar#4169)"
+    "POST /tasks/ documents input_data as any JSON and type as any string, but only registered "
+    "types with their handler's input type are accepted, else 422 (schemas.py SubmitTask): the "
+    "body schema should be built from the handler registry"
 )
 
 
