@@ -248,3 +248,33 @@ async def test_every_response_carries_a_request_id(client: AsyncTestClient) -> N
 async def test_options_lists_every_method(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
     response = await client.options("/tasks")
     assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "OPTIONS", "POST"}
+
+
+async def test_a_scheduled_task_waits_until_it_is_due(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    from datetime import UTC, datetime, timedelta
+
+    later = (datetime.now(UTC) + timedelta(seconds=0.6)).isoformat()
+    scheduled = (await client.post("/tasks/", json={"input_data": "abc", "run_at": later})).json()
+    delayed = (await client.post("/tasks/", json={"input_data": "abc", "delay_s": 0.6})).json()
+    for task in (scheduled, delayed):
+        assert task["run_at"] > task["created_at"]
+    await asyncio.sleep(0.3)
+    assert (await client.get(f"/tasks/{scheduled['id']}")).json()["status"] == "PENDING"
+    for task in (scheduled, delayed):
+        done = await wait_for_status(client, task["id"], "COMPLETED")
+        assert done["updated_at"] >= task["run_at"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"input_data": "a", "run_at": "2001-01-01T00:00:00Z"},
+        {"input_data": "a", "run_at": "2999-01-01T00:00:00"},
+        {"input_data": "a", "delay_s": -1},
+        {"input_data": "a", "delay_s": 1, "run_at": "2999-01-01T00:00:00Z"},
+        {"input_data": "a", "run_at": "2999-01-01T00:00:00Z"},
+    ],
+)
+async def test_bad_schedules_are_422(client: AsyncTestClient, body: dict[str, object]) -> None:  # type: ignore[type-arg]
+    response = await client.post("/tasks/", json=body)
+    assert response.status_code == 422, response.text

@@ -7,6 +7,7 @@ carries ``tasks:admin``. Writing needs ``tasks:write``, reading ``tasks:read``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -91,12 +92,15 @@ class TaskController(Controller):
             ),
         ] = None,
     ) -> Response[TaskView]:
-        """Store the task as PENDING and queue it; answers before it runs."""
+        """Store the task as PENDING and queue it; answers before it runs. With
+        ``run_at`` or ``delay_s`` it is dispatched when due (held by the broker,
+        never by a worker)."""
+        delay = data.delay(datetime.now(UTC))
         if idempotency_key is None:
-            task = await service.submit(data.type, data.input_data, owner=caller.sub)
+            task = await service.submit(data.type, data.input_data, owner=caller.sub, delay=delay)
             return Response(TaskView.of(task), status_code=201, headers=_location(task.id))
         task, created = await service.submit_once(
-            data.type, data.input_data, idempotency_key=idempotency_key, owner=caller.sub
+            data.type, data.input_data, idempotency_key=idempotency_key, owner=caller.sub, delay=delay
         )
         headers = _location(task.id)
         if not created:
