@@ -28,6 +28,21 @@ from .conftest import ManualClock
 from .test_processor import deliver
 
 
+def real_time_system(
+    repository: MemoryRepository, queue: MemoryQueue, cache: MemoryCache, registry: HandlerRegistry
+) -> tuple[TaskService, TaskProcessor, Sweeper]:
+    """The system on the real clock with a 0.15 s lease, for heartbeat timing."""
+    config = CoreConfig(lease_s=0.15)
+    clock = SystemClock()
+    dispatcher = Dispatcher(repository=repository, queue=queue, clock=clock)
+    parts = {"repository": repository, "cache": cache, "clock": clock, "config": config}
+    return (
+        TaskService(dispatcher=dispatcher, registry=registry, **parts),  # type: ignore[arg-type]
+        TaskProcessor(dispatcher=dispatcher, registry=registry, **parts),  # type: ignore[arg-type]
+        Sweeper(dispatcher=dispatcher, **parts),  # type: ignore[arg-type]
+    )
+
+
 @pytest.fixture
 def sweeper(
     repository: MemoryRepository,
@@ -159,26 +174,7 @@ async def test_a_long_task_keeps_its_lease_by_heartbeat(
     cache: MemoryCache,
     registry: HandlerRegistry,
 ) -> None:
-    config = CoreConfig(lease_s=0.15)
-    clock = SystemClock()
-    dispatcher = Dispatcher(repository=repository, queue=queue, clock=clock)
-    service = TaskService(
-        repository=repository,
-        dispatcher=dispatcher,
-        cache=cache,
-        clock=clock,
-        registry=registry,
-        config=config,
-    )
-    processor = TaskProcessor(
-        repository=repository,
-        dispatcher=dispatcher,
-        cache=cache,
-        clock=clock,
-        registry=registry,
-        config=config,
-    )
-    sweeper = Sweeper(repository=repository, dispatcher=dispatcher, cache=cache, clock=clock, config=config)
+    service, processor, sweeper = real_time_system(repository, queue, cache, registry)
     runs = 0
 
     @registry.handler
@@ -202,25 +198,7 @@ async def test_cancelling_a_running_task_stops_its_handler(
     cache: MemoryCache,
     registry: HandlerRegistry,
 ) -> None:
-    config = CoreConfig(lease_s=0.15)
-    clock = SystemClock()
-    dispatcher = Dispatcher(repository=repository, queue=queue, clock=clock)
-    service = TaskService(
-        repository=repository,
-        dispatcher=dispatcher,
-        cache=cache,
-        clock=clock,
-        registry=registry,
-        config=config,
-    )
-    processor = TaskProcessor(
-        repository=repository,
-        dispatcher=dispatcher,
-        cache=cache,
-        clock=clock,
-        registry=registry,
-        config=config,
-    )
+    service, processor, _ = real_time_system(repository, queue, cache, registry)
     started, stopped = asyncio.Event(), asyncio.Event()
 
     @registry.handler
