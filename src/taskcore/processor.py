@@ -43,6 +43,14 @@ class Outcome(enum.Enum):
     HANDED_BACK = "handed_back"  # a backing service failed; redelivered later
 
 
+async def requeue_quietly(delivery: Delivery) -> None:
+    """Hand a delivery back; if even that fails, the broker redelivers it when the channel closes."""
+    try:
+        await delivery.requeue()
+    except Exception as exc:
+        log.warning("could not hand a delivery back: %s", exc)
+
+
 class _HandlerFailed(Exception):
     def __init__(self, message: str, retryable: bool = True) -> None:
         super().__init__(message)
@@ -82,7 +90,7 @@ class TaskProcessor:
         try:
             return await self._process(task_id, delivery)
         except asyncio.CancelledError:
-            await asyncio.shield(self._requeue_quietly(delivery))
+            await asyncio.shield(requeue_quietly(delivery))
             raise
         except ServiceUnavailable as exc:
             log.warning("task %s handed back: %s", task_id, exc)
@@ -122,12 +130,6 @@ class TaskProcessor:
                 await self._cache.remember(released)
         except ServiceUnavailable as exc:
             log.warning("task %s not handed back (%s); its lease will lapse", claimed.id, exc)
-
-    async def _requeue_quietly(self, delivery: Delivery) -> None:
-        try:
-            await delivery.requeue()
-        except Exception as exc:  # the broker redelivers when the channel closes anyway
-            log.warning("could not hand a delivery back: %s", exc)
 
     async def _settle_unclaimed(self, task_id: int, delivery: Delivery) -> Outcome:
         current = await self._repository.get(task_id, fresh=True)

@@ -54,7 +54,6 @@ class Sweeper:
         self._cache = StatusCache.over(cache, config)
         self._clock = clock
         self._config = config
-        self.totals = SweepReport()
 
     async def sweep_once(self) -> SweepReport:
         report = SweepReport()
@@ -87,9 +86,6 @@ class Sweeper:
                 report.failed,
                 report.redispatched,
             )
-        self.totals.released += report.released
-        self.totals.failed += report.failed
-        self.totals.redispatched += report.redispatched
         return report
 
     async def run(self, stop: asyncio.Event) -> None:

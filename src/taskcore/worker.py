@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from taskcore.ports import Consumer, Delivery, TaskQueue
-from taskcore.processor import Outcome, TaskProcessor
+from taskcore.processor import Outcome, TaskProcessor, requeue_quietly
 from taskcore.sweeper import Sweeper
 
 log = logging.getLogger("taskcore.worker")
@@ -123,10 +123,7 @@ class Worker:
             raise  # the processor has handed the delivery back
         except Exception:
             log.exception("unexpected error processing a delivery; handing it back")
-            try:
-                await delivery.requeue()
-            except Exception as exc:  # the broker redelivers when the channel closes
-                log.warning("could not hand a delivery back: %s", exc)
+            await requeue_quietly(delivery)
             return None
 
     async def _drain(self) -> None:
