@@ -7,10 +7,10 @@ SOURCES := $(VENV)/.sources
 
 # The strict editable install links each file, so a new module needs a
 # reinstall: track the list of source files, not just pyproject.toml.
-$(shell mkdir -p $(VENV) && find src -type f \( -name '*.py' -o -name '*.sql' -o -name '*.lua' \) | sort > $(SOURCES).new \
+$(shell mkdir -p $(VENV) && find src -type f \( -name '*.py' -o -name '*.sql' -o -name '*.lua' -o -name '*.html' -o -name '*.js' -o -name '*.css' \) | sort > $(SOURCES).new \
 	&& (cmp -s $(SOURCES).new $(SOURCES) || mv $(SOURCES).new $(SOURCES)); rm -f $(SOURCES).new)
 
-.PHONY: run test unit lint install clean
+.PHONY: run test unit lint install clean bench
 
 $(STAMP): pyproject.toml $(SOURCES)
 	$(PYTHON) -m venv $(VENV)

@@ -16,9 +16,9 @@ from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.http import create_app
 from taskcore.entrypoints.http.auth_config import AuthMode, auth_mode
 from taskcore.entrypoints.http.health_controller import Ready, readiness
-from taskcore.entrypoints.http.request_id import RequestIdFilter
 from taskcore.entrypoints.lifecycle import dependencies, migrate_database, open_resources
 from taskcore.entrypoints.loading import load_registry
+from taskcore.entrypoints.logs import LogFormat, configure_logging, worker_id
 from taskcore.entrypoints.serving import serve
 from taskcore.entrypoints.settings import Settings, load_settings
 from taskcore.entrypoints.tokens import mint, parse_duration
@@ -46,28 +46,29 @@ def _app_option(fn: F) -> F:
     )(fn)
 
 
-def _settings(**overrides: Any) -> Settings:
+def _settings(log_format: LogFormat = "console", worker: str | None = None, **overrides: Any) -> Settings:
+    """Settings, and logging set up from them: ``log_format`` unless
+    ``TASKCORE_LOG_FORMAT`` says otherwise; ``worker`` names a worker process."""
     try:
         settings = load_settings(**overrides)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())  # on the handler: it sees records from every logger
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
-        handlers=[handler],
-    )
+    configure_logging(settings.log_level, settings.log_format or log_format, worker=worker)
     return settings
 
 
 def _compose(
-    app_spec: str | None, *, networked: bool = False, **overrides: Any
+    app_spec: str | None,
+    *,
+    networked: bool = False,
+    log_format: LogFormat = "console",
+    worker: str | None = None,
+    **overrides: Any,
 ) -> tuple[Settings, Container]:
     """Settings, the user's registry and the container. ``networked`` processes
     (``api``, ``worker``) need every service URL: memory adapters in separate
-    processes would silently share nothing."""
-    settings = _settings(app=app_spec, **overrides)
+    processes would silently share nothing; they log JSON lines by default."""
+    settings = _settings(log_format, worker, app=app_spec, **overrides)
     if networked and (missing := settings.missing_services()):
         raise click.ClickException(
             f"{', '.join(missing)} not set: `taskcore api` and `taskcore worker` need PostgreSQL, "
@@ -84,7 +85,7 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a process's main coroutine; an unreachable service is a clean exit 1."""
     try:
         return asyncio.run(coroutine)
-    except ServiceUnavailable as exc:
+    except (ServiceUnavailable, ConfigurationError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -136,7 +137,7 @@ def dev(app_spec: str | None, host: str, port: int, concurrency: int | None) -> 
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
 def api(app_spec: str | None, host: str, port: int) -> None:
     """The HTTP API alone; workers run as separate processes."""
-    _, container = _compose(app_spec, networked=True)
+    _, container = _compose(app_spec, networked=True, log_format="json")
     _serve(container, host, port, embedded_worker=False, default_auth="jwt")
 
 
@@ -146,8 +147,11 @@ def api(app_spec: str | None, host: str, port: int) -> None:
     "--concurrency", type=int, default=None, help="Tasks run at once (TASKCORE_WORKER_CONCURRENCY)."
 )
 def worker(app_spec: str | None, concurrency: int | None) -> None:
-    """A worker: consumes the queue and runs tasks until SIGTERM, then drains."""
-    _, container = _compose(app_spec, networked=True, worker_concurrency=concurrency)
+    """A worker: consumes the queue and runs tasks until SIGTERM, then drains.
+    Serves /metrics and /health/live on TASKCORE_WORKER_METRICS_PORT (0: off)."""
+    _, container = _compose(
+        app_spec, networked=True, log_format="json", worker=worker_id(), worker_concurrency=concurrency
+    )
     _run(run_worker(container))
 
 

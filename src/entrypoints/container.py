@@ -11,24 +11,38 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 from dependency_injector import containers, providers
 
-from taskcore.adapters.memory import MemoryCache, MemoryQueue, MemoryRepository
+from taskcore.adapters.memory import (
+    MemoryCache,
+    MemoryChangeFeed,
+    MemoryQueue,
+    MemoryQueueDepths,
+    MemoryRepository,
+)
 from taskcore.adapters.postgres import PostgresRepository
+from taskcore.adapters.prometheus import PrometheusTelemetry, QueueDepthPoller
 from taskcore.adapters.rabbitmq import RabbitQueue
-from taskcore.adapters.redis import RedisCache
+from taskcore.adapters.redis import RedisCache, RedisChangeFeed
+from taskcore.changes import ChangeAnnouncer
 from taskcore.clock import SystemClock
 from taskcore.config import CoreConfig
 from taskcore.dispatch import Dispatcher
 from taskcore.entrypoints.settings import Settings
+from taskcore.ports import QueueDepths
+from taskcore.presence import WorkerPresence
 from taskcore.processor import TaskProcessor
 from taskcore.registry import HandlerRegistry
 from taskcore.service import TaskService
+from taskcore.stats import StatsService
 from taskcore.status_cache import StatusCache
 from taskcore.sweeper import Sweeper
+from taskcore.telemetry import MeteredCache
+from taskcore.waiting import ChangeListener, TaskWatcher
 from taskcore.worker import Worker
 
 
@@ -38,6 +52,30 @@ def _thread_pool(max_workers: int) -> Iterator[ThreadPoolExecutor]:
         yield pool
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _queue_depth_readings(queue: object, telemetry: PrometheusTelemetry) -> AsyncIterator[None]:
+    """Reads the queue depths into the gauges every few seconds while the process runs."""
+    depths = _queue_depths(queue)
+    if depths is None:
+        yield None
+        return
+    poller = QueueDepthPoller(depths, telemetry)
+    poller.start()
+    try:
+        yield None
+    finally:
+        await poller.stop()
+
+
+def _queue_depths(queue: object) -> QueueDepths | None:
+    """The broker's depths, the memory queue's (whose ``depth`` is a property),
+    or none for a queue that cannot tell (an override in a test)."""
+    if isinstance(queue, MemoryQueue):
+        return MemoryQueueDepths(queue)
+    if callable(getattr(queue, "depth", None)) and callable(getattr(queue, "dead_letter_depth", None)):
+        return cast(QueueDepths, queue)
+    return None
 
 
 def _connection_name() -> str:
@@ -91,11 +129,27 @@ class Container(containers.DeclarativeContainer):
         ),
     )
 
+    changes = providers.Selector(
+        providers.Callable(_backend, settings.provided.redis_url, "redis"),
+        memory=providers.Singleton(MemoryChangeFeed),
+        redis=providers.Singleton(
+            RedisChangeFeed,
+            settings.provided.redis_url,
+            channel=providers.Callable(lambda prefix: f"{prefix}changes", settings.provided.cache_prefix),
+            timeout_s=settings.provided.redis_timeout_s,
+        ),
+    )
+
     executor = providers.Resource(_thread_pool, max_workers=settings.provided.worker_concurrency)
+
+    telemetry = providers.Singleton(PrometheusTelemetry)
+    metered_cache = providers.Singleton(MeteredCache, cache, telemetry)
+    queue_depths = providers.Resource(_queue_depth_readings, queue, telemetry)
 
     dispatcher = providers.Singleton(Dispatcher, repository=repository, queue=queue, clock=clock)
     # One per process, shared, so a write missed by the processor is replayed by the sweeper.
-    status_cache = providers.Singleton(StatusCache, cache, core_config)
+    announcer = providers.Singleton(ChangeAnnouncer, changes)
+    status_cache = providers.Singleton(StatusCache, metered_cache, core_config, announcer)
     service = providers.Singleton(
         TaskService,
         repository=repository,
@@ -104,6 +158,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         registry=registry,
         config=core_config,
+        telemetry=telemetry,
     )
     processor = providers.Singleton(
         TaskProcessor,
@@ -114,6 +169,7 @@ class Container(containers.DeclarativeContainer):
         registry=registry,
         config=core_config,
         executor=executor,
+        telemetry=telemetry,
     )
     sweeper = providers.Singleton(
         Sweeper,
@@ -122,6 +178,17 @@ class Container(containers.DeclarativeContainer):
         cache=status_cache,
         clock=clock,
         config=core_config,
+        telemetry=telemetry,
+    )
+    # The API's one subscription, shared by every waiting request.
+    listener = providers.Singleton(ChangeListener, changes)
+    watcher = providers.Singleton(
+        TaskWatcher,
+        service,
+        listener,
+        recheck_s=settings.provided.wait_recheck_s,
+        max_wait_s=settings.provided.wait_max_s,
+        max_stream_s=settings.provided.events_max_s,
     )
     worker = providers.Factory(
         Worker,
@@ -130,6 +197,16 @@ class Container(containers.DeclarativeContainer):
         concurrency=settings.provided.worker_concurrency,
         grace_s=settings.provided.shutdown_grace_s,
         sweeper=sweeper,
+        telemetry=telemetry,
+        stall_s=settings.provided.worker_stall_s,
+        presence=providers.Singleton(WorkerPresence, repository=repository, clock=clock),
+    )
+    # The dashboard's numbers (GET /stats).
+    stats = providers.Singleton(
+        StatsService,
+        repository=repository,
+        clock=clock,
+        queue=providers.Callable(_queue_depths, queue),
     )
 
 

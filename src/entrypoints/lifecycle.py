@@ -80,12 +80,19 @@ async def open_resources(container: Container) -> AsyncIterator[Container]:
         for name, adapter in dependencies(container).items():
             await with_retries(name, adapter.open, settings)
             stack.push_async_callback(adapter.close)
+        # Not a dependency of its own: it shares Redis, and waiting readers
+        # manage without it (they re-read the database).
+        feed = container.changes()
+        await feed.open()
+        stack.push_async_callback(feed.close)
         started = container.init_resources()
         if inspect.isawaitable(started):
             await started
         stack.push_async_callback(_shutdown_resources, container)
-        # Runs before the adapters close: buffered confirmations are written.
+        # Run before the adapters close: buffered confirmations and change
+        # notifications are sent.
         stack.push_async_callback(container.dispatcher().aclose)
+        stack.push_async_callback(container.announcer().aclose)
         yield container
 
 

@@ -29,6 +29,14 @@ class _Server(uvicorn.Server):
 
 def serve(app: Litestar, *, host: str, port: int, log_level: str, grace_s: int) -> None:
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace_s, lifespan="on"
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=grace_s,
+        lifespan="on",
+        # uvicorn's own handlers would write plain text beside our JSON lines:
+        # its loggers propagate to the handler the CLI installed instead.
+        log_config=None,
     )
     _Server(config).run()

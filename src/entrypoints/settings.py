@@ -49,6 +49,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redispatch_overdue_s: Positive = 600.0
     idempotency_ttl_s: Positive = 86_400.0
     rate_limit_submit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 6000
+    wait_max_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 60.0
+    wait_recheck_s: Positive = 5.0
+    events_max_s: Positive = 3600.0
     startup_attempts: Count = 5
     startup_backoff_s: Positive = 1.0
     migrate_on_start: bool = True
@@ -57,6 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_timeout_s: Positive = 0.25
     amqp_timeout_s: Positive = 5.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] | None = None  # json for api/worker, console for dev
+    worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9100
+    worker_stall_s: Positive = 60.0
     auth: Literal["jwt", "none"] | None = None
     jwt_secret: str | None = None
     jwt_public_key_file: str | None = None

@@ -1,4 +1,8 @@
-"""The worker process: open resources, consume until SIGTERM/SIGINT, drain, exit 0."""
+"""The worker process: open resources, consume until SIGTERM/SIGINT, drain, exit 0.
+
+It serves ``/metrics`` and ``/health/live`` on ``TASKCORE_WORKER_METRICS_PORT``
+(0 turns the port off) while it runs.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from collections.abc import Callable
 
 from taskcore.entrypoints.container import Container
 from taskcore.entrypoints.lifecycle import open_resources
+from taskcore.entrypoints.worker_probe import ProbeServer
+from taskcore.errors import ConfigurationError
+from taskcore.worker import Worker
 
 log = logging.getLogger("taskcore.worker")
 
@@ -16,17 +23,32 @@ log = logging.getLogger("taskcore.worker")
 async def run_worker(container: Container) -> None:
     async with open_resources(container):
         worker = container.worker()
+        settings = container.settings()
+        probe = _probe(worker, settings.worker_metrics_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _stopper(worker.stop, sig))
-        settings = container.settings()
         log.info("worker consuming %r with concurrency %d", settings.queue_name, settings.worker_concurrency)
         try:
             await worker.run()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            if probe is not None:
+                probe.stop()
         log.info("worker stopped: %s", {k.value: v for k, v in worker.outcomes.items() if v})
+
+
+def _probe(worker: Worker, port: int) -> ProbeServer | None:
+    if not port:
+        return None
+    try:
+        probe = ProbeServer(worker.liveness, port=port).start()
+    except OSError as exc:
+        message = f"TASKCORE_WORKER_METRICS_PORT: cannot listen on port {port}: {exc}"
+        raise ConfigurationError(message) from exc
+    log.info("serving /metrics and /health/live on port %d", probe.port)
+    return probe
 
 
 def _stopper(stop: Callable[[], None], sig: signal.Signals) -> Callable[[], None]:

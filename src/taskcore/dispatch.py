@@ -42,7 +42,9 @@ class Dispatcher:
         delay = task.run_at - self._clock.now()
         try:
             await self._queue.publish(
-                encode_task_message(task.id), delay=delay if delay.total_seconds() > 0 else None
+                encode_task_message(task.id),
+                delay=delay if delay.total_seconds() > 0 else None,
+                priority=task.priority,
             )
         except QueueUnavailable as exc:
             log.warning("task %s stored but not published (the sweeper will): %s", task.id, exc)

@@ -60,3 +60,7 @@ class QueueUnavailable(ServiceUnavailable):
 
 class RepositoryUnavailable(ServiceUnavailable):
     """The task database did not answer."""
+
+
+class ChangeFeedUnavailable(ServiceUnavailable):
+    """The change feed did not answer; waiting readers fall back to re-reading the database."""

@@ -35,7 +35,10 @@ class AddedOnce(NamedTuple):
     request_hash: str  # the hash the key was first used with
 
 
-def request_hash(task_type: str, stored_input: Any) -> str:
-    """A fingerprint of what was asked, independent of JSON key order."""
-    canonical = msgspec.json.encode([task_type, stored_input], order="sorted")
+def request_hash(task_type: str, stored_input: Any, *, priority: int = 0) -> str:
+    """A fingerprint of what was asked, independent of JSON key order. The
+    default priority is left out, so keys stored before priorities existed
+    still match."""
+    asked = [task_type, stored_input, priority] if priority else [task_type, stored_input]
+    canonical = msgspec.json.encode(asked, order="sorted")
     return hashlib.sha256(canonical).hexdigest()

@@ -13,13 +13,16 @@ message is handed back.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
+import time
 from concurrent.futures import Executor
 from typing import Any
 
 import msgspec
 
+from taskcore import log_context
 from taskcore.config import CoreConfig
 from taskcore.dispatch import Dispatcher
 from taskcore.errors import InvalidInput, ServiceUnavailable, UnknownTaskType, UnstorableValue
@@ -29,6 +32,7 @@ from taskcore.registry import Handler, HandlerRegistry
 from taskcore.status import TaskStatus
 from taskcore.status_cache import StatusCache
 from taskcore.task import Task
+from taskcore.telemetry import NoTelemetry, Telemetry
 
 log = logging.getLogger("taskcore.processor")
 
@@ -72,6 +76,7 @@ class TaskProcessor:
         registry: HandlerRegistry,
         config: CoreConfig,
         executor: Executor | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
@@ -80,29 +85,35 @@ class TaskProcessor:
         self._registry = registry
         self._config = config
         self._executor = executor
+        self._telemetry = telemetry or NoTelemetry()
 
     async def process(self, delivery: Delivery) -> Outcome:
         try:
             task_id = decode_task_message(delivery.body)
         except InvalidMessage as exc:
             await delivery.dead_letter(str(exc))
+            self._telemetry.message_dead_lettered("invalid_message")
             return Outcome.DEAD_LETTERED
-        try:
-            return await self._process(task_id, delivery)
-        except asyncio.CancelledError:
-            await asyncio.shield(requeue_quietly(delivery))
-            raise
-        except ServiceUnavailable as exc:
-            log.warning("task %s handed back: %s", task_id, exc)
-            await delivery.requeue()
-            return Outcome.HANDED_BACK
+        with log_context.handling(task_id):
+            try:
+                return await self._process(task_id, delivery)
+            except asyncio.CancelledError:
+                await asyncio.shield(requeue_quietly(delivery))
+                raise
+            except ServiceUnavailable as exc:
+                log.warning("task %s handed back: %s", task_id, exc)
+                await delivery.requeue()
+                return Outcome.HANDED_BACK
 
     async def _process(self, task_id: int, delivery: Delivery) -> Outcome:
         now = self._clock.now()
         claimed = await self._repository.claim(task_id, now, self._config.lease)
         if claimed is None:
             return await self._settle_unclaimed(task_id, delivery)
+        log_context.claimed(claimed)
+        self._telemetry.task_claimed(claimed.type, max(0.0, (now - claimed.run_at).total_seconds()))
         await self._cache.remember(claimed)
+        started = time.perf_counter()
         try:
             verdict = await self._verdict(claimed)
         except asyncio.CancelledError:
@@ -114,6 +125,7 @@ class TaskProcessor:
             log.info("task %s was cancelled or taken over while attempt %s ran", task_id, claimed.attempts)
             await delivery.ack()
             return Outcome.SUPERSEDED
+        self._telemetry.task_ran(claimed.type, time.perf_counter() - started)
         # Storing the verdict and acking must not be torn apart by a
         # cancellation (a drain that ran out of grace): the verdict is ready,
         # so finishing the write and the ack is the clean way to stop.
@@ -135,6 +147,7 @@ class TaskProcessor:
         current = await self._repository.get(task_id, fresh=True)
         if current is None:
             await delivery.dead_letter(f"no task with id {task_id}")
+            self._telemetry.message_dead_lettered("unknown_task")
             return Outcome.DEAD_LETTERED
         # A redelivery after a worker died between its commit and its cache
         # write: refresh the cache (version-guarded, so harmless otherwise).
@@ -201,7 +214,9 @@ class TaskProcessor:
         if handler.is_async:
             return await handler.call(value)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, handler.fn, value)
+        # The thread runs in a copy of this context, so the handler's log lines name the task.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, context.run, handler.fn, value)
 
     async def _record(self, claimed: Task, verdict: Task, delivery: Delivery) -> Outcome:
         try:
@@ -222,9 +237,13 @@ class TaskProcessor:
             await self._dispatcher.dispatch(verdict)  # delayed until run_at; the sweeper covers a failure
         await delivery.ack()
         if verdict.status is TaskStatus.COMPLETED:
+            self._telemetry.task_settled(verdict.type, "completed")
+            log.info("task %s completed on attempt %s", verdict.id, verdict.attempts)
             return Outcome.COMPLETED
         if verdict.status is TaskStatus.PENDING:
+            self._telemetry.task_settled(verdict.type, "retried")
             log.info("task %s attempt %s failed, retrying: %s", verdict.id, verdict.attempts, verdict.error)
             return Outcome.RETRY_SCHEDULED
+        self._telemetry.task_settled(verdict.type, "failed")
         log.warning("task %s failed after %s attempts: %s", verdict.id, verdict.attempts, verdict.error)
         return Outcome.FAILED

@@ -15,7 +15,8 @@ from taskcore.ports import Clock, TaskCache, TaskRepository
 from taskcore.query import TaskQuery
 from taskcore.registry import HandlerRegistry
 from taskcore.status_cache import StatusCache
-from taskcore.task import NewTask, Task
+from taskcore.task import DEFAULT_PRIORITY, NewTask, Task, check_priority
+from taskcore.telemetry import NoTelemetry, Telemetry
 
 log = logging.getLogger("taskcore.service")
 
@@ -32,6 +33,7 @@ class TaskService:
         clock: Clock,
         registry: HandlerRegistry,
         config: CoreConfig,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
@@ -39,24 +41,33 @@ class TaskService:
         self._clock = clock
         self._registry = registry
         self._config = config
+        self._telemetry = telemetry or NoTelemetry()
 
     @property
     def registry(self) -> HandlerRegistry:
         return self._registry
 
     async def submit(
-        self, task_type: str, input_data: Any, *, delay: timedelta | None = None, owner: str | None = None
+        self,
+        task_type: str,
+        input_data: Any,
+        *,
+        delay: timedelta | None = None,
+        owner: str | None = None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> Task:
         """Validate, store as PENDING, wake a worker, write through to the cache.
 
         Validation happens first, so a rejected request writes nothing. The row
         is committed before the message is published, and a publish failure
         does not fail the submit: the task is stored, its message unconfirmed,
-        and the sweeper publishes it once the broker is back.
+        and the sweeper publishes it once the broker is back. ``priority`` (0
+        to 9, higher first) orders the task among those waiting for a worker.
         """
-        task = await self._repository.add(self._new_task(task_type, input_data, delay, owner))
+        task = await self._repository.add(self._new_task(task_type, input_data, delay, owner, priority))
         await self._dispatcher.dispatch(task)
         await self._cache.remember(task)
+        self._telemetry.task_submitted(task.type)
         return task
 
     async def submit_once(
@@ -67,13 +78,14 @@ class TaskService:
         idempotency_key: str,
         delay: timedelta | None = None,
         owner: str | None = None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> tuple[Task, bool]:
         """``submit`` under a client's Idempotency-Key: the first call creates
         the task, a retry with the same request returns it (``False``: not
         created now), a different request with the key is an
         ``IdempotencyConflict``."""
-        new = self._new_task(task_type, input_data, delay, owner)
-        fingerprint = request_hash(task_type, new.input)
+        new = self._new_task(task_type, input_data, delay, owner, priority)
+        fingerprint = request_hash(task_type, new.input, priority=new.priority)
         key = IdempotencyKey(
             key=idempotency_key,
             request_hash=fingerprint,
@@ -88,11 +100,13 @@ class TaskService:
             return added.task, False
         await self._dispatcher.dispatch(added.task)
         await self._cache.remember(added.task)
+        self._telemetry.task_submitted(added.task.type)
         return added.task, True
 
     def _new_task(
-        self, task_type: str, input_data: Any, delay: timedelta | None, owner: str | None
+        self, task_type: str, input_data: Any, delay: timedelta | None, owner: str | None, priority: int
     ) -> NewTask:
+        check_priority(priority)
         handler = self._registry.get(task_type)
         stored_input = handler.normalise_input(input_data)
         now = self._clock.now()
@@ -103,24 +117,29 @@ class TaskService:
             run_at=now + delay if delay else now,
             created_at=now,
             owner=owner,
+            priority=priority,
         )
 
-    async def get(self, task_id: int, *, owner: str | None = None) -> Task:
+    async def get(
+        self, task_id: int, *, owner: str | None = None, min_version: int = 0, from_database: bool = False
+    ) -> Task:
         """Cache first; on a miss (or a cache outage) the database, then refill.
 
         With ``owner`` set, another owner's task is not found, exactly like a
-        missing one, so ids reveal nothing about other callers' tasks.
+        missing one, so ids reveal nothing about other callers' tasks. A cached
+        entry older than ``min_version`` (a waiter was told a newer one exists)
+        is passed over for the database; ``from_database`` skips the cache.
         """
-        cached = await self._cache.lookup(task_id)
-        if cached is not None:
+        cached = None if from_database else await self._cache.lookup(task_id)
+        if cached is not None and cached.version >= min_version:
             return self._visible(cached, owner)
         task = await self._repository.get(task_id)
-        if task is None:
-            # A replica may not have the task yet just after its 201.
-            task = await self._repository.get(task_id, fresh=True)
+        if task is None or task.version < min_version:
+            # A replica may lag: just after the 201, or behind a notification.
+            task = await self._repository.get(task_id, fresh=True) or task
         if task is None:
             raise TaskNotFound(f"task {task_id} not found", task_id=task_id)
-        await self._cache.remember(task)
+        await self._cache.refill(task)
         return self._visible(task, owner)
 
     @staticmethod

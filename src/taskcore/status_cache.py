@@ -1,4 +1,7 @@
-"""Fault-tolerant use of the cache port.
+"""Fault-tolerant use of the cache port, and the announcement of changes.
+
+A transition is published to readers in two ways: the cache, for fast reads,
+and (when an announcer is given) the change feed, for readers waiting on it.
 
 The cache only makes reads fast: when it fails, the task database answers and
 the caller never sees an error. TTLs depend on the task's state, so finished
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from taskcore.changes import ChangeAnnouncer
 from taskcore.config import CoreConfig
 from taskcore.errors import CacheUnavailable
 from taskcore.ports import TaskCache
@@ -28,8 +32,11 @@ MAX_UNWRITTEN = 100_000
 
 
 class StatusCache:
-    def __init__(self, cache: TaskCache, config: CoreConfig) -> None:
+    def __init__(
+        self, cache: TaskCache, config: CoreConfig, announcer: ChangeAnnouncer | None = None
+    ) -> None:
         self._cache = cache
+        self._announcer = announcer
         self._final_ttl = timedelta(seconds=config.finished_ttl_s)
         self._active_ttl = timedelta(seconds=config.active_ttl_s)
         self._unwritten: dict[int, Task] = {}
@@ -47,6 +54,13 @@ class StatusCache:
         return self._final_ttl if task.is_final else self._active_ttl
 
     async def remember(self, task: Task) -> None:
+        """``task`` just changed: cache it, then tell whoever waits on it."""
+        await self.refill(task)
+        if self._announcer is not None:
+            self._announcer.announce(task)
+
+    async def refill(self, task: Task) -> None:
+        """Cache ``task`` as read from the database (no change to announce)."""
         try:
             await self._cache.put(task, self._ttl(task))
         except CacheUnavailable as exc:

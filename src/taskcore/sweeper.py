@@ -23,6 +23,7 @@ from taskcore.errors import ServiceUnavailable
 from taskcore.ports import Clock, TaskCache, TaskRepository
 from taskcore.status import TaskStatus
 from taskcore.status_cache import StatusCache
+from taskcore.telemetry import NoTelemetry, Recovery, Telemetry
 
 log = logging.getLogger("taskcore.sweeper")
 
@@ -48,12 +49,14 @@ class Sweeper:
         cache: TaskCache | StatusCache,
         clock: Clock,
         config: CoreConfig,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
         self._cache = StatusCache.over(cache, config)
         self._clock = clock
         self._config = config
+        self._telemetry = telemetry or NoTelemetry()
 
     async def sweep_once(self) -> SweepReport:
         report = SweepReport()
@@ -65,6 +68,7 @@ class Sweeper:
             await self._cache.remember(released)
             if released.status is TaskStatus.FAILED:
                 report.failed += 1
+                self._telemetry.task_settled(released.type, "failed")
                 log.warning("task %s failed: attempts spent by workers that died", task.id)
                 continue
             report.released += 1
@@ -79,6 +83,14 @@ class Sweeper:
                 report.redispatched += 1
         await self._dispatcher.flush()
         await self._cache.replay()
+        recoveries: dict[Recovery, int] = {
+            "released": report.released,
+            "failed": report.failed,
+            "redispatched": report.redispatched,
+        }
+        for action, count in recoveries.items():
+            if count:
+                self._telemetry.tasks_recovered(action, count)
         if report:
             log.info(
                 "sweep: %d released, %d failed, %d dispatched again",

@@ -13,8 +13,22 @@ from typing import Any
 
 import msgspec
 
-from taskcore.errors import InvalidTransition
+from taskcore.errors import InvalidInput, InvalidTransition
 from taskcore.status import TaskStatus
+
+MIN_PRIORITY = 0
+MAX_PRIORITY = 9  # the broker's work queue is declared with this x-max-priority
+DEFAULT_PRIORITY = 0
+
+
+def check_priority(priority: object) -> int:
+    """``priority`` if it is an int from 0 to 9 (higher runs first), else ``InvalidInput``."""
+    if type(priority) is not int or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise InvalidInput(
+            f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY}, got {priority!r}",
+            priority=priority,
+        )
+    return priority
 
 
 class NewTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,6 +40,10 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     run_at: datetime
     created_at: datetime
     owner: str | None = None
+    priority: int = DEFAULT_PRIORITY
+
+    def __post_init__(self) -> None:
+        check_priority(self.priority)
 
 
 class Task(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,6 +63,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     owner: str | None = None
+    priority: int = DEFAULT_PRIORITY  # 0 to 9, higher runs first; kept by retries and re-dispatches
 
     @classmethod
     def created(cls, task_id: int, new: NewTask) -> Task:
@@ -58,6 +77,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             updated_at=new.created_at,
             run_at=new.run_at,
             owner=new.owner,
+            priority=new.priority,
         )
 
     def visible_to(self, owner: str | None) -> bool:

@@ -178,3 +178,27 @@ class QueueContract:
                 received.append(delivery.body)
                 await delivery.ack()
         assert received == bodies
+
+    async def test_higher_priorities_are_delivered_first_fifo_within_one(self, queue: TaskQueue) -> None:
+        for body, priority in [(b"low-1", 0), (b"low-2", 0), (b"mid", 4), (b"high-1", 9), (b"high-2", 9)]:
+            await queue.publish(body, priority=priority)
+        received = []
+        async with queue.consume(prefetch=1) as consumer:
+            for _ in range(5):
+                delivery = await take(consumer)
+                received.append(delivery.body)
+                await delivery.ack()
+        assert received == [b"high-1", b"high-2", b"mid", b"low-1", b"low-2"]
+
+    async def test_a_delayed_message_keeps_its_priority_once_due(self, queue: TaskQueue) -> None:
+        await queue.publish(b"low-1")
+        await queue.publish(b"high", delay=timedelta(seconds=0.2), priority=9)
+        await queue.publish(b"low-2")
+        await asyncio.sleep(0.2 + QUIET_S * 2)  # due, and moved out of its delay bucket
+        received = []
+        async with queue.consume(prefetch=1) as consumer:
+            for _ in range(3):
+                delivery = await take(consumer)
+                received.append(delivery.body)
+                await delivery.ack()
+        assert received == [b"high", b"low-1", b"low-2"]

@@ -19,6 +19,7 @@ import pytest
 
 from taskcore.idempotency import IdempotencyKey
 from taskcore.ports import TaskRepository
+from taskcore.presence import WorkerReport
 from taskcore.query import TaskQuery
 from taskcore.status import TaskStatus
 from taskcore.task import NewTask, Task
@@ -434,3 +435,121 @@ class RepositoryContract:
         results = await asyncio.gather(*(repository.add_once(new_task(), key) for _ in range(10)))
         assert sum(r.created for r in results) == 1
         assert len({r.task.id for r in results}) == 1
+
+    async def test_the_priority_is_stored_and_kept_by_every_change(self, repository: TaskRepository) -> None:
+        added = await repository.add(msgspec.structs.replace(new_task(), priority=7))
+        assert added.priority == 7
+        assert (await repository.add(new_task())).priority == 0
+        claimed = await repository.claim(added.id, later(1), LEASE)
+        assert claimed is not None
+        assert claimed.priority == 7
+        retrying = claimed.fail("boom", later(2), timedelta(seconds=5))
+        assert await repository.save(retrying)
+        assert await repository.get(added.id, fresh=True) == retrying
+        pending = await repository.undispatched(
+            unconfirmed_before=later(60), overdue_before=later(60), limit=10
+        )
+        assert {task.id: task.priority for task in pending}[added.id] == 7  # what the sweeper publishes
+
+    # -- the dashboard: counts, per-minute stats, workers ---------------------
+
+    async def _finished(
+        self,
+        repository: TaskRepository,
+        *,
+        owner: str | None,
+        claimed_at: float,
+        finished_at: float,
+        failed: bool = False,
+        run_at: float = 0,
+    ) -> Task:
+        """A task due at ``later(run_at)``, claimed and finished at the given offsets."""
+        new = new_task(run_at=later(run_at), created_at=later(run_at))
+        task = await repository.add(msgspec.structs.replace(new, owner=owner))
+        claimed = await repository.claim(task.id, later(claimed_at), LEASE)
+        assert claimed is not None
+        done = (
+            claimed.fail("boom", later(finished_at), None)
+            if failed
+            else claimed.complete("ok", later(finished_at))
+        )
+        assert await repository.save(done)
+        return done
+
+    async def test_status_counts_by_owner(self, repository: TaskRepository) -> None:
+        await self._finished(repository, owner="alice", claimed_at=1, finished_at=2)
+        await repository.add(msgspec.structs.replace(new_task(), owner="alice"))
+        await self._finished(repository, owner="bob", claimed_at=1, finished_at=2, failed=True)
+        await self._claimed(repository)  # no owner: auth was off
+
+        def nonzero(counts: dict[TaskStatus, int]) -> dict[TaskStatus, int]:
+            return {status: n for status, n in counts.items() if n}
+
+        assert nonzero(await repository.status_counts(None)) == {
+            TaskStatus.COMPLETED: 1,
+            TaskStatus.PENDING: 1,
+            TaskStatus.FAILED: 1,
+            TaskStatus.PROCESSING: 1,
+        }
+        assert nonzero(await repository.status_counts("alice")) == {
+            TaskStatus.COMPLETED: 1,
+            TaskStatus.PENDING: 1,
+        }
+        assert nonzero(await repository.status_counts("carol")) == {}
+
+    async def test_minute_stats_count_finishes_and_their_percentiles(
+        self, repository: TaskRepository
+    ) -> None:
+        # T0 is 05:06:07.123456: these finish in the minutes 05:06 and 05:07
+        await self._finished(repository, owner="alice", claimed_at=1, finished_at=3)  # wait 1, run 2
+        await self._finished(repository, owner="alice", claimed_at=2, finished_at=7)  # wait 2, run 5
+        await self._finished(repository, owner="bob", claimed_at=4, finished_at=5, failed=True)  # 4, 1
+        await self._finished(repository, owner="bob", claimed_at=1, finished_at=70)  # 05:07: wait 1, run 69
+        # not counted: before the window, cancelled, retrying, running
+        await self._finished(repository, owner="alice", run_at=-300, claimed_at=-299, finished_at=-200)
+        cancelled = await repository.add(new_task())
+        assert await repository.save(cancelled.cancel(later(3)))
+        retrying = await self._claimed(repository)
+        assert await repository.save(retrying.fail("boom", later(4), timedelta(seconds=5)))
+        await self._claimed(repository)
+
+        minute = T0.replace(second=0, microsecond=0)
+        everyone = await repository.minute_stats(later(-60), None)
+        assert [m.minute for m in everyone] == [minute, minute + timedelta(minutes=1)]
+        assert all(m.minute.utcoffset() == timedelta(0) for m in everyone)
+        first, second = everyone
+        assert (first.completed, first.failed, second.completed, second.failed) == (2, 1, 1, 0)
+        # percentile_cont: waits [1, 2, 4], runs [1, 2, 5]
+        assert first.wait_p50_s == pytest.approx(2)
+        assert first.wait_p95_s == pytest.approx(3.8)
+        assert first.run_p50_s == pytest.approx(2)
+        assert first.run_p95_s == pytest.approx(4.7)
+        assert (second.wait_p50_s, second.run_p95_s) == (pytest.approx(1), pytest.approx(69))
+
+        (mine,) = await repository.minute_stats(later(-60), "alice")
+        assert (mine.minute, mine.completed, mine.failed) == (minute, 2, 0)
+        assert (mine.wait_p50_s, mine.wait_p95_s) == (pytest.approx(1.5), pytest.approx(1.95))
+        assert (mine.run_p50_s, mine.run_p95_s) == (pytest.approx(3.5), pytest.approx(4.85))
+        # the window starts at the minute of ``since``
+        assert [m.minute for m in await repository.minute_stats(later(60), None)] == [second.minute]
+        assert await repository.minute_stats(later(-60), "carol") == []
+
+    async def test_workers_report_and_are_listed_while_seen(self, repository: TaskRepository) -> None:
+        def report(worker: str, seen_s: float, in_flight: int = 0, processed: int = 0) -> WorkerReport:
+            return WorkerReport(
+                id=worker, started_at=T0, seen_at=later(seen_s), in_flight=in_flight, processed=processed
+            )
+
+        await repository.report_worker(report("w1", 0))
+        await repository.report_worker(report("w2", 10, in_flight=2, processed=5))
+        assert await repository.workers_seen(later(5)) == [report("w2", 10, 2, 5)]
+        assert [w.id for w in await repository.workers_seen(T0)] == ["w2", "w1"]
+
+        await repository.report_worker(report("w1", 20, in_flight=3, processed=7))  # replaces its row
+        seen = await repository.workers_seen(T0)
+        assert seen == [report("w1", 20, 3, 7), report("w2", 10, 2, 5)]
+        assert all(w.seen_at.utcoffset() == timedelta(0) for w in seen)
+
+        # a report forgets the workers gone for a day, but never its own row
+        await repository.report_worker(report("w2", 86_400 + 25))
+        assert [w.id for w in await repository.workers_seen(later(-1000))] == ["w2"]

@@ -106,6 +106,8 @@ async def test_callers_only_ever_see_their_own_tasks(client: Client) -> None:
         (f"/tasks/{task_id}", "GET"),
         (f"/tasks/{task_id}/cancel", "POST"),
         (f"/tasks/{task_id}/retry", "POST"),
+        (f"/tasks/{task_id}?wait=1", "GET"),
+        (f"/tasks/{task_id}/events", "GET"),
     ]:
         response = await client.request(method, path, headers=bob)
         assert response.status_code == 404, path

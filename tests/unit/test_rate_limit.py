@@ -67,7 +67,10 @@ def make_app(container: Container, clock: FakeClock, *, auth: bool = True) -> Li
     auth_middleware = [jwt_middleware(verifier, exclude=["^/docs"])] if auth else []
     return Litestar(
         route_handlers=[TaskController],
-        dependencies={"service": Provide(provide_service, sync_to_thread=False)},
+        dependencies={
+            "service": Provide(provide_service, sync_to_thread=False),
+            "watcher": Provide(lambda: container.watcher(), sync_to_thread=False),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         middleware=[*auth_middleware, rate_limit_middleware(LIMIT, clock=clock)],

@@ -8,7 +8,17 @@ service.
 """
 
 from taskcore.adapters.memory.cache import MemoryCache
+from taskcore.adapters.memory.changes import MemoryChangeFeed
 from taskcore.adapters.memory.queue import MemoryQueue
+from taskcore.adapters.memory.queue_depths import MemoryQueueDepths
 from taskcore.adapters.memory.repository import MemoryRepository
+from taskcore.adapters.memory.telemetry import MemoryTelemetry
 
-__all__ = ["MemoryCache", "MemoryQueue", "MemoryRepository"]
+__all__ = [
+    "MemoryCache",
+    "MemoryChangeFeed",
+    "MemoryQueue",
+    "MemoryQueueDepths",
+    "MemoryRepository",
+    "MemoryTelemetry",
+]

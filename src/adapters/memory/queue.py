@@ -3,7 +3,9 @@
 Messages stay owned by their consumer until acked; ``requeue`` and closing a
 consumer with unsettled messages put them back at the head of the queue, as
 RabbitMQ does when a channel closes. Delayed messages become visible when due.
-Prefetch bounds how many unsettled messages one consumer holds.
+Prefetch bounds how many unsettled messages one consumer holds. Waiting
+messages are delivered highest priority first, FIFO within a priority, as
+from a RabbitMQ queue with ``x-max-priority``.
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ from datetime import timedelta
 
 from taskcore.errors import QueueUnavailable
 
+MAX_PRIORITY = 9  # as the RabbitMQ work queue's x-max-priority: higher values count as 9
+
 
 class MemoryDelivery:
-    def __init__(self, consumer: MemoryConsumer, tag: int, body: bytes, redelivered: bool) -> None:
+    def __init__(
+        self, consumer: MemoryConsumer, tag: int, body: bytes, redelivered: bool, priority: int = 0
+    ) -> None:
         self._consumer = consumer
         self.tag = tag
         self._body = body
         self.redelivered = redelivered
+        self.priority = priority
         self.settled = False
 
     @property
@@ -43,7 +50,7 @@ class MemoryDelivery:
 
     async def requeue(self) -> None:
         if self._settle():
-            self._consumer.queue._put_back(self._body)
+            self._consumer.queue._put_back(self._body, self.priority)
 
     async def dead_letter(self, reason: str) -> None:
         if self._settle():
@@ -55,6 +62,12 @@ class MemoryConsumer:
         self.queue = queue
         self._prefetch = prefetch
         self.unsettled: dict[int, MemoryDelivery] = {}
+        self.closed = False
+
+    @property
+    def connected(self) -> bool:
+        """Like a broker connection: down while the queue is switched off."""
+        return self.queue.available and not self.closed
 
     def _release(self, delivery: MemoryDelivery) -> None:
         self.unsettled.pop(delivery.tag, None)
@@ -63,24 +76,26 @@ class MemoryConsumer:
     async def next(self) -> MemoryDelivery:
         queue = self.queue
         async with queue._cond:
-            await queue._cond.wait_for(lambda: bool(queue._ready) and len(self.unsettled) < self._prefetch)
-            body, redelivered = queue._ready.popleft()
-        delivery = MemoryDelivery(self, next(queue._tags), body, redelivered)
+            await queue._cond.wait_for(lambda: queue.depth > 0 and len(self.unsettled) < self._prefetch)
+            body, redelivered, priority = queue._take()
+        delivery = MemoryDelivery(self, next(queue._tags), body, redelivered, priority)
         self.unsettled[delivery.tag] = delivery
         return delivery
 
     def _close(self) -> None:
+        self.closed = True
         # Each goes back to the head, so walk them newest first: the queue then
         # holds them in their original order, as RabbitMQ redelivers them.
         for delivery in reversed(list(self.unsettled.values())):
             delivery.settled = True
-            self.queue._put_back(delivery.body)
+            self.queue._put_back(delivery.body, delivery.priority)
         self.unsettled.clear()
 
 
 class MemoryQueue:
     def __init__(self) -> None:
-        self._ready: deque[tuple[bytes, bool]] = deque()
+        # One FIFO per priority, index = priority: (body, redelivered).
+        self._ready: list[deque[tuple[bytes, bool]]] = [deque() for _ in range(MAX_PRIORITY + 1)]
         self._changed: asyncio.Condition | None = None
         self._tags = itertools.count(1)
         self._timers: set[asyncio.TimerHandle] = set()
@@ -99,7 +114,14 @@ class MemoryQueue:
     @property
     def depth(self) -> int:
         """Messages waiting for a consumer (not counting delayed ones)."""
-        return len(self._ready)
+        return sum(len(waiting) for waiting in self._ready)
+
+    def _take(self) -> tuple[bytes, bool, int]:
+        for priority in range(MAX_PRIORITY, -1, -1):
+            if self._ready[priority]:
+                body, redelivered = self._ready[priority].popleft()
+                return body, redelivered, priority
+        raise LookupError("no message waiting")
 
     def _wake(self) -> None:
         notifier = asyncio.get_running_loop().create_task(self._notify())
@@ -110,15 +132,16 @@ class MemoryQueue:
         async with self._cond:
             self._cond.notify_all()
 
-    def _enqueue(self, body: bytes, *, redelivered: bool = False, front: bool = False) -> None:
+    def _enqueue(self, body: bytes, priority: int, *, redelivered: bool = False, front: bool = False) -> None:
+        waiting = self._ready[min(max(priority, 0), MAX_PRIORITY)]
         if front:
-            self._ready.appendleft((body, redelivered))
+            waiting.appendleft((body, redelivered))
         else:
-            self._ready.append((body, redelivered))
+            waiting.append((body, redelivered))
         self._wake()
 
-    def _put_back(self, body: bytes) -> None:
-        self._enqueue(body, redelivered=True, front=True)
+    def _put_back(self, body: bytes, priority: int) -> None:
+        self._enqueue(body, priority, redelivered=True, front=True)
 
     async def open(self) -> None:
         """Nothing to connect; present so every adapter has the same lifecycle."""
@@ -132,20 +155,20 @@ class MemoryQueue:
         if not self.available:
             raise QueueUnavailable("memory queue switched off")
 
-    async def publish(self, body: bytes, *, delay: timedelta | None = None) -> None:
+    async def publish(self, body: bytes, *, delay: timedelta | None = None, priority: int = 0) -> None:
         if not self.available:
             raise QueueUnavailable("memory queue switched off")
         self.published += 1
         seconds = delay.total_seconds() if delay else 0.0
         if seconds <= 0:
-            self._enqueue(body)
+            self._enqueue(body, priority)
             return
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle
 
         def due() -> None:
             self._timers.discard(handle)
-            self._enqueue(body)
+            self._enqueue(body, priority)
 
         handle = loop.call_later(seconds, due)
         self._timers.add(handle)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,7 +11,9 @@ import msgspec
 
 from taskcore.errors import RepositoryUnavailable, UnstorableValue
 from taskcore.idempotency import AddedOnce, IdempotencyKey
+from taskcore.presence import WorkerReport
 from taskcore.query import TaskQuery
+from taskcore.stats import MinuteStats, minute_of, percentile_cont
 from taskcore.status import TaskStatus
 from taskcore.task import NewTask, Task
 
@@ -30,6 +33,7 @@ class MemoryRepository:
         self.tasks: dict[int, Task] = {}
         self.dispatched_at: dict[int, datetime] = {}
         self.idempotency_keys: dict[tuple[str, str], tuple[str, int, datetime]] = {}
+        self.workers: dict[str, WorkerReport] = {}
         self.available = True
         self._next_id = 1
 
@@ -141,3 +145,52 @@ class MemoryRepository:
         found = [t for t in self.tasks.values() if query.matches(t)]
         found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
         return found[: query.limit]
+
+    # The dashboard's reads and the workers' reports (taskcore.stats, taskcore.presence).
+
+    async def status_counts(self, owner: str | None) -> dict[TaskStatus, int]:
+        self._check()
+        return dict(Counter(t.status for t in self.tasks.values() if t.visible_to(owner)))
+
+    async def minute_stats(self, since: datetime, owner: str | None) -> list[MinuteStats]:
+        self._check()
+        start = minute_of(since)
+        finished: dict[datetime, list[Task]] = defaultdict(list)
+        for task in self.tasks.values():
+            if (
+                task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+                and task.finished_at is not None
+                and task.finished_at >= start
+                and task.visible_to(owner)
+            ):
+                finished[minute_of(task.finished_at)].append(task)
+        return [_minute(minute, finished[minute]) for minute in sorted(finished)]
+
+    async def report_worker(self, report: WorkerReport) -> None:
+        self._check()
+        forget_before = report.seen_at - timedelta(days=1)
+        self.workers = {k: w for k, w in self.workers.items() if w.seen_at >= forget_before}
+        self.workers[report.id] = report
+
+    async def workers_seen(self, since: datetime) -> list[WorkerReport]:
+        self._check()
+        seen = sorted((w for w in self.workers.values() if w.seen_at >= since), key=lambda w: w.id)
+        return sorted(seen, key=lambda w: w.seen_at, reverse=True)
+
+
+def _minute(minute: datetime, tasks: list[Task]) -> MinuteStats:
+    waits = [(t.started_at - t.run_at).total_seconds() for t in tasks if t.started_at is not None]
+    runs = [
+        (t.finished_at - t.started_at).total_seconds()
+        for t in tasks
+        if t.started_at is not None and t.finished_at is not None
+    ]
+    return MinuteStats(
+        minute=minute,
+        completed=sum(t.status is TaskStatus.COMPLETED for t in tasks),
+        failed=sum(t.status is TaskStatus.FAILED for t in tasks),
+        wait_p50_s=percentile_cont(waits, 0.5),
+        wait_p95_s=percentile_cont(waits, 0.95),
+        run_p50_s=percentile_cont(runs, 0.5),
+        run_p95_s=percentile_cont(runs, 0.95),
+    )

@@ -4,15 +4,16 @@
 
 -- name: add_task
 -- A new task starts as Task.created makes it: PENDING, no attempt, version 1.
-INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created_at, updated_at, run_at, owner)
+INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created_at, updated_at, run_at, owner,
+                   priority)
 VALUES (%(type)s, %(input)s, 'PENDING', 0, %(max_attempts)s, 1, %(created_at)s, %(created_at)s, %(run_at)s,
-        %(owner)s)
+        %(owner)s, %(priority)s)
 RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
-          created_at, updated_at, run_at, lease_until, started_at, finished_at, owner;
+          created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority;
 
 -- name: get_task
 SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner
+       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority
 FROM tasks
 WHERE id = %(id)s;
 
@@ -28,7 +29,7 @@ SET status = 'PROCESSING',
     version = version + 1
 WHERE id = %(id)s AND status = 'PENDING' AND run_at <= %(now)s
 RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
-          created_at, updated_at, run_at, lease_until, started_at, finished_at, owner;
+          created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority;
 
 -- name: save_task
 -- Compare-and-set on the version the transition was computed from.
@@ -63,7 +64,7 @@ WHERE id = ANY(%(ids)s) AND status = 'PENDING';
 -- name: lapsed_tasks
 -- PROCESSING rows whose worker stopped renewing the lease (crashed, partitioned).
 SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner
+       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority
 FROM tasks
 WHERE status = 'PROCESSING' AND lease_until < %(now)s
 ORDER BY lease_until
@@ -75,7 +76,7 @@ LIMIT %(limit)s;
 -- overdue (lost with a broker that lost its queue). Duplicates are harmless:
 -- the claim lets one through.
 SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner
+       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority
 FROM tasks
 WHERE status = 'PENDING'
   AND ((dispatched_at IS NULL AND updated_at < %(unconfirmed_before)s)
@@ -87,7 +88,7 @@ LIMIT %(limit)s;
 -- Keyset pagination, newest first. Each filter is optional (NULL: any); the
 -- row comparison on (created_at, id) resumes strictly after the last page.
 SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner
+       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority
 FROM tasks
 WHERE (%(owner)s::text IS NULL OR owner = %(owner)s::text)
   AND (%(status)s::task_status IS NULL OR status = %(status)s::task_status)
@@ -133,3 +134,55 @@ UPDATE idempotency_keys SET task_id = %(task_id)s WHERE owner = %(owner)s AND ke
 
 -- name: get_idempotency_key
 SELECT request_hash, task_id FROM idempotency_keys WHERE owner = %(owner)s AND key = %(key)s;
+
+-- name: status_counts
+-- The dashboard's counts over every task. An index-only scan at best: this
+-- reads every row, so it is for a dashboard's poll, not a hot path.
+SELECT status, count(*) AS tasks
+FROM tasks
+GROUP BY status;
+
+-- name: status_counts_of_owner
+-- Kept apart from status_counts so that the plan can use the owner's index.
+SELECT status, count(*) AS tasks
+FROM tasks
+WHERE owner = %(owner)s
+GROUP BY status;
+
+-- name: minute_stats
+-- Finishes per minute since %(since)s (tasks_finished_at_idx), with the
+-- percentiles of the last attempt's queue wait (from due to claimed) and run
+-- time. date_bin keeps the minutes in UTC whatever the session's time zone.
+SELECT date_bin('1 minute', finished_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS minute,
+       count(*) FILTER (WHERE status = 'COMPLETED') AS completed,
+       count(*) FILTER (WHERE status = 'FAILED') AS failed,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - run_at)::float8) AS wait_p50_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - run_at)::float8) AS wait_p95_s,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)::float8) AS run_p50_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)::float8) AS run_p95_s
+FROM tasks
+WHERE finished_at >= date_bin('1 minute', %(since)s::timestamptz, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+  AND status IN ('COMPLETED', 'FAILED')
+  AND (%(owner)s::text IS NULL OR owner = %(owner)s::text)
+GROUP BY minute
+ORDER BY minute;
+
+-- name: report_worker
+-- One row per worker, replaced by each report; the same statement forgets
+-- workers gone for a day, so the table stays as small as the fleet.
+WITH forgotten AS (
+    DELETE FROM workers WHERE seen_at < %(seen_at)s::timestamptz - interval '1 day' AND id <> %(id)s
+)
+INSERT INTO workers (id, started_at, seen_at, in_flight, processed)
+VALUES (%(id)s, %(started_at)s, %(seen_at)s, %(in_flight)s, %(processed)s)
+ON CONFLICT (id) DO UPDATE
+    SET started_at = EXCLUDED.started_at,
+        seen_at = EXCLUDED.seen_at,
+        in_flight = EXCLUDED.in_flight,
+        processed = EXCLUDED.processed;
+
+-- name: workers_seen
+SELECT id, started_at, seen_at, in_flight, processed
+FROM workers
+WHERE seen_at >= %(since)s
+ORDER BY seen_at DESC, id;

@@ -17,7 +17,7 @@ from typing import Any, LiteralString, TypeAlias, TypeVar
 import msgspec
 import psycopg
 from psycopg.adapt import AdaptersMap
-from psycopg.rows import RowMaker, TupleRow
+from psycopg.rows import RowMaker, TupleRow, dict_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
@@ -25,7 +25,9 @@ from taskcore.adapters.postgres.errors import wrap_errors
 from taskcore.adapters.postgres.sql import queries
 from taskcore.errors import RepositoryUnavailable
 from taskcore.idempotency import AddedOnce, IdempotencyKey
+from taskcore.presence import WorkerReport
 from taskcore.query import TaskQuery
+from taskcore.stats import MinuteStats
 from taskcore.status import TaskStatus
 from taskcore.task import NewTask, Task
 
@@ -181,6 +183,7 @@ class PostgresRepository:
             "created_at": new.created_at,
             "run_at": new.run_at,
             "owner": new.owner,
+            "priority": new.priority,
         }
 
     async def add(self, new: NewTask) -> Task:
@@ -313,3 +316,39 @@ class PostgresRepository:
         running.cancel()
         running.add_done_callback(_quiet)
         raise RepositoryUnavailable(f"cannot {action}: no answer within {self._connect_timeout_s:g} s")
+
+    # The dashboard's reads and the workers' reports (taskcore.stats, taskcore.presence).
+
+    async def status_counts(self, owner: str | None) -> dict[TaskStatus, int]:
+        if owner is None:
+            rows = await self._rows("status_counts", {}, "count tasks by status")
+        else:
+            rows = await self._rows("status_counts_of_owner", {"owner": owner}, "count tasks by status")
+        return {TaskStatus(row["status"]): row["tasks"] for row in rows}
+
+    async def minute_stats(self, since: datetime, owner: str | None) -> list[MinuteStats]:
+        rows = await self._rows("minute_stats", {"since": since, "owner": owner}, "read the minute stats")
+        return [MinuteStats(**{**row, "minute": row["minute"].astimezone(UTC)}) for row in rows]
+
+    async def report_worker(self, report: WorkerReport) -> None:
+        await self._execute("report_worker", msgspec.structs.asdict(report), f"report worker {report.id}")
+
+    async def workers_seen(self, since: datetime) -> list[WorkerReport]:
+        rows = await self._rows("workers_seen", {"since": since}, "list the workers seen")
+        utc = ("started_at", "seen_at")
+        return [WorkerReport(**{**row, **{name: row[name].astimezone(UTC) for name in utc}}) for row in rows]
+
+    async def _rows(self, query: str, params: Mapping[str, Any], action: str) -> list[dict[str, Any]]:
+        """Plain rows as dicts, from the read pool: for reads that answer people, not decisions."""
+        return await self._bounded(self._rows_now(queries[query], params, action), action)
+
+    async def _rows_now(
+        self, statement: LiteralString, params: Mapping[str, Any], action: str
+    ) -> list[dict[str, Any]]:
+        with wrap_errors(action):
+            async with (
+                self._read.connection() as connection,
+                connection.cursor(row_factory=dict_row) as cursor,
+            ):
+                await cursor.execute(statement, params)
+                return await cursor.fetchall()

@@ -24,6 +24,8 @@ CREATE TABLE tasks (
     dispatched_at timestamptz,
     -- Who submitted the task (the token's subject); NULL when auth is off.
     owner text,
+    -- 0 to 9, higher runs first: carried by every message of the task.
+    priority smallint NOT NULL DEFAULT 0 CONSTRAINT tasks_priority_range CHECK (priority BETWEEN 0 AND 9),
     -- A PROCESSING row without a lease would never be swept; a lease on any
     -- other row would make the sweeper release a task nobody holds.
     CONSTRAINT tasks_lease_iff_processing CHECK ((status = 'PROCESSING') = (lease_until IS NOT NULL)),
@@ -63,3 +65,17 @@ CREATE TABLE idempotency_keys (
 );
 
 CREATE INDEX idempotency_keys_created_at_idx ON idempotency_keys (created_at);
+
+-- The dashboard's per-minute finishes (minute_stats) over a recent window.
+CREATE INDEX tasks_finished_at_idx ON tasks (finished_at) WHERE finished_at IS NOT NULL;
+
+-- Workers reporting in every few seconds, for the dashboard's worker list.
+CREATE TABLE workers (
+    id text PRIMARY KEY,
+    started_at timestamptz NOT NULL,
+    seen_at timestamptz NOT NULL,
+    in_flight integer NOT NULL CONSTRAINT workers_in_flight_not_negative CHECK (in_flight >= 0),
+    processed bigint NOT NULL CONSTRAINT workers_processed_not_negative CHECK (processed >= 0)
+);
+
+CREATE INDEX workers_seen_at_idx ON workers (seen_at);

@@ -20,10 +20,15 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
 from aio_pika.exceptions import PublishError
 
 from taskcore.adapters.rabbitmq import topology
@@ -44,6 +49,7 @@ class RabbitQueue:
         publish_timeout_s: float = 5.0,
         connection_name: str = "taskcore",
         reconnect_interval_s: float = 2.0,
+        longest_delay_ms: int = topology.LONGEST_BUCKET_MS,
     ) -> None:
         self._url = url
         self._queue_name = queue_name
@@ -52,6 +58,7 @@ class RabbitQueue:
         self._publish_timeout_s = publish_timeout_s
         self._connection_name = connection_name
         self._reconnect_interval_s = reconnect_interval_s
+        self._longest_delay = timedelta(milliseconds=longest_delay_ms)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._buckets: dict[int, float] = {}  # bucket ms -> loop time of its last declaration
@@ -117,8 +124,12 @@ class RabbitQueue:
         if connection.is_closed or not connection.connected.is_set() or channel.is_closed:
             raise QueueUnavailable("not connected to the broker; reconnecting")
 
-    async def publish(self, body: bytes, *, delay: timedelta | None = None) -> None:
+    async def publish(self, body: bytes, *, delay: timedelta | None = None, priority: int = 0) -> None:
         """Return once the broker confirmed the message.
+
+        ``priority`` becomes the message's AMQP priority, which it keeps while it
+        waits in a delay bucket and when it is dead-lettered from there into the
+        work queue (RabbitMQ keeps a dead-lettered message's properties).
 
         Fails at once while the connection is down, and for ``publish_timeout_s``
         after a publish timed out (a broker that stopped answering without
@@ -134,13 +145,23 @@ class RabbitQueue:
         if loop.time() < self._silent_until:
             raise QueueUnavailable("the broker stopped confirming; publishing paused briefly")
         try:
-            await self._publish(channel, body, delay)
+            await self._publish(channel, body, delay, min(max(priority, 0), topology.MAX_PRIORITY))
         except QueueUnavailable:
             self._silent_until = loop.time() + self._publish_timeout_s
             raise
 
-    async def _publish(self, channel: AbstractRobustChannel, body: bytes, delay: timedelta | None) -> None:
-        message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+    async def _publish(
+        self, channel: AbstractRobustChannel, body: bytes, delay: timedelta | None, priority: int
+    ) -> None:
+        headers: dict[str, Any] | None = None
+        if delay is not None and delay > self._longest_delay:
+            # Longer than any bucket holds: wait in the longest one, and let the
+            # consumer that receives it early send it round again (_send_round).
+            headers = {topology.DUE_HEADER: topology.due_ms(delay)}
+            delay = self._longest_delay
+        message = aio_pika.Message(
+            body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, priority=priority, headers=headers
+        )
         with broker_errors("the broker did not confirm the message"):
             async with asyncio.timeout(self._publish_timeout_s):
                 await channel.ready()
@@ -172,6 +193,10 @@ class RabbitQueue:
             self._declared.add(name)
         return name
 
+    async def _send_round(self, message: AbstractIncomingMessage, early_by: timedelta) -> None:
+        """Publish a long-delayed message that arrived ``early_by`` before its due time again."""
+        await self.publish(message.body, delay=early_by, priority=message.priority or 0)
+
     async def _publish_dead_letter(self, body: bytes, reason: str) -> None:
         channel = self._require_channel()
         message = aio_pika.Message(
@@ -189,7 +214,7 @@ class RabbitQueue:
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1 (0 would mean unlimited to RabbitMQ)")
         connection = self._require_connection()
-        consumer = RabbitConsumer(self._publish_dead_letter)
+        consumer = RabbitConsumer(self._publish_dead_letter, self._send_round)
         channel = await self._subscribe(connection, consumer, prefetch)
         self._consumers.add(consumer)
         try:
@@ -214,6 +239,7 @@ class RabbitQueue:
                         self._queue_name, durable=True, arguments=topology.WORK_QUEUE_ARGUMENTS
                     )
                     await queue.consume(consumer.on_message, no_ack=False)
+                    consumer.subscribed(connection, channel)
         except BaseException:
             if channel is not None:
                 await _close_quietly(channel, self._connect_timeout_s)

@@ -11,16 +11,23 @@ has the same TTL, so the head always expires first. A delay is rounded *up*
 to two significant digits of milliseconds (1234 ms -> 1300 ms): a message
 arrives at most 10 % late and never early, and jittered retry back-offs
 spread over at most 90 buckets per decade instead of one queue per value.
+
+A delay longer than the longest bucket (48.6 days: RabbitMQ's TTLs are 32-bit
+milliseconds) waits in that bucket with its due time in ``DUE_HEADER``; the
+consumer that receives it early publishes it again for the rest of the delay.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-# Declared now so a later priority feature needs no queue re-declaration
-# (RabbitMQ cannot add x-max-priority to an existing queue).
-WORK_QUEUE_ARGUMENTS: dict[str, Any] = {"x-max-priority": 9}
+# Messages carry their task's priority (0 to 9). Declared from the start:
+# RabbitMQ cannot add x-max-priority to an existing queue.
+MAX_PRIORITY = 9
+WORK_QUEUE_ARGUMENTS: dict[str, Any] = {"x-max-priority": MAX_PRIORITY}
 
 REASON_HEADER = "x-taskcore-reason"
 
@@ -30,6 +37,9 @@ REASON_HEADER = "x-taskcore-reason"
 BUCKET_IDLE_MS = 10 * 60 * 1000
 
 MAX_DELAY_MS = 2**32 - 1 - BUCKET_IDLE_MS  # x-message-ttl and x-expires are uint32
+LONGEST_BUCKET_MS = 42 * 10**8  # the longest bucket delay_bucket_ms gives within MAX_DELAY_MS
+
+DUE_HEADER = "x-taskcore-due-ms"  # epoch ms; only on messages delayed beyond the longest bucket
 
 
 def dead_letter_queue(queue: str) -> str:
@@ -59,3 +69,17 @@ def delay_queue_arguments(queue: str, bucket_ms: int) -> dict[str, Any]:
         "x-dead-letter-routing-key": queue,
         "x-expires": bucket_ms + BUCKET_IDLE_MS,
     }
+
+
+def due_ms(delay: timedelta) -> int:
+    """``DUE_HEADER``'s value for a message published now with ``delay``."""
+    return time.time_ns() // 1_000_000 + -(-delay // timedelta(milliseconds=1))
+
+
+def time_to_due(headers: Mapping[str, Any] | None) -> timedelta | None:
+    """How long a message carrying ``DUE_HEADER`` is still early; ``None`` once due (or without it)."""
+    due = (headers or {}).get(DUE_HEADER)
+    if not isinstance(due, int) or isinstance(due, bool):
+        return None
+    left = due - time.time_ns() // 1_000_000
+    return timedelta(milliseconds=left) if left > 0 else None

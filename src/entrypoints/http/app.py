@@ -18,18 +18,24 @@ from litestar.types import Middleware
 from taskcore.entrypoints.container import Container
 from taskcore.entrypoints.http.auth import jwt_middleware
 from taskcore.entrypoints.http.auth_config import AuthMode, build_verifier
+from taskcore.entrypoints.http.dashboard_controller import DashboardController, StatsController
 from taskcore.entrypoints.http.health_controller import Dependencies, HealthController
+from taskcore.entrypoints.http.metrics import MetricsController, http_metrics
 from taskcore.entrypoints.http.problems import EXCEPTION_HANDLERS
 from taskcore.entrypoints.http.rate_limit import rate_limit_middleware
 from taskcore.entrypoints.http.request_id import RequestIdPlugin
+from taskcore.entrypoints.http.submit_schema import SubmitBodySchemaPlugin
 from taskcore.entrypoints.http.tasks_controller import TaskController
 from taskcore.entrypoints.lifecycle import dependencies, open_resources
 from taskcore.service import TaskService
+from taskcore.stats import StatsService
+from taskcore.waiting import TaskWatcher
 
 log = logging.getLogger("taskcore.http")
 
-# Readable without a token: the API's documentation and the probes.
-PUBLIC_PATHS = ["^/docs", "^/health/"]
+# Readable without a token: the API's documentation, the probes, the metrics and
+# the dashboard's page (its data, /stats, needs a token).
+PUBLIC_PATHS = ["^/docs", "^/health/", "^/metrics$", "^/dashboard(/|$)"]
 
 
 def create_app(
@@ -40,7 +46,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_resources(container):
+        async with open_resources(container), _listening(container):
             if not embedded_worker:
                 yield
                 return
@@ -55,6 +61,12 @@ def create_app(
 
     def provide_service() -> TaskService:
         return container.service()
+
+    def provide_watcher() -> TaskWatcher:
+        return container.watcher()
+
+    def provide_stats() -> StatsService:
+        return container.stats()
 
     def provide_dependencies() -> Dependencies:
         return Dependencies(dependencies(container))
@@ -75,24 +87,30 @@ def create_app(
     # Only the task routes need a token; /docs and /health/* stay public.
     tasks = Router(
         path="/",
-        route_handlers=[TaskController],
+        route_handlers=[TaskController, StatsController],
         security=[{"BearerToken": []}] if verifier is not None else None,
     )
-    # Order matters: the rate limit keys on the principal the auth middleware sets.
-    middleware: list[Middleware] = [jwt_middleware(verifier, exclude=PUBLIC_PATHS)] if verifier else []
+    # Order matters: the metrics count what auth and the rate limit answer too,
+    # and the rate limit keys on the principal the auth middleware sets.
+    middleware: list[Middleware] = [http_metrics()]
+    if verifier:
+        middleware.append(jwt_middleware(verifier, exclude=PUBLIC_PATHS))
     if settings.rate_limit_submit_per_minute:
         middleware.append(rate_limit_middleware(settings.rate_limit_submit_per_minute))
     return Litestar(
-        route_handlers=[tasks, HealthController],
+        route_handlers=[tasks, HealthController, MetricsController, DashboardController],
         dependencies={
             "service": Provide(provide_service, sync_to_thread=False),
+            "watcher": Provide(provide_watcher, sync_to_thread=False),
+            "stats": Provide(provide_stats, sync_to_thread=False),
             "dependencies": Provide(provide_dependencies, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         middleware=middleware,
-        plugins=[RequestIdPlugin()],
+        # The POST /tasks/ body schema lists the registry's types and their inputs.
+        plugins=[RequestIdPlugin(), SubmitBodySchemaPlugin(container.registry())],
         openapi_config=OpenAPIConfig(
             title="taskcore",
             version="0.1.0",
@@ -102,4 +120,18 @@ def create_app(
             **security,
         ),
         debug=False,
+        # Logging is the CLI's (JSON or console, with the request and task
+        # context): Litestar's default config would replace the root handler.
+        logging_config=None,
     )
+
+
+@asynccontextmanager
+async def _listening(container: Container) -> AsyncIterator[None]:
+    """Keep the process's change-feed subscription while the app serves."""
+    listening = asyncio.create_task(container.listener().run(), name="taskcore-change-listener")
+    try:
+        yield
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)

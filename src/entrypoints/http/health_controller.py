@@ -40,14 +40,40 @@ class Ready(msgspec.Struct):
     checks: dict[str, str]
 
 
+# Pings given up on, still being cancelled: referenced until they end.
+_abandoned: set[asyncio.Future[None]] = set()
+
+
+def _forget(ping: asyncio.Future[None]) -> None:
+    _abandoned.discard(ping)
+    if not ping.cancelled():
+        ping.exception()  # retrieved, so asyncio does not log it as lost
+
+
 async def check(adapter: Adapter) -> str:
+    """``ok`` or ``unavailable: <reason>``, within ``CHECK_TIMEOUT_S``. A ping
+    that does not answer in time is cancelled but not waited for: a driver
+    can take seconds to give up on a silent connection (psycopg asks the
+    server to cancel the query, through the same silent network), and a probe
+    must answer now."""
+    ping = asyncio.ensure_future(adapter.ping())
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT_S):
-            await adapter.ping()
-    except TimeoutError:
+        done, _ = await asyncio.wait({ping}, timeout=CHECK_TIMEOUT_S)
+    except asyncio.CancelledError:
+        ping.cancel()
+        raise
+    if not done:
+        ping.cancel()
+        _abandoned.add(ping)
+        ping.add_done_callback(_forget)
         return f"unavailable: no answer within {CHECK_TIMEOUT_S:g} s"
-    except TaskcoreError as exc:
+    exc = ping.exception()
+    if isinstance(exc, TimeoutError):
+        return f"unavailable: no answer within {CHECK_TIMEOUT_S:g} s"
+    if isinstance(exc, TaskcoreError):
         return f"unavailable: {exc}"
+    if exc is not None:
+        raise exc
     return "ok"
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
 
 from taskcore.errors import InvalidInput
 from taskcore.status import TaskStatus
-from taskcore.task import Task
+from taskcore.task import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Task
 
 MAX_DELAY_S = 366 * 86_400
+# Later run_at values count as this one, so that adding seconds to it (the
+# service's own clock, a retry) cannot overflow what a datetime holds.
+LATEST_RUN_AT = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -25,7 +28,11 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         Annotated[
             datetime,
             msgspec.Meta(
-                tz=True, description="Run no earlier than this (RFC 3339 with an offset, in the future)."
+                tz=True,
+                description=(
+                    "Run no earlier than this (RFC 3339, with an offset). A time in the past, or now, "
+                    "means run now; there is no upper limit."
+                ),
             ),
         ]
         | None
@@ -37,22 +44,33 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         ]
         | None
     ) = None
+    priority: Annotated[
+        int,
+        msgspec.Meta(
+            ge=MIN_PRIORITY,
+            le=MAX_PRIORITY,
+            description="0 to 9: of the tasks waiting for a worker, higher ones start first.",
+        ),
+    ] = DEFAULT_PRIORITY
 
     def delay(self, now: datetime) -> timedelta | None:
-        """When the task may run, as a delay from ``now``; ``InvalidInput`` if
-        both ways are given or ``run_at`` is not in the future."""
+        """When the task may run, as a delay from ``now`` (``None``: now);
+        ``InvalidInput`` if both ways are given.
+
+        A ``run_at`` that has passed means now: a client's clock a little ahead
+        of ours, or a request retried late, should not turn "at 12:00" into an
+        error, and running late is what a scheduler does with a missed time
+        anyway. A ``run_at`` after ``LATEST_RUN_AT`` counts as that.
+        """
         if self.run_at is not None and self.delay_s is not None:
             raise InvalidInput("give run_at or delay_s, not both")
         if self.delay_s is not None:
             return timedelta(seconds=self.delay_s) if self.delay_s > 0 else None
         if self.run_at is None:
             return None
-        delay = self.run_at - now
-        if delay <= timedelta(0):
-            raise InvalidInput("run_at must be in the future")
-        if delay.total_seconds() > MAX_DELAY_S:
-            raise InvalidInput("run_at is more than a year away")
-        return delay
+        # Subtracting never overflows; converting year 1 or 9999 to UTC can.
+        delay = min(self.run_at - now, LATEST_RUN_AT - now)
+        return delay if delay > timedelta(0) else None
 
 
 class TaskView(msgspec.Struct, kw_only=True):
@@ -63,6 +81,7 @@ class TaskView(msgspec.Struct, kw_only=True):
     error: str | None
     attempts: int
     max_attempts: int
+    priority: int
     created_at: datetime
     updated_at: datetime
     run_at: datetime
@@ -78,6 +97,7 @@ class TaskView(msgspec.Struct, kw_only=True):
             error=task.error,
             attempts=task.attempts,
             max_attempts=task.max_attempts,
+            priority=task.priority,
             created_at=task.created_at,
             updated_at=task.updated_at,
             run_at=task.run_at,

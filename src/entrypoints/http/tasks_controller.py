@@ -7,14 +7,17 @@ carries ``tasks:admin``. Writing needs ``tasks:write``, reading ``tasks:read``.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, HttpMethod, Request, Response, get, post, route
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, Parameter, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from taskcore.entrypoints.http.auth import READ, WRITE, Principal, principal_of, requires
 from taskcore.entrypoints.http.cursor import decode_cursor, encode_cursor
@@ -23,8 +26,11 @@ from taskcore.entrypoints.http.schemas import Problem, SubmitTask, TaskPage, Tas
 from taskcore.query import TaskQuery
 from taskcore.service import TaskService
 from taskcore.status import TaskStatus
+from taskcore.task import Task
+from taskcore.waiting import TaskWatcher
 
 MAX_ID = 2**63 - 1
+_VIEW_ENCODER = msgspec.json.Encoder()
 # schema_extra: without it the bound is published as a float (9.223372036854776e+18).
 TaskId = Annotated[
     int,
@@ -47,7 +53,34 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
 
 AUTH = (401, 403)
 Service = NamedDependency[TaskService]
+Watcher = NamedDependency[TaskWatcher]
 Caller = NamedDependency[Principal]
+
+MAX_WAIT_S = 60
+RECONNECT_MS = 2000
+
+
+async def _status_events(
+    first: Task, changes: AsyncGenerator[Task, None], after: int
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Each new state as a ``status`` event; a keep-alive comment when a read found nothing new."""
+    seen = after
+    try:
+        task = first
+        while True:
+            if task.version > seen:
+                seen = task.version
+                yield ServerSentEventMessage(
+                    data=_VIEW_ENCODER.encode(TaskView.of(task)).decode(), event="status", id=task.version
+                )
+            else:
+                yield ServerSentEventMessage(data=None, comment="waiting")
+            try:
+                task = await anext(changes)
+            except StopAsyncIteration:
+                return
+    finally:
+        await changes.aclose()
 
 
 def _location(task_id: int) -> dict[str, str]:
@@ -94,13 +127,22 @@ class TaskController(Controller):
     ) -> Response[TaskView]:
         """Store the task as PENDING and queue it; answers before it runs. With
         ``run_at`` or ``delay_s`` it is dispatched when due (held by the broker,
-        never by a worker)."""
+        never by a worker); a ``run_at`` that has passed means now. Of the tasks
+        waiting for a worker, higher ``priority`` ones start first. The body
+        schema lists the registered types, each with its handler's input."""
         delay = data.delay(datetime.now(UTC))
         if idempotency_key is None:
-            task = await service.submit(data.type, data.input_data, owner=caller.sub, delay=delay)
+            task = await service.submit(
+                data.type, data.input_data, owner=caller.sub, delay=delay, priority=data.priority
+            )
             return Response(TaskView.of(task), status_code=201, headers=_location(task.id))
         task, created = await service.submit_once(
-            data.type, data.input_data, idempotency_key=idempotency_key, owner=caller.sub, delay=delay
+            data.type,
+            data.input_data,
+            idempotency_key=idempotency_key,
+            owner=caller.sub,
+            delay=delay,
+            priority=data.priority,
         )
         headers = _location(task.id)
         if not created:
@@ -113,9 +155,82 @@ class TaskController(Controller):
         guards=[requires(READ)],
         responses=problems(400, *AUTH, 404, 422, 503),
     )
-    async def read(self, task_id: TaskId, service: Service, caller: Caller) -> TaskView:
-        """The task's current status, and its result once COMPLETED."""
+    async def read(
+        self,
+        task_id: TaskId,
+        service: Service,
+        watcher: Watcher,
+        caller: Caller,
+        wait: Annotated[
+            float | None,
+            Parameter(
+                ge=0,
+                le=MAX_WAIT_S,
+                # ge=0 is falsy, so Litestar would leave the minimum out of the schema.
+                schema_extra={"minimum": 0, "maximum": MAX_WAIT_S},
+                description=(
+                    "Long poll: answer as soon as the task is final (COMPLETED, FAILED or "
+                    "CANCELLED), or with its current state after this many seconds "
+                    "(cut to `TASKCORE_WAIT_MAX_S`)."
+                ),
+            ),
+        ] = None,
+    ) -> TaskView:
+        """The task's current status, and its result once COMPLETED. With
+        ``wait``, the answer waits for the task to finish, holding no database
+        connection meanwhile."""
+        if wait:
+            return TaskView.of(await watcher.wait(task_id, owner=caller.owner_filter, timeout_s=wait))
         return TaskView.of(await service.get(task_id, owner=caller.owner_filter))
+
+    @get(
+        "/{task_id:int}/events",
+        summary="Stream a task's status changes (Server-Sent Events)",
+        guards=[requires(READ)],
+        media_type="text/event-stream",
+        responses={
+            204: ResponseSpec(
+                data_container=None, description="`Last-Event-ID` already names the task's final state."
+            ),
+            **problems(400, *AUTH, 404, 422, 503),
+        },
+        response_description=(
+            "`text/event-stream`: one `status` event per change, `id` = the task's version, "
+            "`data` = the task as `GET /tasks/{id}` returns it; the stream ends after a final "
+            "state."
+        ),
+    )
+    async def events(
+        self,
+        task_id: TaskId,
+        watcher: Watcher,
+        caller: Caller,
+        last_event_id: Annotated[
+            int | None,
+            HeaderParameter(
+                name="Last-Event-ID",
+                ge=0,
+                le=MAX_ID,
+                schema_extra={"minimum": 0, "maximum": MAX_ID},
+                description="The last event's id (a version): resume after it.",
+            ),
+        ] = None,
+    ) -> Response[Any]:
+        """Resumable with ``Last-Event-ID``: only states newer than it are sent.
+        A comment is sent as a keep-alive while nothing changes."""
+        after = last_event_id or 0
+        changes = watcher.changes(
+            task_id,
+            owner=caller.owner_filter,
+            timeout_s=watcher.max_stream_s,
+            after_version=after,
+            every_read=True,
+        )
+        first = await anext(changes)  # TaskNotFound here is a 404, before the stream starts
+        if first.is_final and first.version <= after:
+            await changes.aclose()
+            return Response(None, status_code=204)  # tells EventSource not to reconnect
+        return ServerSentEvent(_status_events(first, changes, after), retry_duration=RECONNECT_MS)
 
     @get(
         "/",

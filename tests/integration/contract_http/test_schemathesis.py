@@ -8,10 +8,12 @@ negative data, and applies every check: no 5xx, status code, content type,
 headers and body as documented, schema-invalid requests rejected, schema-valid
 ones accepted, ``Allow`` on OPTIONS/405, and the auth checks once the schema
 declares security. Generation is deterministic (Hypothesis ``derandomize``, no
-example database), so CI runs the same cases every time.
+example database), so CI runs the same cases every time. It runs twice: with
+authentication off, and on with a token holding every scope (``conftest.py``).
 
 Set ``TASKCORE_SCHEMATHESIS_REPORT_DIR`` to keep the JUnit and JSON reports
-(e.g. as a CI artifact); otherwise they go to the test's tmp directory.
+(e.g. as a CI artifact; one subdirectory per run); otherwise they go to the
+test's tmp directory.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ from tests.integration.e2e.conftest import Stack
 pytestmark = pytest.mark.integration
 
 SCHEMA_PATH = "/docs/openapi.json"
-MAX_EXAMPLES = 40  # per operation and phase; ~1000 requests, ~15 s here
+MAX_EXAMPLES = 25  # per operation and phase; ~600 requests per run, ~10 s here
 RUN_TIMEOUT_S = 100
 REPORT_DIR_ENV = "TASKCORE_SCHEMATHESIS_REPORT_DIR"
 HEADER_ENV_PREFIX = "TASKCORE_SCHEMATHESIS_HEADER_"
+HOOKS = Path(__file__).with_name("hooks.py")
+SECURITY_SCHEME = "BearerToken"  # as create_app declares it
 
 # Operations whose schema-valid requests may rightly get a 422, and why. Keep
 # this list short: every entry hides real "valid request rejected" bugs there.
@@ -46,14 +50,6 @@ ACCEPTS_422_FOR_VALID_DATA = {
 }
 # schemathesis' default for positive_data_acceptance, plus 422.
 POSITIVE_DATA_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
-
-# Bugs this run finds in src/ today (details in the failure output); remove the
-# xfail once they are fixed, and the run passes.
-KNOWN_BUGS = (
-    "POST /tasks/ documents input_data as any JSON and type as any string, but only registered "
-    "types with their handler's input type are accepted, else 422 (schemas.py SubmitTask): the "
-    "body schema should be built from the handler registry"
-)
 
 
 class ContractFailures(AssertionError):
@@ -69,16 +65,29 @@ class Run:
 
 
 def schemathesis_config(path: Path, headers: Mapping[str, str]) -> dict[str, str]:
-    """Write the config file; header values travel in the environment, never in argv or on disk."""
+    """Write the config file; header values travel in the environment, never in argv or on disk.
+
+    A bearer ``Authorization`` header becomes the credentials of the schema's
+    security scheme rather than a header on every request: schemathesis then
+    also sends requests without it (and expects 401), which a header it must
+    always send would silently defeat.
+    """
     env: dict[str, str] = {}
     entries = []
+    auth: list[str] = []
     for index, (name, value) in enumerate(headers.items()):
         variable = f"{HEADER_ENV_PREFIX}{index}"
-        env[variable] = value
-        entries.append(f"{json.dumps(name)} = {json.dumps('${' + variable + '}')}")
-    lines = ["# written by tests/integration/contract_http"]
+        reference = json.dumps("${" + variable + "}")
+        if name.lower() == "authorization" and value.startswith("Bearer "):
+            env[variable] = value.removeprefix("Bearer ")
+            auth = [f"[auth.openapi.{SECURITY_SCHEME}]", f"bearer = {reference}"]
+        else:
+            env[variable] = value
+            entries.append(f"{json.dumps(name)} = {reference}")
+    lines = ["# written by tests/integration/contract_http", f"hooks = {json.dumps(str(HOOKS))}"]
     if entries:
         lines.append(f"headers = {{ {', '.join(entries)} }}")
+    lines += auth
     for operation, reason in ACCEPTS_422_FOR_VALID_DATA.items():
         lines += [
             f"# {reason}",
@@ -182,15 +191,16 @@ def wait_ready(base_url: str, headers: Mapping[str, str], timeout: float = 15) -
         time.sleep(0.2)
 
 
-@pytest.mark.xfail(raises=ContractFailures, strict=True, reason=KNOWN_BUGS)
 @pytest.mark.timeout(RUN_TIMEOUT_S + 60)
 def test_api_honours_its_openapi_schema(
-    stack: Stack, service_env: dict[str, str], auth_headers: dict[str, str], tmp_path: Path
+    stack: Stack, auth: bool, service_env: dict[str, str], auth_headers: dict[str, str], tmp_path: Path
 ) -> None:
     api = stack.start_api(**service_env)
     stack.start_worker(**service_env)
     wait_ready(stack.base_url, auth_headers)
-    report_dir = Path(os.environ.get(REPORT_DIR_ENV) or tmp_path / "reports")
+    report_dir = Path(os.environ.get(REPORT_DIR_ENV) or tmp_path / "reports") / (
+        "auth-jwt" if auth else "auth-off"
+    )
     report_dir.mkdir(parents=True, exist_ok=True)
 
     run = run_schemathesis(stack.base_url, auth_headers, tmp_path, report_dir)

@@ -166,6 +166,9 @@ async def stack(
         "TASKCORE_LOG_LEVEL": "INFO",
         "TASKCORE_SHUTDOWN_GRACE_S": "10",
         "TASKCORE_AUTH": "none",
+        # Tests read the logs as text, and start several workers on one host.
+        "TASKCORE_LOG_FORMAT": "console",
+        "TASKCORE_WORKER_METRICS_PORT": "0",
     }
     stack = Stack(
         env=env,

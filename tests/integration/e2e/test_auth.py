@@ -38,6 +38,9 @@ def test_owners_never_see_each_others_tasks(stack: Stack) -> None:
     # served from the cache and from the database alike: bob gets 404
     assert httpx.get(f"{base}/tasks/{task_id}", headers=bob).status_code == 404
     assert httpx.post(f"{base}/tasks/{task_id}/retry", headers=bob).status_code == 404
+    assert httpx.get(f"{base}/tasks/{task_id}/events", headers=bob).status_code == 404
+    assert httpx.get(f"{base}/tasks/{task_id}", params={"wait": 1}, headers=bob).status_code == 404
+    assert httpx.post(f"{base}/tasks/{task_id}/cancel", headers=bob).status_code == 404
     listed = httpx.get(f"{base}/tasks", params={"status": "COMPLETED"}, headers=bob).json()
     assert listed["items"] == []
     mine = httpx.get(f"{base}/tasks", params={"status": "COMPLETED"}, headers=alice).json()

@@ -1,0 +1,7 @@
+"""Prometheus metrics: the telemetry port on prometheus-client, the exposition
+(multiprocess-aware) and a poller that reads the queue depths."""
+
+from taskcore.adapters.prometheus.depth import QueueDepthPoller
+from taskcore.adapters.prometheus.metrics import Metrics, PrometheusTelemetry, render
+
+__all__ = ["Metrics", "PrometheusTelemetry", "QueueDepthPoller", "render"]

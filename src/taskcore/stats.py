@@ -1,0 +1,158 @@
+"""The dashboard's numbers: one snapshot of what the system is doing.
+
+``StatsService.snapshot`` assembles, for one caller, the task counts by
+status, a per-minute series over the last ``window_minutes`` (tasks finished
+COMPLETED or FAILED, and the p50/p95 of how long their last attempt waited for
+a worker and ran), the most recent failures, and, for callers who see every
+task, the queue depths and the workers seen recently. The repository does the
+counting (``status_counts``, ``minute_stats``, ``workers_seen``); this module
+fills the gaps, so the series always has one entry per minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from taskcore.errors import ServiceUnavailable
+from taskcore.ports import Clock, QueueDepths, TaskRepository
+from taskcore.presence import WorkerReport
+from taskcore.query import TaskQuery
+from taskcore.status import TaskStatus
+from taskcore.task import Task
+
+WINDOW_MINUTES = 15
+WORKERS_SEEN_S = 30.0
+FAILURES_SHOWN = 10
+
+
+class MinuteStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Tasks that reached COMPLETED or FAILED during one minute (UTC), and the
+    p50/p95 of their last attempt's queue wait (``started_at - run_at``: from
+    due to claimed) and run time (``finished_at - started_at``), in seconds."""
+
+    minute: datetime
+    completed: int = 0
+    failed: int = 0
+    wait_p50_s: float | None = None
+    wait_p95_s: float | None = None
+    run_p50_s: float | None = None
+    run_p95_s: float | None = None
+
+
+class QueueReading(msgspec.Struct, frozen=True, kw_only=True):
+    """Messages waiting; ``None`` where the broker could not be asked."""
+
+    ready: int | None
+    dead_letters: int | None
+
+
+class Stats(msgspec.Struct, frozen=True, kw_only=True):
+    at: datetime
+    counts: dict[TaskStatus, int]  # every status, zeros included
+    minutes: list[MinuteStats]  # one per minute, oldest first; the last is the current minute
+    failures: list[Task]  # FAILED tasks, newest first
+    # System-wide, so only for callers who see every task (None otherwise):
+    queue: QueueReading | None
+    workers: list[WorkerReport] | None  # seen in the last ``workers_seen_s``, most recent first
+    workers_seen_s: float
+
+
+def minute_of(at: datetime) -> datetime:
+    """The start of ``at``'s minute, in UTC."""
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
+    """PostgreSQL's ``percentile_cont``: linear interpolation between the two
+    nearest ranks; ``None`` for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+class StatsService:
+    def __init__(
+        self,
+        *,
+        repository: TaskRepository,
+        clock: Clock,
+        queue: QueueDepths | None = None,
+        window_minutes: int = WINDOW_MINUTES,
+        workers_seen_s: float = WORKERS_SEEN_S,
+        failures_shown: int = FAILURES_SHOWN,
+        depth_timeout_s: float = 1.0,
+        depth_max_age_s: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if window_minutes < 1:
+            raise ValueError("window_minutes must be at least 1")
+        self._repository = repository
+        self._clock = clock
+        self._queue = queue
+        self._window_minutes = window_minutes
+        self._workers_seen = timedelta(seconds=workers_seen_s)
+        self._failures_shown = failures_shown
+        self._depth_timeout_s = depth_timeout_s
+        self._depth_max_age_s = depth_max_age_s
+        self._monotonic = monotonic
+        self._last_reading: tuple[float, QueueReading] | None = None
+
+    async def snapshot(self, *, owner: str | None) -> Stats:
+        """What ``owner`` may see (``None``: every task, and the system-wide
+        numbers too). ``RepositoryUnavailable`` if the database is down; a
+        broker that does not answer only leaves the queue depths unknown."""
+        now = self._clock.now()
+        first = minute_of(now) - timedelta(minutes=self._window_minutes - 1)
+        counts = await self._repository.status_counts(owner)
+        rows = await self._repository.minute_stats(first, owner)
+        failures = await self._repository.find(
+            TaskQuery(owner=owner, status=TaskStatus.FAILED, limit=self._failures_shown)
+        )
+        queue: QueueReading | None = None
+        workers: list[WorkerReport] | None = None
+        if owner is None:
+            workers = await self._repository.workers_seen(now - self._workers_seen)
+            queue = await self._queue_reading()
+        return Stats(
+            at=now,
+            counts={status: counts.get(status, 0) for status in TaskStatus},
+            minutes=self._series(first, rows),
+            failures=failures,
+            queue=queue,
+            workers=workers,
+            workers_seen_s=self._workers_seen.total_seconds(),
+        )
+
+    def _series(self, first: datetime, rows: Sequence[MinuteStats]) -> list[MinuteStats]:
+        """One entry per minute of the window: the repository's, or an empty one."""
+        found = {minute_of(row.minute): row for row in rows}
+        minutes = (first + timedelta(minutes=n) for n in range(self._window_minutes))
+        return [found.get(minute) or MinuteStats(minute=minute) for minute in minutes]
+
+    async def _queue_reading(self) -> QueueReading | None:
+        """The depths, read at most every ``depth_max_age_s`` however many
+        dashboards poll, and given up on after ``depth_timeout_s``."""
+        if self._queue is None:
+            return None
+        now = self._monotonic()
+        if self._last_reading is not None and now - self._last_reading[0] < self._depth_max_age_s:
+            return self._last_reading[1]
+        try:
+            async with asyncio.timeout(self._depth_timeout_s):
+                reading = QueueReading(
+                    ready=await self._queue.depth(), dead_letters=await self._queue.dead_letter_depth()
+                )
+        except (ServiceUnavailable, TimeoutError):
+            reading = QueueReading(ready=None, dead_letters=None)
+        self._last_reading = (now, reading)
+        return reading

@@ -1,0 +1,167 @@
+"""``/dashboard`` and ``/stats`` through Litestar's test client, on the memory adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from taskcore import HandlerRegistry, register_builtins
+from taskcore.adapters.memory import MemoryQueue, MemoryRepository
+from taskcore.entrypoints.container import Container, build_container
+from taskcore.entrypoints.http import create_app
+from taskcore.entrypoints.settings import load_settings
+
+from .test_auth import SECRET, bearer, token
+
+Client = AsyncTestClient  # type: ignore[type-arg]
+ADMIN = "tasks:read tasks:write tasks:admin"
+
+
+def registry() -> HandlerRegistry:
+    handlers = HandlerRegistry()
+    register_builtins(handlers, reverse_delay_s=0)
+
+    @handlers.handler(max_attempts=1)
+    async def explode(_: str) -> None:
+        raise RuntimeError("handler bug")
+
+    return handlers
+
+
+@pytest.fixture
+def container() -> Container:
+    return build_container(load_settings({}), registry())
+
+
+@pytest.fixture
+async def open_client(container: Container) -> AsyncIterator[Client]:
+    async with AsyncTestClient(create_app(container, embedded_worker=True)) as client:
+        yield client
+
+
+@pytest.fixture
+async def jwt_client() -> AsyncIterator[Client]:
+    container = build_container(load_settings({}, jwt_secret=SECRET), registry())
+    async with AsyncTestClient(create_app(container, embedded_worker=True, default_auth="jwt")) as client:
+        yield client
+
+
+async def settled(client: Client, headers: dict[str, str], completed: int, failed: int) -> dict[str, object]:
+    for _ in range(300):
+        response = await client.get("/stats", headers=headers)
+        assert response.status_code == 200, response.text
+        stats: dict[str, object] = response.json()
+        counts = stats["counts"]
+        assert isinstance(counts, dict)
+        if (counts["COMPLETED"], counts["FAILED"]) == (completed, failed):
+            return stats
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never reached {completed} completed, {failed} failed: {stats}")
+
+
+async def test_stats_with_auth_off_show_everything(open_client: Client) -> None:
+    await open_client.post("/tasks/", json={"input_data": "abc"})
+    await open_client.post("/tasks/", json={"input_data": "x", "type": "explode"})
+
+    stats = await settled(open_client, {}, completed=1, failed=1)
+
+    assert stats["owner"] is None
+    assert set(stats["counts"]) == {"PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"}  # type: ignore[arg-type]
+    minutes = stats["minutes"]
+    assert isinstance(minutes, list)
+    assert len(minutes) == 15
+    assert sum(m["completed"] for m in minutes) == 1
+    assert minutes[-1]["run_p50_s"] is not None
+    (failure,) = stats["failures"]  # type: ignore[misc]
+    assert failure["error"] == "RuntimeError: handler bug"
+    assert failure["attempts"] == failure["max_attempts"] == 1
+    assert stats["queue"] == {"ready": 0, "dead_letters": 0}
+    (worker,) = stats["workers"]  # type: ignore[misc]
+    assert re.fullmatch(r".+-\d+", worker["id"])
+    assert stats["workers_seen_s"] == 30
+
+    requeued = await open_client.post(f"/tasks/{failure['id']}/retry")
+    assert requeued.status_code == 200
+
+
+async def test_the_page_and_its_assets_are_served_from_here(open_client: Client) -> None:
+    page = await open_client.get("/dashboard")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "script-src 'self'" in policy
+    assert "connect-src 'self'" in policy
+    html = page.text
+    # nothing from another origin: every src and href is local (or data:)
+    for url in re.findall(r'(?:src|href)="([^"]*)"', html):
+        assert url.startswith(("/dashboard/", "data:")), url
+    script = await open_client.get("/dashboard/dashboard.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "/stats" in script.text
+    assert "http://" not in script.text.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in script.text
+    style = await open_client.get("/dashboard/dashboard.css")
+    assert style.headers["content-type"].startswith("text/css")
+    assert "url(" not in style.text
+    assert (await open_client.get("/dashboard/other.js")).status_code == 404
+
+
+async def test_the_page_is_public_but_its_data_needs_a_token(jwt_client: Client) -> None:
+    assert (await jwt_client.get("/dashboard")).status_code == 200
+    assert (await jwt_client.get("/dashboard/dashboard.js")).status_code == 200
+    refused = await jwt_client.get("/stats")
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert (await jwt_client.get("/stats", headers=bearer(token(scope="tasks:write")))).status_code == 403
+
+
+async def test_a_caller_sees_the_stats_of_its_own_tasks_and_an_admin_all(jwt_client: Client) -> None:
+    alice, bob, admin = bearer(token("alice")), bearer(token("bob")), bearer(token("ops", scope=ADMIN))
+    await jwt_client.post("/tasks/", json={"input_data": "abc"}, headers=alice)
+    await jwt_client.post("/tasks/", json={"input_data": "x", "type": "explode"}, headers=bob)
+
+    everything = await settled(jwt_client, admin, completed=1, failed=1)
+    mine = await settled(jwt_client, alice, completed=1, failed=0)
+    theirs = await settled(jwt_client, bob, completed=0, failed=1)
+
+    assert everything["owner"] is None
+    assert everything["queue"] is not None
+    assert everything["workers"]
+    assert (mine["owner"], mine["failures"], mine["queue"], mine["workers"]) == ("alice", [], None, None)
+    assert [f["error"] for f in theirs["failures"]] == ["RuntimeError: handler bug"]  # type: ignore[attr-defined]
+
+
+async def test_stats_are_documented_with_their_problems(open_client: Client) -> None:
+    schema = (await open_client.get("/docs/openapi.json")).json()
+    assert "/dashboard" not in schema["paths"]
+    operation = schema["paths"]["/stats"]["get"]
+    assert set(operation["responses"]) == {"200", "401", "403", "503"}
+    for code in ("401", "403", "503"):
+        assert set(operation["responses"][code]["content"]) == {"application/problem+json"}
+    counts = schema["components"]["schemas"]["StatusCounts"]
+    assert set(counts["required"]) == {"PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"}
+
+
+async def test_stats_are_503_while_the_database_is_down(open_client: Client, container: Container) -> None:
+    repository = container.repository()
+    assert isinstance(repository, MemoryRepository)
+    repository.available = False
+    response = await open_client.get("/stats")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_unknown_broker_depth_is_null_not_an_error(
+    open_client: Client, container: Container
+) -> None:
+    queue = container.queue()
+    assert isinstance(queue, MemoryQueue)
+    queue.available = False
+    response = await open_client.get("/stats")
+    assert response.status_code == 200
+    assert response.json()["queue"] == {"ready": None, "dead_letters": None}

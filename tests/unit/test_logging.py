@@ -1,0 +1,161 @@
+"""Log lines: JSON fields and console text with the request and task context; no secrets at INFO."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+from litestar.testing import AsyncTestClient
+
+from taskcore import HandlerRegistry, Outcome, TaskProcessor, TaskService, register_builtins
+from taskcore.adapters.memory import MemoryQueue
+from taskcore.entrypoints.container import build_container
+from taskcore.entrypoints.http import create_app
+from taskcore.entrypoints.http.request_id import _current as current_request
+from taskcore.entrypoints.logs import log_handler
+from taskcore.entrypoints.settings import load_settings
+from taskcore.log_context import claimed, handling
+from taskcore.task import NewTask, Task
+
+from .test_processor import deliver
+
+SECRET = "jwt-secret-that-must-never-be-logged-8c1f0e"
+INPUT = "input-that-must-never-be-logged-5d27a9"
+
+
+class Capture:
+    """Everything logged at ``level`` and above, as the configured handler writes it."""
+
+    def __init__(self, log_format: str, level: int = logging.INFO, worker: str | None = None) -> None:
+        self.stream = io.StringIO()
+        self.handler = log_handler(log_format, worker=worker, stream=self.stream)  # type: ignore[arg-type]
+        self.handler.setLevel(level)
+        self.level = level
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines()]
+
+
+@pytest.fixture
+def capture_json() -> Iterator[Capture]:
+    capture = Capture("json")
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(capture.handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(capture.handler)
+        root.setLevel(level)
+
+
+def record(message: str = "hello", level: int = logging.INFO) -> logging.LogRecord:
+    return logging.LogRecord("taskcore.test", level, __file__, 1, message, None, None)
+
+
+def format_with(capture: Capture, rec: logging.LogRecord) -> str:
+    assert capture.handler.filter(rec)
+    return capture.handler.format(rec)
+
+
+def test_json_lines_carry_the_context_they_were_written_in() -> None:
+    capture = Capture("json", worker="host-42")
+    now = datetime.now(UTC)
+    task = Task.created(7, NewTask(type="reverse", input="x", max_attempts=3, run_at=now, created_at=now))
+    token = current_request.set("req-1")
+    try:
+        with handling(7):
+            claimed(task.claim(now, timedelta(seconds=30)))
+            line = json.loads(format_with(capture, record("running")))
+    finally:
+        current_request.reset(token)
+    assert {k: line[k] for k in ("level", "logger", "message")} == {
+        "level": "INFO",
+        "logger": "taskcore.test",
+        "message": "running",
+    }
+    assert (line["request_id"], line["task_id"], line["type"]) == ("req-1", 7, "reverse")
+    assert (line["attempt"], line["worker_id"]) == (1, "host-42")
+    assert line["time"].endswith("+00:00")
+
+
+def test_json_lines_leave_out_unknown_context() -> None:
+    line = json.loads(format_with(Capture("json"), record("idle")))
+    assert set(line) == {"time", "level", "logger", "message"}
+
+
+def test_console_lines_put_the_context_in_brackets() -> None:
+    capture = Capture("console")
+    with handling(12):
+        text = format_with(capture, record("handed back", logging.WARNING))
+    assert text.endswith(" WARNING taskcore.test [task_id=12]: handed back")
+    assert format_with(capture, record("plain")).endswith(" INFO taskcore.test [-]: plain")
+
+
+async def test_a_sync_handlers_lines_name_its_task(
+    service: TaskService, processor: TaskProcessor, queue: MemoryQueue, registry: HandlerRegistry
+) -> None:
+    seen: list[tuple[Any, ...]] = []
+    capture = Capture("json")
+
+    class Keep(logging.Handler):
+        def emit(self, rec: logging.LogRecord) -> None:
+            capture.handler.filter(rec)
+            seen.append((rec.getMessage(), rec.task_id, rec.type, rec.attempt))  # type: ignore[attr-defined]
+
+    @registry.handler
+    def shout(text: str) -> str:  # runs in the executor's thread
+        logging.getLogger("user.handler").warning("shouting")
+        return text.upper()
+
+    handler_log = logging.getLogger("user.handler")
+    keep = Keep()
+    handler_log.addHandler(keep)
+    try:
+        task = await service.submit("shout", "a")
+        outcome, _ = await deliver(queue, processor)
+    finally:
+        handler_log.removeHandler(keep)
+    assert outcome is Outcome.COMPLETED
+    assert seen == [("shouting", task.id, "shout", 1)]
+
+
+async def test_no_secret_token_or_input_is_logged_at_info(capture_json: Capture) -> None:
+    registry = HandlerRegistry()
+    register_builtins(registry, reverse_delay_s=0)
+    container = build_container(load_settings({}, jwt_secret=SECRET), registry)
+    token = jwt.encode(
+        {"sub": "alice", "exp": int(time.time()) + 600, "scope": "tasks:read tasks:write"}, SECRET
+    )
+    wrong = jwt.encode({"sub": "mallory", "exp": int(time.time()) + 600}, "not-the-secret-0123456789abcdef!")
+    app = create_app(container, embedded_worker=True, default_auth="jwt")
+    async with AsyncTestClient(app) as client:
+        headers = {"authorization": f"Bearer {token}", "x-request-id": "req-secrets"}
+        created = await client.post("/tasks/", json={"input_data": INPUT}, headers=headers)
+        assert created.status_code == 201, created.text
+        task_id = created.json()["id"]
+        for _ in range(500):
+            body = (await client.get(f"/tasks/{task_id}", headers=headers)).json()
+            if body["status"] == "COMPLETED":
+                break
+            await asyncio.sleep(0.01)
+        assert body["result"] == INPUT[::-1]
+        assert (await client.get("/tasks/1", headers={"authorization": f"Bearer {wrong}"})).status_code == 401
+    logged = capture_json.text
+    lines = capture_json.lines()  # every line is JSON
+    assert any(line.get("task_id") == task_id and line.get("type") == "reverse" for line in lines), logged
+    for secret in (SECRET, token, wrong, INPUT, INPUT[::-1]):
+        assert secret not in logged
