@@ -36,5 +36,9 @@ lint: $(STAMP)
 	$(BIN)/mypy -p taskcore
 	$(BIN)/lint-imports
 
+# The benchmark (bench/README.md): `make bench BENCH_ARGS="--runs 1 --only W1"`.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
