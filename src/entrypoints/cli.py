@@ -82,11 +82,22 @@ def _compose(
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a process's main coroutine; an unreachable service is a clean exit 1."""
+    """Run a process's main coroutine on uvloop (as uvicorn runs the API: the
+    stdlib loop was a third of a worker's CPU); an unreachable service is a
+    clean exit 1."""
     try:
-        return asyncio.run(coroutine)
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(coroutine)
     except (ServiceUnavailable, ConfigurationError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # not on this platform: the standard loop
+        return None
+    return uvloop.new_event_loop
 
 
 def _serve(

@@ -66,7 +66,7 @@ class TaskService:
         """
         task = await self._repository.add(self._new_task(task_type, input_data, delay, owner, priority))
         await self._dispatcher.dispatch(task)
-        await self._cache.remember(task)
+        await self._cache.remember(task, announce=False)
         self._telemetry.task_submitted(task.type)
         return task
 
@@ -99,7 +99,7 @@ class TaskService:
                 )
             return added.task, False
         await self._dispatcher.dispatch(added.task)
-        await self._cache.remember(added.task)
+        await self._cache.remember(added.task, announce=False)
         self._telemetry.task_submitted(added.task.type)
         return added.task, True
 

@@ -17,6 +17,7 @@ safe because the cache keeps an entry only if its version is newer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -40,6 +41,8 @@ class StatusCache:
         self._final_ttl = timedelta(seconds=config.finished_ttl_s)
         self._active_ttl = timedelta(seconds=config.active_ttl_s)
         self._unwritten: dict[int, Task] = {}
+        self._replay_lock = asyncio.Lock()
+        self._replaying: asyncio.Task[int] | None = None
 
     @classmethod
     def over(cls, cache: TaskCache | StatusCache, config: CoreConfig) -> StatusCache:
@@ -53,10 +56,12 @@ class StatusCache:
     def _ttl(self, task: Task) -> timedelta:
         return self._final_ttl if task.is_final else self._active_ttl
 
-    async def remember(self, task: Task) -> None:
-        """``task`` just changed: cache it, then tell whoever waits on it."""
+    async def remember(self, task: Task, *, announce: bool = True) -> None:
+        """``task`` just changed: cache it, then tell whoever waits on it.
+        A task just created has nobody waiting on it yet (its id was not
+        known), so its creation need not be announced."""
         await self.refill(task)
-        if self._announcer is not None:
+        if announce and self._announcer is not None:
             self._announcer.announce(task)
 
     async def refill(self, task: Task) -> None:
@@ -68,8 +73,10 @@ class StatusCache:
             self._keep(task)
             return
         self._unwritten.pop(task.id, None)
-        if self._unwritten:
-            await self.replay()
+        if self._unwritten and (self._replaying is None or self._replaying.done()):
+            # In the background and once at a time: when the cache comes back
+            # every request in flight would otherwise replay the whole backlog.
+            self._replaying = asyncio.create_task(self.replay(), name="taskcore-cache-replay")
 
     def _keep(self, task: Task) -> None:
         known = self._unwritten.get(task.id)
@@ -80,7 +87,14 @@ class StatusCache:
         self._unwritten[task.id] = task
 
     async def replay(self) -> int:
-        """Write the missed states again; stop at the first failure. Returns how many landed."""
+        """Write the missed states again; stop at the first failure. Returns how
+        many landed (0 when a replay is already under way)."""
+        if self._replay_lock.locked():
+            return 0
+        async with self._replay_lock:
+            return await self._replay()
+
+    async def _replay(self) -> int:
         written = 0
         for task_id, task in list(self._unwritten.items()):
             try:

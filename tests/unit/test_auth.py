@@ -171,3 +171,29 @@ async def test_the_token_command_mints_what_the_api_accepts(client: Client) -> N
     assert claims["exp"] - claims["iat"] == 300
     with pytest.raises(ConfigurationError):
         parse_duration("forever")
+
+
+def test_a_verified_token_is_remembered_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    from litestar.exceptions import NotAuthorizedException
+
+    from taskcore.entrypoints.http import auth
+
+    verifier = auth.TokenVerifier(key=SECRET, algorithms=("HS256",))
+    raw = token(exp=int(time.time()) + 2)
+    decoded = 0
+    original = jwt.decode
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal decoded
+        decoded += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(auth.jwt, "decode", counting)
+    assert verifier.verify(raw).sub == "alice"
+    assert verifier.verify(raw).sub == "alice"
+    assert decoded == 1  # the signature was checked once
+    time.sleep(max(0.0, jwt.decode(raw, SECRET, algorithms=["HS256"])["exp"] - time.time()) + 0.05)
+    with pytest.raises(NotAuthorizedException, match="expired"):
+        verifier.verify(raw)
+    with pytest.raises(NotAuthorizedException):
+        verifier.verify(raw + "x")  # a forged variant is never served from memory

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -312,3 +313,46 @@ async def test_a_cache_write_missed_in_an_outage_is_replayed_when_the_cache_is_b
     await sweeper.sweep_once()
     assert (await cache.get(task.id)).status is TaskStatus.COMPLETED  # type: ignore[union-attr]
     assert shared.unwritten == 0
+
+
+async def test_a_backlog_of_missed_writes_is_replayed_once_in_the_background(
+    cache: MemoryCache, config: CoreConfig
+) -> None:
+    """When the cache comes back, the requests in flight must not each replay
+    the whole backlog inside their own request (seen as seconds-long POSTs)."""
+    from datetime import UTC, datetime
+
+    from taskcore.status_cache import StatusCache
+    from taskcore.task import NewTask, Task
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def task(task_id: int) -> Task:
+        return Task.created(
+            task_id, NewTask(type="reverse", input="x", max_attempts=3, run_at=now, created_at=now)
+        )
+
+    shared = StatusCache(cache, config)
+    cache.available = False
+    for task_id in range(1, 101):
+        await shared.remember(task(task_id))
+    assert shared.unwritten == 100
+    cache.available = True
+    puts = 0
+    original = cache.put
+
+    async def counting(written: Task, ttl: Any) -> None:
+        nonlocal puts
+        puts += 1
+        await asyncio.sleep(0)  # a round trip, so concurrent callers overlap
+        await original(written, ttl)
+
+    cache.put = counting  # type: ignore[method-assign]
+    await asyncio.gather(*(shared.remember(task(200 + i)) for i in range(20)))
+    assert puts < 100  # the requests did not wait for the backlog
+    for _ in range(1000):
+        if not shared.unwritten:
+            break
+        await asyncio.sleep(0)
+    assert shared.unwritten == 0
+    assert puts == 120  # each of the 20 writes, and the backlog once
