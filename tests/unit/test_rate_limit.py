@@ -18,10 +18,9 @@ from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.http.auth import TokenVerifier, jwt_middleware
 from taskcore.entrypoints.http.problems import EXCEPTION_HANDLERS
 from taskcore.entrypoints.http.rate_limit import OwnerRateLimiter, rate_limit_middleware
-from taskcore.entrypoints.http.tasks_controller import TaskController
+from taskcore.entrypoints.http.tasks_controller import TaskController, TaskEndpoints
 from taskcore.entrypoints.lifecycle import open_resources
 from taskcore.entrypoints.settings import load_settings
-from taskcore.service import TaskService
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256!"
 PROBLEM = "application/problem+json"
@@ -60,17 +59,14 @@ def make_app(container: Container, clock: FakeClock, *, auth: bool = True) -> Li
         async with open_resources(container):
             yield
 
-    def provide_service() -> TaskService:
-        return container.service()
+    def provide_tasks() -> TaskEndpoints:
+        return TaskEndpoints(service=container.service(), watcher=container.watcher())
 
     verifier = TokenVerifier(key=SECRET, algorithms=("HS256",))
     auth_middleware = [jwt_middleware(verifier, exclude=["^/docs"])] if auth else []
     return Litestar(
         route_handlers=[TaskController],
-        dependencies={
-            "service": Provide(provide_service, sync_to_thread=False),
-            "watcher": Provide(lambda: container.watcher(), sync_to_thread=False),
-        },
+        dependencies={"tasks": Provide(provide_tasks, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         middleware=[*auth_middleware, rate_limit_middleware(LIMIT, clock=clock)],

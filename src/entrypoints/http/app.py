@@ -25,11 +25,9 @@ from taskcore.entrypoints.http.problems import EXCEPTION_HANDLERS
 from taskcore.entrypoints.http.rate_limit import rate_limit_middleware
 from taskcore.entrypoints.http.request_id import RequestIdPlugin
 from taskcore.entrypoints.http.submit_schema import SubmitBodySchemaPlugin
-from taskcore.entrypoints.http.tasks_controller import TaskController
+from taskcore.entrypoints.http.tasks_controller import TaskController, TaskEndpoints
 from taskcore.entrypoints.lifecycle import dependencies, open_resources
-from taskcore.service import TaskService
 from taskcore.stats import StatsService
-from taskcore.waiting import TaskWatcher
 
 log = logging.getLogger("taskcore.http")
 
@@ -59,11 +57,12 @@ def create_app(
                 worker.stop()
                 await running
 
-    def provide_service() -> TaskService:
-        return container.service()
+    endpoints: list[TaskEndpoints] = []  # built on first use: tests override providers after create_app
 
-    def provide_watcher() -> TaskWatcher:
-        return container.watcher()
+    def provide_tasks() -> TaskEndpoints:
+        if not endpoints:
+            endpoints.append(TaskEndpoints(service=container.service(), watcher=container.watcher()))
+        return endpoints[0]
 
     def provide_stats() -> StatsService:
         return container.stats()
@@ -100,8 +99,7 @@ def create_app(
     return Litestar(
         route_handlers=[tasks, HealthController, MetricsController, DashboardController],
         dependencies={
-            "service": Provide(provide_service, sync_to_thread=False),
-            "watcher": Provide(provide_watcher, sync_to_thread=False),
+            "tasks": Provide(provide_tasks, sync_to_thread=False),
             "stats": Provide(provide_stats, sync_to_thread=False),
             "dependencies": Provide(provide_dependencies, sync_to_thread=False),
         },

@@ -2,8 +2,8 @@
 
 Tokens are verified with pyjwt: HS256 with a shared secret, or RS256/ES256
 with a public key; ``exp`` is required, ``iss``/``aud`` are checked when
-configured. The caller becomes a ``Principal`` on the request; route guards
-check its scopes. With auth off (``TASKCORE_AUTH=none``) every caller is one
+configured. The caller becomes a ``Principal`` on the request; each handler
+checks its scopes. With auth off (``TASKCORE_AUTH=none``) every caller is one
 anonymous principal holding every scope.
 """
 
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import ASGIApp
 
@@ -127,15 +126,11 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return user if isinstance(user, Principal) else ANONYMOUS
 
 
-def requires(
-    scope: str,
-) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Coroutine[Any, Any, None]]:
-    """A guard: the caller's token must carry ``scope`` (403 otherwise). Async,
-    because Litestar runs a sync guard in a worker thread on every request."""
-
-    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        principal = principal_of(connection)
-        if scope not in principal.scopes and not principal.is_admin:
-            raise PermissionDeniedException(detail=f"the token lacks the {scope!r} scope")
-
-    return guard
+def authorized(connection: ASGIConnection[Any, Any, Any, Any], scope: str) -> Principal:
+    """The caller, if its token carries ``scope`` (or ``tasks:admin``); 403
+    otherwise. Called by each handler rather than as a Litestar guard, which
+    copies the route handler on every call."""
+    principal = principal_of(connection)
+    if scope not in principal.scopes and not principal.is_admin:
+        raise PermissionDeniedException(detail=f"the token lacks the {scope!r} scope")
+    return principal

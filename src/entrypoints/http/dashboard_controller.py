@@ -16,15 +16,14 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, MediaType, Response, get
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 
-from taskcore.entrypoints.http.auth import READ, Principal, requires
-from taskcore.entrypoints.http.tasks_controller import AUTH, problems, provide_principal
+from taskcore.entrypoints.http.auth import READ, authorized
+from taskcore.entrypoints.http.tasks_controller import AUTH, AnyRequest, problems
 from taskcore.presence import WorkerReport
 from taskcore.stats import MinuteStats, Stats, StatsService
 from taskcore.task import Task
 
-Caller = NamedDependency[Principal]
 Service = NamedDependency[StatsService]
 
 _ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
@@ -138,15 +137,14 @@ class StatsView(msgspec.Struct, kw_only=True):
 class StatsController(Controller):
     path = "/stats"
     tags = ["dashboard"]
-    dependencies = {"caller": Provide(provide_principal, sync_to_thread=False)}
 
-    @get("/", summary="Dashboard numbers", guards=[requires(READ)], responses=problems(*AUTH, 503))
-    async def stats(self, stats: Service, caller: Caller) -> StatsView:
+    @get("/", summary="Dashboard numbers", responses=problems(*AUTH, 503))
+    async def stats(self, stats: Service, request: AnyRequest) -> StatsView:
         """Counts by status, finishes and latency per minute over the last 15
         minutes, and the latest failures, of the caller's own tasks; of every
         task with ``tasks:admin`` (or with auth off), plus the queue depths and
         the workers seen recently."""
-        owner = caller.owner_filter
+        owner = authorized(request, READ).owner_filter
         return StatsView.of(await stats.snapshot(owner=owner), owner)
 
 
