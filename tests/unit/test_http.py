@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -277,3 +279,33 @@ async def test_a_scheduled_task_waits_until_it_is_due(client: AsyncTestClient) -
 async def test_bad_schedules_are_422(client: AsyncTestClient, body: dict[str, object]) -> None:  # type: ignore[type-arg]
     response = await client.post("/tasks/", json=body)
     assert response.status_code == 422, response.text
+
+
+async def test_a_client_that_disconnects_mid_body_is_no_server_error(
+    container: Container, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen under load: Litestar reports it as a 500 with a traceback."""
+    app = create_app(container)
+    messages = [
+        {"type": "http.request", "body": b'{"input_data": "hel', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/tasks/", "raw_path": b"/tasks/", "query_string": b"",
+        "root_path": "", "headers": [(b"content-type", b"application/json"), (b"content-length", b"40")],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8005), "state": {},
+    }  # fmt: skip
+    async with AsyncTestClient(app):  # runs the lifespan
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -57,9 +57,18 @@ def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Re
     return problem_response(request, 422, "The request does not match the schema.", errors=errors)
 
 
+# How Litestar reports a client that went away while sending its body: an
+# InternalServerException with this detail (no type of its own in Litestar 2).
+CLIENT_GONE = "client disconnected prematurely"
+
+
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     headers = dict(exc.headers) if exc.headers else None
     status = exc.status_code
+    if exc.detail == CLIENT_GONE:
+        # The client's doing, not ours: no 500, no traceback (nobody reads the answer).
+        log.info("%s %s: the client disconnected while sending its body", request.method, request.url.path)
+        return problem_response(request, 400, "The request body was not received in full.")
     if status >= 500:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     detail = exc.detail if status < 500 else None
