@@ -42,7 +42,9 @@ def test_compose_refuses_to_run_without_a_jwt_secret() -> None:
 
 def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "rabbitmq", "migrate", "api", "worker"}
+    assert set(services) == {
+        "postgres", "redis", "rabbitmq", "migrate", "api", "worker", "prometheus", "grafana"
+    }  # fmt: skip
     for name, service in services.items():
         if name != "migrate":
             assert "healthcheck" in service, name
@@ -68,3 +70,46 @@ def test_the_image_runs_as_a_non_root_user() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert dockerfile.count("FROM ") == 2
     assert "\nUSER taskcore\n" in dockerfile
+
+
+def test_monitoring_is_a_profile_of_its_own(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"]
+    for name in ("postgres", "redis", "rabbitmq", "migrate", "api", "worker"):
+        assert "profiles" not in services[name]  # `docker compose up` starts them as before
+    for mount in services["prometheus"]["volumes"] + services["grafana"]["volumes"]:
+        assert (ROOT / mount.split(":")[0]).exists(), mount
+
+
+def test_prometheus_scrapes_the_api_and_every_worker_replica() -> None:
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["taskcore-api"]["static_configs"][0]["targets"] == ["api:8005"]
+    worker = jobs["taskcore-worker"]["dns_sd_configs"][0]
+    assert (worker["names"], worker["port"]) == (["worker"], 9100)
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_taskcore_exports() -> None:
+    import json
+    import re
+
+    from prometheus_client import CollectorRegistry
+
+    from taskcore.adapters.prometheus.metrics import Metrics
+
+    registry = CollectorRegistry()
+    Metrics(registry)
+    families = {metric.name for metric in registry.collect()}
+    exported = {name + suffix for name in families for suffix in ("", "_total", "_bucket", "_count", "_sum")}
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/taskcore.json").read_text())
+    asked = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"taskcore_[a-z_]+", target["expr"])
+    }
+    http = {name for name in asked if name.startswith("taskcore_http_")}  # Litestar's plugin, in the API
+    assert asked - http <= exported, sorted(asked - http - exported)
+    assert len(asked - http) >= 10
+    assert {"taskcore_http_requests_total", "taskcore_http_request_duration_seconds_bucket"} == http
