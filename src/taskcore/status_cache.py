@@ -19,25 +19,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from datetime import timedelta
 
 from taskcore.changes import ChangeAnnouncer
 from taskcore.config import CoreConfig
 from taskcore.errors import CacheUnavailable
 from taskcore.ports import TaskCache
+from taskcore.status import TaskStatus
 from taskcore.task import Task
 
 log = logging.getLogger("taskcore.cache")
 
 MAX_UNWRITTEN = 100_000
+COMPLETED_MEMO = 1024
 
 
 class StatusCache:
     def __init__(
-        self, cache: TaskCache, config: CoreConfig, announcer: ChangeAnnouncer | None = None
+        self,
+        cache: TaskCache,
+        config: CoreConfig,
+        announcer: ChangeAnnouncer | None = None,
+        *,
+        completed_memo: int = COMPLETED_MEMO,
     ) -> None:
         self._cache = cache
         self._announcer = announcer
+        # COMPLETED is the one state nothing leaves (retry takes FAILED or
+        # CANCELLED tasks only), so the latest completed tasks are kept in the
+        # process too: a client polling its finished task costs no round trip.
+        self._completed: OrderedDict[int, Task] = OrderedDict()
+        self._completed_memo = completed_memo
         self._final_ttl = timedelta(seconds=config.finished_ttl_s)
         self._active_ttl = timedelta(seconds=config.active_ttl_s)
         self._unwritten: dict[int, Task] = {}
@@ -66,6 +79,7 @@ class StatusCache:
 
     async def refill(self, task: Task) -> None:
         """Cache ``task`` as read from the database (no change to announce)."""
+        self._memorise(task)
         try:
             await self._cache.put(task, self._ttl(task))
         except CacheUnavailable as exc:
@@ -109,8 +123,22 @@ class StatusCache:
         return written
 
     async def lookup(self, task_id: int) -> Task | None:
+        completed = self._completed.get(task_id)
+        if completed is not None:
+            return completed
         try:
-            return await self._cache.get(task_id)
+            task = await self._cache.get(task_id)
         except CacheUnavailable as exc:
             log.debug("cache read skipped for task %s: %s", task_id, exc)
             return None
+        if task is not None:
+            self._memorise(task)
+        return task
+
+    def _memorise(self, task: Task) -> None:
+        if task.status is not TaskStatus.COMPLETED or not self._completed_memo:
+            return
+        self._completed[task.id] = task
+        self._completed.move_to_end(task.id)
+        if len(self._completed) > self._completed_memo:
+            self._completed.popitem(last=False)

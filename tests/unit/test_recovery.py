@@ -356,3 +356,28 @@ async def test_a_backlog_of_missed_writes_is_replayed_once_in_the_background(
         await asyncio.sleep(0)
     assert shared.unwritten == 0
     assert puts == 120  # each of the 20 writes, and the backlog once
+
+
+async def test_completed_tasks_are_kept_in_the_process_and_nothing_else_is(
+    cache: MemoryCache, config: CoreConfig
+) -> None:
+    """COMPLETED is final for good (retry takes FAILED or CANCELLED only), so a
+    finished task read again costs no round trip; other states always go to
+    the cache, whose entries can move on."""
+    from datetime import UTC, datetime
+
+    from taskcore.status_cache import StatusCache
+    from taskcore.task import NewTask, Task
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    new = NewTask(type="reverse", input="x", max_attempts=3, run_at=now, created_at=now)
+    shared = StatusCache(cache, config, completed_memo=2)
+    pending = Task.created(1, new)
+    done = [Task.created(task_id, new).claim(now, config.lease).complete("x", now) for task_id in (2, 3, 4)]
+    for task in (pending, *done):
+        await shared.remember(task)
+    cache.available = False
+    assert await shared.lookup(1) is None  # PENDING: only the (unavailable) cache knows
+    assert await shared.lookup(2) is None  # the oldest completed one left the bounded memo
+    assert await shared.lookup(3) == done[1]
+    assert await shared.lookup(4) == done[2]
