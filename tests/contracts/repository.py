@@ -83,6 +83,22 @@ class RepositoryContract:
 
     # add / get
 
+    async def test_concurrent_adds_each_get_their_own_task(self, repository: TaskRepository) -> None:
+        """Concurrent adds may be coalesced into one statement (PostgreSQL):
+        each caller still gets the row of its own task, stored as given."""
+        news = [
+            msgspec.structs.replace(
+                new_task(max_attempts=1 + n % 4), input={"n": n}, owner=f"owner-{n % 3}", priority=n % 10
+            )
+            for n in range(120)
+        ]
+        added = await asyncio.gather(*(repository.add(new) for new in news))
+
+        assert len({task.id for task in added}) == len(news)
+        for new, task in zip(news, added, strict=True):
+            assert task == Task.created(task.id, new)
+            assert await repository.get(task.id) == task
+
     async def test_add_stores_a_pending_task_with_a_new_id(self, repository: TaskRepository) -> None:
         new = new_task(max_attempts=5, run_at=later(10))
         first = await repository.add(new)

@@ -11,6 +11,30 @@ VALUES (%(type)s, %(input)s, 'PENDING', 0, %(max_attempts)s, 1, %(created_at)s, 
 RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
           created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority;
 
+-- name: add_tasks
+-- Several add_task in one statement (concurrent submits, coalesced). The ids
+-- are drawn in a CTE that is materialised once (it is read twice and calls
+-- nextval), so joining the inserted rows back to it on id gives each row its
+-- position in the batch: the answer is in the callers' order.
+WITH new AS (
+    SELECT nextval(pg_get_serial_sequence('tasks', 'id')) AS id, given.*
+    FROM unnest(%(types)s::text[], %(inputs)s::jsonb[], %(max_attempts)s::integer[],
+                %(created_at)s::timestamptz[], %(run_at)s::timestamptz[], %(owners)s::text[],
+                %(priorities)s::smallint[]) WITH ORDINALITY
+         AS given(type, input, max_attempts, created_at, run_at, owner, priority, position)
+), added AS (
+    INSERT INTO tasks (id, type, input, status, attempts, max_attempts, version, created_at, updated_at,
+                       run_at, owner, priority)
+    OVERRIDING SYSTEM VALUE
+    SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority
+    FROM new
+    RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
+              created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority
+)
+SELECT added.*
+FROM added JOIN new USING (id)
+ORDER BY new.position;
+
 -- name: get_task
 SELECT id, type, input, status, result, error, attempts, max_attempts, version,
        created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority

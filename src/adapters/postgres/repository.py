@@ -23,7 +23,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from taskcore.adapters.postgres.errors import wrap_errors
 from taskcore.adapters.postgres.sql import queries
-from taskcore.errors import RepositoryUnavailable
+from taskcore.batching import Coalescer
+from taskcore.errors import RepositoryUnavailable, ServiceUnavailable, TaskcoreError
 from taskcore.idempotency import AddedOnce, IdempotencyKey
 from taskcore.presence import WorkerReport
 from taskcore.query import TaskQuery
@@ -97,6 +98,7 @@ class PostgresRepository:
         self._max_size = max_size
         self._connect_timeout_s = connect_timeout_s
         self._primary, self._read = self._build_pools()
+        self._adds: Coalescer[NewTask, Task] = Coalescer(self._add_batch, name="taskcore-add-tasks")
 
     def _build_pools(self) -> tuple[_Pool, _Pool]:
         """Unopened pools: nothing connects until ``open()``. A closed pool cannot
@@ -187,6 +189,31 @@ class PostgresRepository:
         }
 
     async def add(self, new: NewTask) -> Task:
+        return await self._adds.call(new)
+
+    async def _add_batch(self, news: list[NewTask]) -> list[Task | BaseException]:
+        """Concurrent adds as one INSERT. If the batch is refused for the data
+        of one of its tasks (a value PostgreSQL cannot store), each task is
+        added on its own, so only that one fails."""
+        if len(news) == 1:
+            return list(await self._fetch(self._primary, "add_task", self._add_params(news[0]), "add a task"))
+        params = {
+            "types": [new.type for new in news],
+            "inputs": [Jsonb(new.input) for new in news],
+            "max_attempts": [new.max_attempts for new in news],
+            "created_at": [new.created_at for new in news],
+            "run_at": [new.run_at for new in news],
+            "owners": [new.owner for new in news],
+            "priorities": [new.priority for new in news],
+        }
+        try:
+            return list(await self._fetch(self._primary, "add_tasks", params, f"add {len(news)} tasks"))
+        except ServiceUnavailable:
+            raise
+        except TaskcoreError:
+            return list(await asyncio.gather(*(self._add_one(new) for new in news), return_exceptions=True))
+
+    async def _add_one(self, new: NewTask) -> Task:
         tasks = await self._fetch(self._primary, "add_task", self._add_params(new), "add a task")
         return tasks[0]
 

@@ -30,6 +30,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from taskcore.adapters.redis.breaker import CircuitBreaker
+from taskcore.batching import Coalescer
 from taskcore.errors import CacheUnavailable, ConfigurationError
 from taskcore.task import Task
 
@@ -47,8 +48,6 @@ _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Task)
 
 Client = Redis | RedisCluster
-_QueuedPut = tuple[str, list[int | bytes], "asyncio.Future[None]"]
-MAX_PIPELINE = 256
 T = TypeVar("T")
 
 
@@ -99,8 +98,9 @@ class RedisCache:
         self.breaker = CircuitBreaker(breaker_failures, breaker_reset_s)
         self._client: Client | None = None
         self._put_script: AsyncScript | None = None
-        self._queued_puts: list[_QueuedPut] = []
-        self._putter: asyncio.Task[None] | None = None
+        self._puts: Coalescer[tuple[str, list[int | bytes]], None] = Coalescer(
+            self._put_batch, name="taskcore-cache-puts"
+        )
 
     def key(self, task_id: int) -> str:
         return f"{self._prefix}task:{task_id}"
@@ -165,36 +165,22 @@ class RedisCache:
             await self._run("put", lambda client: script(keys=[self.key(task.id)], args=args, client=client))
             return
         # Puts made while a batch is on its way go out together as the next
-        # pipeline: one round trip and one write for many tasks. Each caller
-        # still returns only once its own entry is written (or fails).
-        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queued_puts.append((self.key(task.id), args, written))
-        if self._putter is None or self._putter.done():
-            self._putter = asyncio.create_task(self._put_queued(script), name="taskcore-cache-puts")
-        await asyncio.shield(written)
+        # pipeline: one round trip and one write for many tasks.
+        await self._puts.call((self.key(task.id), args))
 
-    async def _put_queued(self, script: AsyncScript) -> None:
-        while self._queued_puts:
-            batch, self._queued_puts = self._queued_puts[:MAX_PIPELINE], self._queued_puts[MAX_PIPELINE:]
+    async def _put_batch(self, batch: list[tuple[str, list[int | bytes]]]) -> list[None]:
+        script = self._put_script
+        if script is None:
+            raise CacheUnavailable("redis cache is not open")
 
-            async def pipelined(client: Client, batch: list[_QueuedPut] = batch) -> None:
-                pipe = client.pipeline(transaction=False)
-                for key, args, _ in batch:
-                    await script(keys=[key], args=args, client=pipe)  # type: ignore[arg-type]  # buffered
-                await pipe.execute()
+        async def pipelined(client: Client) -> None:
+            pipe = client.pipeline(transaction=False)
+            for key, args in batch:
+                await script(keys=[key], args=args, client=pipe)  # type: ignore[arg-type]  # buffered
+            await pipe.execute()
 
-            try:
-                await self._run("put", pipelined)
-            except CacheUnavailable as exc:
-                for _, _, written in batch:
-                    if not written.done():
-                        failed = CacheUnavailable(str(exc), operation="put")
-                        failed.__cause__ = exc.__cause__  # the driver's error, as a single put has it
-                        written.set_exception(failed)
-            else:
-                for _, _, written in batch:
-                    if not written.done():
-                        written.set_result(None)
+        await self._run("put", pipelined)
+        return [None] * len(batch)
 
     async def _run(self, operation: str, call: Callable[[Client], Awaitable[T]], *, gated: bool = True) -> T:
         """The adapter's edge: one deadline, the breaker, and error translation."""

@@ -175,3 +175,25 @@ async def test_a_missing_result_is_sql_null_and_a_null_input_is_json_null(
     async with await psycopg.AsyncConnection.connect(database.url) as connection:
         cursor = await connection.execute("SELECT result IS NULL, input = 'null'::jsonb FROM tasks")
         assert await cursor.fetchall() == [(True, True)]
+
+
+async def test_a_task_that_cannot_be_stored_fails_alone_in_a_coalesced_batch(
+    repository: PostgresRepository,
+) -> None:
+    """Concurrent adds go as one INSERT; a value PostgreSQL refuses (a NUL in
+    jsonb text) must fail only its own caller, not the tasks batched with it."""
+    import asyncio
+
+    from taskcore.errors import UnstorableValue
+
+    good = [msgspec.structs.replace(new_task(), input={"n": n}) for n in range(10)]
+    bad = msgspec.structs.replace(new_task(), input={"text": "nul\u0000here"})
+    outcomes = await asyncio.gather(
+        *(repository.add(new) for new in [*good[:5], bad, *good[5:]]), return_exceptions=True
+    )
+
+    assert isinstance(outcomes[5], UnstorableValue)
+    stored = [outcome for index, outcome in enumerate(outcomes) if index != 5]
+    assert [task.input for task in stored] == [new.input for new in good]  # type: ignore[union-attr]
+    for task in stored:
+        assert await repository.get(task.id) == task  # type: ignore[union-attr]
