@@ -167,6 +167,20 @@ class RepositoryContract:
         assert winners == [task.claim(later(1), LEASE)]
         assert await repository.get(task.id) == winners[0]
 
+    async def test_concurrent_claims_of_many_tasks_each_get_their_own(
+        self, repository: TaskRepository
+    ) -> None:
+        """Concurrent claims may be coalesced into one statement (PostgreSQL)."""
+        tasks = [await repository.add(new_task()) for _ in range(20)]
+        not_due = await repository.add(new_task(run_at=later(60)))
+        ids = [task.id for task in tasks] + [tasks[0].id, not_due.id, 987654]
+
+        outcomes = await asyncio.gather(*(repository.claim(task_id, later(1), LEASE) for task_id in ids))
+
+        assert outcomes[:20] == [task.claim(later(1), LEASE) for task in tasks]
+        assert outcomes[20:] == [None, None, None]  # a duplicate, one not due, one unknown
+        assert await repository.get(not_due.id) == not_due
+
     # save
 
     async def test_save_of_the_next_version_lands(self, repository: TaskRepository) -> None:

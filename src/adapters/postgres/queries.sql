@@ -55,6 +55,20 @@ WHERE id = %(id)s AND status = 'PENDING' AND run_at <= %(now)s
 RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
           created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority;
 
+-- name: claim_tasks
+-- Several claim_task in one statement (concurrent deliveries, coalesced), with
+-- one clock reading and lease end for the batch.
+UPDATE tasks
+SET status = 'PROCESSING',
+    attempts = attempts + 1,
+    lease_until = %(lease_until)s,
+    started_at = %(now)s,
+    updated_at = %(now)s,
+    version = version + 1
+WHERE id = ANY(%(ids)s::bigint[]) AND status = 'PENDING' AND run_at <= %(now)s
+RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
+          created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority;
+
 -- name: save_task
 -- Compare-and-set on the version the transition was computed from.
 UPDATE tasks

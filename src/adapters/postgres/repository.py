@@ -99,6 +99,9 @@ class PostgresRepository:
         self._connect_timeout_s = connect_timeout_s
         self._primary, self._read = self._build_pools()
         self._adds: Coalescer[NewTask, Task] = Coalescer(self._add_batch, name="taskcore-add-tasks")
+        self._claims: Coalescer[tuple[int, datetime, timedelta], Task | None] = Coalescer(
+            self._claim_batch, name="taskcore-claim-tasks"
+        )
 
     def _build_pools(self) -> tuple[_Pool, _Pool]:
         """Unopened pools: nothing connects until ``open()``. A closed pool cannot
@@ -253,11 +256,28 @@ class PostgresRepository:
         return tasks[0] if tasks else None
 
     async def claim(self, task_id: int, now: datetime, lease: timedelta) -> Task | None:
-        # The lease end is computed as Task.claim computes it: in SQL, adding an
-        # interval with days follows the session time zone's calendar across DST.
-        params = {"id": task_id, "now": now, "lease_until": now + lease}
-        tasks = await self._fetch(self._primary, "claim_task", params, f"claim task {task_id}")
-        return tasks[0] if tasks else None
+        return await self._claims.call((task_id, now, lease))
+
+    async def _claim_batch(self, claims: list[tuple[int, datetime, timedelta]]) -> list[Task | None]:
+        """Concurrent claims as one UPDATE, at the latest of their clock readings.
+        The lease end is computed as Task.claim computes it (in SQL, adding an
+        interval with days follows the session time zone's calendar across DST).
+        Of two claims of one task in a batch, the first gets it, as the row
+        lock would decide between two statements."""
+        if len(claims) == 1:
+            task_id, now, lease = claims[0]
+            params = {"id": task_id, "now": now, "lease_until": now + lease}
+            tasks = await self._fetch(self._primary, "claim_task", params, f"claim task {task_id}")
+            return [tasks[0] if tasks else None]
+        now = max(claimed_at for _, claimed_at, _ in claims)
+        params = {
+            "ids": list({task_id for task_id, _, _ in claims}),
+            "now": now,
+            "lease_until": max(now + lease for _, _, lease in claims),
+        }
+        claimed = await self._fetch(self._primary, "claim_tasks", params, f"claim {len(claims)} tasks")
+        by_id = {task.id: task for task in claimed}
+        return [by_id.pop(task_id, None) for task_id, _, _ in claims]
 
     async def save(self, task: Task) -> bool:
         params = {

@@ -432,7 +432,7 @@ def test_a_task_beside_a_worker_killer_is_not_failed_for_it(fault_stack: Stack, 
 def test_sigterm_drains_hands_back_the_rest_and_exits_0(fault_stack: Stack, fault_dir: Path) -> None:
     stack = fault_stack
     stack.start_api()
-    worker = start_ready_worker(stack, TASKCORE_SHUTDOWN_GRACE_S="1")
+    worker = start_ready_worker(stack, TASKCORE_SHUTDOWN_GRACE_S="1", TASKCORE_WORKER_CONCURRENCY="16")
     naps = {f"nap-{i:02d}": 1.0 + (i % 5) * 0.25 for i in range(20)}  # 1 to 2 s each
     ids = submit_all(
         stack, ({"type": "sleep_async", "input_data": {"key": k, "seconds": s}} for k, s in naps.items())
