@@ -80,6 +80,9 @@ def task_row(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[Task]:
     return make
 
 
+MAX_BIGINT = 2**63 - 1
+
+
 class PostgresRepository:
     """``TaskRepository`` on PostgreSQL; ``open()`` before use, ``close()`` after."""
 
@@ -271,7 +274,9 @@ class PostgresRepository:
             return [tasks[0] if tasks else None]
         now = max(claimed_at for _, claimed_at, _ in claims)
         params = {
-            "ids": list({task_id for task_id, _, _ in claims}),
+            # An id beyond bigint names no task (a poison message can carry one);
+            # in the array it would fail the whole batch's cast.
+            "ids": list({task_id for task_id, _, _ in claims if task_id <= MAX_BIGINT}),
             "now": now,
             "lease_until": max(now + lease for _, _, lease in claims),
         }

@@ -197,3 +197,16 @@ async def test_a_task_that_cannot_be_stored_fails_alone_in_a_coalesced_batch(
     assert [task.input for task in stored] == [new.input for new in good]  # type: ignore[union-attr]
     for task in stored:
         assert await repository.get(task.id) == task  # type: ignore[union-attr]
+
+
+async def test_an_id_beyond_bigint_in_a_coalesced_claim_fails_nobody(repository: PostgresRepository) -> None:
+    """A poison message can carry 19 digits; batched with real claims it must not fail them."""
+    import asyncio
+
+    task = await repository.add(new_task())
+    claimed, beyond = await asyncio.gather(
+        repository.claim(task.id, later(1), LEASE), repository.claim(2**63 + 5, later(1), LEASE)
+    )
+    assert claimed is not None
+    assert claimed.id == task.id
+    assert beyond is None
