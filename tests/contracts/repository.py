@@ -183,6 +183,26 @@ class RepositoryContract:
 
     # save
 
+    async def test_concurrent_saves_each_land_or_lose_on_their_own(self, repository: TaskRepository) -> None:
+        """Concurrent saves may be coalesced into one statement (PostgreSQL):
+        each still lands only on its previous version, and two transitions of
+        one task in a row both land, in order."""
+        claimed = [await self._claimed(repository) for _ in range(12)]
+        done = [task.complete({"n": task.id}, later(2)) for task in claimed[:8]]
+        failed = [task.fail("boom", later(2), None) for task in claimed[8:10]]
+        stale = claimed[10].complete("late", later(2))
+        await repository.save(claimed[10].release(later(2), "lapsed"))  # someone else moved it on first
+        cancelled = claimed[11].cancel(later(2))
+        requeued = cancelled.requeue(later(3))
+
+        outcomes = await asyncio.gather(
+            *(repository.save(task) for task in [*done, *failed, stale, cancelled, requeued])
+        )
+
+        assert outcomes == [True] * 10 + [False, True, True]
+        for task in [*done, *failed, requeued]:
+            assert await repository.get(task.id) == task
+
     async def test_save_of_the_next_version_lands(self, repository: TaskRepository) -> None:
         claimed = await self._claimed(repository)
         done = claimed.complete("ok", later(2))

@@ -86,6 +86,32 @@ SET status = %(status)s::task_status,
     dispatched_at = CASE WHEN %(status)s::task_status = 'PENDING' THEN NULL ELSE dispatched_at END
 WHERE id = %(id)s AND version = %(version)s - 1;
 
+-- name: save_tasks
+-- Several save_task in one statement (concurrent verdicts, coalesced): each
+-- row lands only if it still has its transition's previous version. The ids
+-- are distinct (the caller splits repeats into later statements); the saved
+-- ones are returned.
+UPDATE tasks AS t
+SET status = v.status,
+    result = v.result,
+    error = v.error,
+    attempts = v.attempts,
+    run_at = v.run_at,
+    lease_until = v.lease_until,
+    started_at = v.started_at,
+    finished_at = v.finished_at,
+    updated_at = v.updated_at,
+    version = v.version,
+    dispatched_at = CASE WHEN v.status = 'PENDING' THEN NULL ELSE t.dispatched_at END
+FROM unnest(%(ids)s::bigint[], %(statuses)s::task_status[], %(results)s::jsonb[], %(errors)s::text[],
+            %(attempts)s::integer[], %(run_at)s::timestamptz[], %(lease_until)s::timestamptz[],
+            %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[], %(updated_at)s::timestamptz[],
+            %(versions)s::integer[])
+     AS v(id, status, result, error, attempts, run_at, lease_until, started_at, finished_at, updated_at,
+          version)
+WHERE t.id = v.id AND t.version = v.version - 1
+RETURNING t.id;
+
 -- name: renew_lease
 -- The heartbeat of a running attempt. Fenced by version, so it fails once the
 -- task was cancelled or released, which tells the worker to stop.

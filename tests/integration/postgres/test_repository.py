@@ -210,3 +210,29 @@ async def test_an_id_beyond_bigint_in_a_coalesced_claim_fails_nobody(repository:
     assert claimed is not None
     assert claimed.id == task.id
     assert beyond is None
+
+
+async def test_coalesced_saves_with_no_result_at_all_and_a_refused_one(
+    repository: PostgresRepository,
+) -> None:
+    """A batch whose results are all NULL still types its jsonb[]; a value
+    PostgreSQL refuses fails only its own save."""
+    import asyncio
+
+    from taskcore.errors import UnstorableValue
+
+    claimed = []
+    for _ in range(4):
+        task = await repository.add(new_task())
+        taken = await repository.claim(task.id, later(1), LEASE)
+        assert taken is not None
+        claimed.append(taken)
+    failed = [task.fail("boom", later(2), None) for task in claimed[:2]]
+    assert await asyncio.gather(*(repository.save(task) for task in failed)) == [True, True]
+    good = claimed[2].complete("fine", later(2))
+    bad = claimed[3].complete("nul\u0000here", later(2))
+    outcomes = await asyncio.gather(repository.save(good), repository.save(bad), return_exceptions=True)
+    assert outcomes[0] is True
+    assert isinstance(outcomes[1], UnstorableValue)
+    assert await repository.get(good.id) == good
+    assert await repository.get(bad.id) == claimed[3]
