@@ -203,7 +203,7 @@ class PostgresRepository:
         of one of its tasks (a value PostgreSQL cannot store), each task is
         added on its own, so only that one fails."""
         if len(news) == 1:
-            return list(await self._fetch(self._primary, "add_task", self._add_params(news[0]), "add a task"))
+            return [await self._add_one(news[0])]
         params = {
             "types": [new.type for new in news],
             "inputs": [Jsonb(new.input) for new in news],

@@ -57,12 +57,9 @@ def create_app(
                 worker.stop()
                 await running
 
-    endpoints: list[TaskEndpoints] = []  # built on first use: tests override providers after create_app
-
     def provide_tasks() -> TaskEndpoints:
-        if not endpoints:
-            endpoints.append(TaskEndpoints(service=container.service(), watcher=container.watcher()))
-        return endpoints[0]
+        # Built on first use (tests override providers after create_app), then cached by Litestar.
+        return TaskEndpoints(service=container.service(), watcher=container.watcher())
 
     def provide_stats() -> StatsService:
         return container.stats()
@@ -99,7 +96,7 @@ def create_app(
     return Litestar(
         route_handlers=[tasks, HealthController, MetricsController, DashboardController],
         dependencies={
-            "tasks": Provide(provide_tasks, sync_to_thread=False),
+            "tasks": Provide(provide_tasks, use_cache=True, sync_to_thread=False),
             "stats": Provide(provide_stats, sync_to_thread=False),
             "dependencies": Provide(provide_dependencies, sync_to_thread=False),
         },
