@@ -38,6 +38,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -425,16 +427,11 @@ async def run_builtin_load(stack: Stack, method: str, path: str, make_body: Any)
 # -------------------------------------------------------------------------- workloads
 async def w1(stack: Stack, run: int, tag: str) -> dict[str, Any]:
     api, worker = await stack.start(tag)
-    profilers: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
-        if stack.args.profile and run == 1:
-            profilers = start_profilers(stack, {"api": api.pid, "worker": worker.pid})
-            await asyncio.sleep(1.0)  # py-spy attaches
         inputs = make_inputs(stack.args.n, seed=run)
-        res = await run_tasks(stack, api, worker, inputs, verify=False, timeout_s=stack.args.timeout)
-        if profilers:
-            res["profiled"] = True
-            res["profiles"] = stop_profilers(profilers)
+        async with profiled(stack, run, "W1", {"api": api.pid, "worker": worker.pid}) as profile:
+            res = await run_tasks(stack, api, worker, inputs, verify=False, timeout_s=stack.args.timeout)
+        res.update(profile)
         client = stack.client(stack.args.concurrency)
         try:
             res.update(
@@ -445,9 +442,6 @@ async def w1(stack: Stack, run: int, tag: str) -> dict[str, Any]:
         res["failures"] = count_failures(res)
         return res
     finally:
-        for _, p in profilers:
-            if p.poll() is None:
-                p.kill()
         api.stop()
         worker.stop()
 
@@ -455,17 +449,19 @@ async def w1(stack: Stack, run: int, tag: str) -> dict[str, Any]:
 async def w2(stack: Stack, run: int, tag: str) -> dict[str, Any]:
     api, worker = await stack.start(tag)
     try:
-        cpu0 = proc_stats(api.pid)
-        if shutil.which("wrk") and not stack.args.no_wrk:
-            res = await run_wrk(stack, stack.base + "/tasks/", tag, BENCH / "wrk" / "post_task.lua")
-        else:
-            counter = iter(range(10**12))
+        counter = iter(range(10**12))
 
-            def body() -> bytes:
-                return b'{"input_data":"w2-' + str(next(counter)).zfill(29).encode() + b'"}'
+        def body() -> bytes:
+            return b'{"input_data":"w2-' + str(next(counter)).zfill(29).encode() + b'"}'
 
-            res = await run_builtin_load(stack, "POST", "/tasks/", body)
-        cpu1 = proc_stats(api.pid)
+        async with profiled(stack, run, "W2", {"api": api.pid, "worker": worker.pid}) as profile:
+            cpu0 = proc_stats(api.pid)
+            if shutil.which("wrk") and not stack.args.no_wrk:
+                res = await run_wrk(stack, stack.base + "/tasks/", tag, BENCH / "wrk" / "post_task.lua")
+            else:
+                res = await run_builtin_load(stack, "POST", "/tasks/", body)
+            cpu1 = proc_stats(api.pid)
+        res.update(profile)
         async with await psycopg.AsyncConnection.connect(stack.db_url, autocommit=True) as conn:
             row = await (await conn.execute("SELECT count(*) FROM tasks")).fetchone()
         res["rows_created"] = int(row[0]) if row else 0
@@ -498,13 +494,15 @@ async def w3(stack: Stack, run: int, tag: str) -> dict[str, Any]:
                 await asyncio.sleep(0.05)
         finally:
             client.close()
-        cpu0 = proc_stats(api.pid)
         path = f"/tasks/{tid}"
-        if shutil.which("wrk") and not stack.args.no_wrk:
-            res = await run_wrk(stack, stack.base + path, tag, None)
-        else:
-            res = await run_builtin_load(stack, "GET", path, lambda: b"")
-        cpu1 = proc_stats(api.pid)
+        async with profiled(stack, run, "W3", {"api": api.pid}) as profile:
+            cpu0 = proc_stats(api.pid)
+            if shutil.which("wrk") and not stack.args.no_wrk:
+                res = await run_wrk(stack, stack.base + path, tag, None)
+            else:
+                res = await run_builtin_load(stack, "GET", path, lambda: b"")
+            cpu1 = proc_stats(api.pid)
+        res.update(profile)
         res["api_cpu_ms_per_req"] = cpu_per_task(cpu0, cpu1, res.get("requests") or 0)
         return res
     finally:
@@ -589,7 +587,31 @@ RUNNERS = {"W1": w1, "W2": w2, "W3": w3, "delay": delay_bound, "memory": memory}
 
 
 # ---------------------------------------------------------------------------- profiling
-def start_profilers(stack: Stack, pids: dict[str, int]) -> list[tuple[str, subprocess.Popen[bytes]]]:
+@asynccontextmanager
+async def profiled(
+    stack: Stack, run: int, workload: str, pids: dict[str, int]
+) -> AsyncIterator[dict[str, Any]]:
+    """py-spy on ``pids`` around the block when ``--profile`` (first run only);
+    the dict it yields gets ``profiled`` and ``profiles`` for the result."""
+    out: dict[str, Any] = {}
+    if not (stack.args.profile and run == 1):
+        yield out
+        return
+    profilers = start_profilers(stack, workload, pids)
+    try:
+        await asyncio.sleep(1.0)  # py-spy attaches
+        yield out
+        out["profiled"] = True
+        out["profiles"] = stop_profilers(profilers)
+    finally:
+        for _, p in profilers:
+            if p.poll() is None:
+                p.kill()
+
+
+def start_profilers(
+    stack: Stack, workload: str, pids: dict[str, int]
+) -> list[tuple[str, subprocess.Popen[bytes]]]:
     pyspy = str(VENV_BIN / "py-spy") if (VENV_BIN / "py-spy").exists() else shutil.which("py-spy")
     if not pyspy:
         raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
@@ -597,16 +619,16 @@ def start_profilers(stack: Stack, pids: dict[str, int]) -> list[tuple[str, subpr
     ext = {"speedscope": "speedscope.json", "flamegraph": "svg", "raw": "txt"}[fmt]
     out = []
     for name, pid in pids.items():
-        path = BENCH / "results" / f"profile-{name}-{stack.args.stamp}.{ext}"
+        path = BENCH / "results" / f"profile-{workload}-{name}-{stack.args.stamp}.{ext}"
         cmd = [pyspy, "record", "--pid", str(pid), "--rate", "100", "--gil", "--format", fmt, "-o", str(path)]
-        log = open(stack.raw / f"py-spy-{name}.log", "wb")  # noqa: SIM115
+        log = open(stack.raw / f"py-spy-{workload}-{name}.log", "wb")  # noqa: SIM115
         out.append((str(path), subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
     return out
 
 
 def stop_profilers(profilers: list[tuple[str, subprocess.Popen[bytes]]]) -> list[str]:
     """Stop py-spy (it writes its output on SIGINT); each profile is also copied
-    to the undated name (``profile-worker.svg``), the latest of its kind."""
+    to the undated name (``profile-W1-worker.svg``), the latest of its kind."""
     for _, p in profilers:
         p.send_signal(signal.SIGINT)
     for _, p in profilers:
