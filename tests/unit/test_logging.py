@@ -89,7 +89,7 @@ def test_json_lines_carry_the_context_they_were_written_in() -> None:
     }
     assert (line["request_id"], line["task_id"], line["type"]) == ("req-1", 7, "reverse")
     assert (line["attempt"], line["worker_id"]) == (1, "host-42")
-    assert line["time"].endswith("+00:00")
+    assert line["time"].endswith("Z")  # UTC, RFC 3339
 
 
 def test_json_lines_leave_out_unknown_context() -> None:
