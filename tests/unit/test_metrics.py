@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from taskcore import HandlerRegistry, TaskProcessor, Worker, register_builtins
@@ -26,6 +27,7 @@ from taskcore.adapters.memory import MemoryQueue
 from taskcore.adapters.prometheus import PrometheusTelemetry, QueueDepthPoller
 from taskcore.entrypoints.container import build_container
 from taskcore.entrypoints.http import create_app
+from taskcore.entrypoints.http.metrics import http_metrics
 from taskcore.entrypoints.settings import load_settings
 from taskcore.entrypoints.worker_probe import ProbeServer
 from taskcore.errors import QueueUnavailable
@@ -187,6 +189,37 @@ async def test_the_api_counts_requests_by_route_template_and_status() -> None:
     assert delta("taskcore_tasks_submitted_total", type="reverse") == 1
     scrapes = {"app_name": "taskcore", "method": "GET", "path": "/metrics", "status_code": "200"}
     assert value(after, "taskcore_http_requests_total", **scrapes) == 0  # scrapes are not counted
+    assert value(after, "taskcore_http_requests_in_progress", status_code="200", **common) == 0
+
+
+async def test_the_api_counts_server_errors_and_times_each_request() -> None:
+    @get("/boom", sync_to_thread=False)
+    def boom() -> None:
+        raise RuntimeError("a defect")
+
+    @get("/slow")
+    async def slow() -> str:
+        await asyncio.sleep(0.05)
+        return "done"
+
+    app = Litestar([boom, slow], middleware=[http_metrics()], debug=False)
+    async with AsyncTestClient(app) as client:
+        before = generate_latest().decode()
+        assert (await client.get("/boom")).status_code == 500
+        assert (await client.get("/boom")).status_code == 500
+        assert (await client.get("/slow")).status_code == 200
+        after = generate_latest().decode()
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    boom_500 = {"app_name": "taskcore", "method": "GET", "path": "/boom", "status_code": "500"}
+    slow_200 = {"app_name": "taskcore", "method": "GET", "path": "/slow", "status_code": "200"}
+    assert delta("taskcore_http_requests_error_total", **boom_500) == 2
+    assert delta("taskcore_http_requests_total", **boom_500) == 2
+    assert delta("taskcore_http_request_duration_seconds_count", **slow_200) == 1
+    assert delta("taskcore_http_request_duration_seconds_sum", **slow_200) >= 0.05
+    assert value(after, "taskcore_http_requests_in_progress", **{**slow_200}) == 0
 
 
 async def test_metrics_are_not_in_the_api_schema() -> None:
