@@ -27,7 +27,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from taskcore.adapters.redis.breaker import CircuitBreaker
 from taskcore.batching import Coalescer
@@ -114,9 +114,14 @@ class RedisCache:
         # One immediate retry replaces a pooled connection the server dropped;
         # the per-call deadline bounds everything else.
         options: dict[str, Any] = {
-            "socket_timeout": self._timeout_s,
             "socket_connect_timeout": self._timeout_s,
             "retry": Retry(NoBackoff(), 1),
+            # Standalone, no socket timeout (redis-py's default is 5 s): every
+            # call already runs under one deadline (``_run``), and redis-py 8
+            # on Python 3.11 turns a socket timeout into an ``asyncio.wait_for``
+            # task per command sent. A call cut by the deadline makes redis-py
+            # drop that connection, as a socket timeout would.
+            "socket_timeout": self._timeout_s if self._cluster else None,
         }
         try:
             if self._cluster:
@@ -174,10 +179,22 @@ class RedisCache:
             raise CacheUnavailable("redis cache is not open")
 
         async def pipelined(client: Client) -> None:
-            pipe = client.pipeline(transaction=False)
-            for key, args in batch:
-                await script(keys=[key], args=args, client=pipe)  # type: ignore[arg-type]  # buffered
-            await pipe.execute()
+            # EVALSHA by hand: a Script object in a pipeline makes redis-py ask
+            # SCRIPT EXISTS first, a second round trip for every pipeline. The
+            # script is loaded once; a Redis that lost it (restart, SCRIPT
+            # FLUSH) answers NOSCRIPT to every put, and the batch is sent again
+            # after loading it (the puts are compare-and-set, so a repeat is harmless).
+            for attempt in (1, 2):
+                pipe = client.pipeline(transaction=False)
+                for key, args in batch:
+                    pipe.evalsha(script.sha, 1, key, *args)
+                try:
+                    await pipe.execute()
+                    return
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    await client.script_load(script.script)
 
         await self._run("put", pipelined)
         return [None] * len(batch)
