@@ -14,6 +14,8 @@
 #    the keys of test runs going on at the same time. A `redis-cli` shim first
 #    on PATH points that flushall at the private server, and REDIS_URL /
 #    BENCH_REDIS_URL point seedstack and taskcore there.
+#    arq's peer is the exception: it is fixed on 6379 db 3, so the shim
+#    sends its readiness check there and empties that db on a flushall.
 #  * taskcore runs with TASKCORE_AUTH=none here (see start_ours.sh): run_peers.py
 #    cannot send an Authorization header.
 set -euo pipefail
@@ -48,8 +50,15 @@ if ! redis-cli -h 127.0.0.1 -p "$PEER_REDIS_PORT" ping 2>/dev/null | grep -q PON
   for _ in $(seq 50); do redis-cli -p "$PEER_REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
 fi
 REAL_REDIS_CLI=$(command -v redis-cli)
+ARQ_DB=${ARQ_DB:-3}
 cat > "$BENCH_STATE/shim/redis-cli" <<SHIM
 #!/bin/sh
+# arq's peer is fixed on 127.0.0.1:6379 db $ARQ_DB (peers/arq_peer/tasks.py): its
+# readiness check (-n $ARQ_DB) goes there, and a flushall also empties that one db.
+case " \$* " in
+  *" -n $ARQ_DB "*) exec $REAL_REDIS_CLI -p 6379 "\$@" ;;
+  *" flushall "*) $REAL_REDIS_CLI -p 6379 -n $ARQ_DB flushdb >/dev/null ;;
+esac
 exec $REAL_REDIS_CLI -p $PEER_REDIS_PORT "\$@"
 SHIM
 chmod +x "$BENCH_STATE/shim/redis-cli"
