@@ -83,6 +83,12 @@ class TaskRepository(Protocol):
         ``unconfirmed_before``, or due and dispatched before ``overdue_before``."""
         ...
 
+    async def forget_idempotency_keys(self, used_before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` idempotency keys first used before
+        ``used_before`` (expired: they no longer count) and return how many
+        went. Their tasks stay."""
+        ...
+
     async def status_counts(self, owner: str | None) -> dict[TaskStatus, int]:
         """How many of ``owner``'s tasks (``None``: everyone's) are in each
         status; a status with none may be left out."""

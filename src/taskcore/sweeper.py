@@ -4,7 +4,8 @@ Runs inside every worker. Two kinds of rows need it: PROCESSING tasks whose
 lease lapsed (their worker was killed or cut off) go back to PENDING, or to
 FAILED once their attempts are spent; PENDING tasks whose message was never
 confirmed (broker down at submit, API killed after the commit) are published
-again. Several sweepers at once are safe: each release is a compare-and-set
+again. It also forgets idempotency keys past their time, so that table
+stays the size of a day of keyed submits. Several sweepers at once are safe: each release is a compare-and-set
 on the row's version, and a duplicate message is dropped at the claim.
 """
 
@@ -28,6 +29,7 @@ from taskcore.telemetry import NoTelemetry, Recovery, Telemetry
 log = logging.getLogger("taskcore.sweeper")
 
 BATCH = 500
+KEY_BATCHES_PER_SWEEP = 20  # at most 10,000 expired keys deleted per sweep
 
 
 @dataclass
@@ -35,9 +37,10 @@ class SweepReport:
     released: int = 0
     failed: int = 0
     redispatched: int = 0
+    keys_forgotten: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.released or self.failed or self.redispatched)
+        return bool(self.released or self.failed or self.redispatched or self.keys_forgotten)
 
 
 class Sweeper:
@@ -82,6 +85,12 @@ class Sweeper:
             if await self._dispatcher.dispatch(task):
                 report.redispatched += 1
         await self._dispatcher.flush()
+        expired_before = now - timedelta(seconds=config.idempotency_ttl_s)
+        for _ in range(KEY_BATCHES_PER_SWEEP):
+            forgotten = await self._repository.forget_idempotency_keys(expired_before, BATCH)
+            report.keys_forgotten += forgotten
+            if forgotten < BATCH:
+                break
         await self._cache.replay()
         recoveries: dict[Recovery, int] = {
             "released": report.released,
@@ -93,10 +102,11 @@ class Sweeper:
                 self._telemetry.tasks_recovered(action, count)
         if report:
             log.info(
-                "sweep: %d released, %d failed, %d dispatched again",
+                "sweep: %d released, %d failed, %d dispatched again, %d expired idempotency keys forgotten",
                 report.released,
                 report.failed,
                 report.redispatched,
+                report.keys_forgotten,
             )
         return report
 

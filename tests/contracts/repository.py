@@ -480,6 +480,33 @@ class RepositoryContract:
         assert second.created
         assert second.task.id != first.task.id
 
+    async def test_expired_keys_are_forgotten_oldest_first_and_their_tasks_stay(
+        self, repository: TaskRepository
+    ) -> None:
+        used = {}
+        for n in range(5):
+            key = IdempotencyKey(key=f"k{n}", request_hash="h", expired_before=T0 - LEASE)
+            used[n] = (await repository.add_once(new_task(created_at=later(n)), key)).task
+
+        assert await repository.forget_idempotency_keys(later(3), limit=2) == 2  # k0, k1
+        assert await repository.forget_idempotency_keys(later(3), limit=10) == 1  # k2
+        assert await repository.forget_idempotency_keys(later(3), limit=10) == 0
+        for task in used.values():
+            assert await repository.get(task.id, fresh=True) == task
+
+        # A forgotten key makes a new task even for a caller that would still
+        # count it as live; a kept one (k3) still answers with its task.
+        live = T0 - LEASE
+        again = await repository.add_once(
+            new_task(created_at=later(10)), IdempotencyKey(key="k0", request_hash="h", expired_before=live)
+        )
+        assert again.created
+        kept = await repository.add_once(
+            new_task(created_at=later(10)), IdempotencyKey(key="k3", request_hash="h", expired_before=live)
+        )
+        assert not kept.created
+        assert kept.task == used[3]
+
     async def test_concurrent_add_once_with_one_key_makes_one_task(self, repository: TaskRepository) -> None:
         key = IdempotencyKey(key="burst", request_hash="h", expired_before=T0 - LEASE)
         results = await asyncio.gather(*(repository.add_once(new_task(), key) for _ in range(10)))

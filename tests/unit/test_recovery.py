@@ -381,3 +381,23 @@ async def test_completed_tasks_are_kept_in_the_process_and_nothing_else_is(
     assert await shared.lookup(2) is None  # the oldest completed one left the bounded memo
     assert await shared.lookup(3) == done[1]
     assert await shared.lookup(4) == done[2]
+
+
+async def test_the_sweeper_forgets_idempotency_keys_past_their_time(
+    service: TaskService,
+    sweeper: Sweeper,
+    repository: MemoryRepository,
+    clock: ManualClock,
+    config: CoreConfig,
+) -> None:
+    old, _ = await service.submit_once("reverse", "a", idempotency_key="old", owner="alice")
+    clock.advance(config.idempotency_ttl_s - 10)
+    young, _ = await service.submit_once("reverse", "b", idempotency_key="young", owner="alice")
+    assert (await sweeper.sweep_once()).keys_forgotten == 0  # neither has expired yet
+
+    clock.advance(11)
+    assert (await sweeper.sweep_once()).keys_forgotten == 1
+    assert set(repository.idempotency_keys) == {("alice", "young")}
+    assert await repository.get(old.id) == old  # the task itself stays
+    again, created = await service.submit_once("reverse", "b", idempotency_key="young", owner="alice")
+    assert (again, created) == (young, False)

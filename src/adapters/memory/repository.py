@@ -124,6 +124,16 @@ class MemoryRepository:
         found.sort(key=lambda t: t.lease_until or now)
         return found[:limit]
 
+    async def forget_idempotency_keys(self, used_before: datetime, limit: int) -> int:
+        self._check()
+        expired = sorted(
+            (slot for slot, (_, _, used_at) in self.idempotency_keys.items() if used_at < used_before),
+            key=lambda slot: self.idempotency_keys[slot][2],
+        )
+        for slot in expired[:limit]:
+            del self.idempotency_keys[slot]
+        return min(len(expired), limit)
+
     async def undispatched(
         self, *, unconfirmed_before: datetime, overdue_before: datetime, limit: int
     ) -> list[Task]:

@@ -196,6 +196,20 @@ RETURNING owner;
 -- name: link_idempotency_key
 UPDATE idempotency_keys SET task_id = %(task_id)s WHERE owner = %(owner)s AND key = %(key)s;
 
+-- name: forget_idempotency_keys
+-- Expired keys, a batch at a time, oldest first. SKIP LOCKED leaves alone a
+-- key that a submit is taking over right now (and other sweepers' batches);
+-- the outer condition is checked again on a row updated meanwhile, so a key
+-- just taken over is kept.
+DELETE FROM idempotency_keys
+WHERE (owner, key) IN (
+        SELECT owner, key FROM idempotency_keys
+        WHERE created_at < %(used_before)s
+        ORDER BY created_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
+  AND created_at < %(used_before)s;
+
 -- name: get_idempotency_key
 SELECT request_hash, task_id FROM idempotency_keys WHERE owner = %(owner)s AND key = %(key)s;
 

@@ -372,6 +372,10 @@ class PostgresRepository:
         params = {"now": now, "limit": limit}
         return await self._fetch(self._primary, "lapsed_tasks", params, "find lapsed leases")
 
+    async def forget_idempotency_keys(self, used_before: datetime, limit: int) -> int:
+        params = {"used_before": used_before, "limit": limit}
+        return await self._execute("forget_idempotency_keys", params, "forget expired idempotency keys")
+
     async def undispatched(
         self, *, unconfirmed_before: datetime, overdue_before: datetime, limit: int
     ) -> list[Task]:
