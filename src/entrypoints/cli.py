@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
 import msgspec
+from litestar import Litestar
 
 from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.http import create_app
@@ -19,7 +21,7 @@ from taskcore.entrypoints.http.health_controller import Ready, readiness
 from taskcore.entrypoints.lifecycle import dependencies, migrate_database, open_resources
 from taskcore.entrypoints.loading import load_registry
 from taskcore.entrypoints.logs import LogFormat, configure_logging, worker_id
-from taskcore.entrypoints.serving import serve
+from taskcore.entrypoints.serving import serve, serve_processes
 from taskcore.entrypoints.settings import Settings, load_settings
 from taskcore.entrypoints.tokens import mint, parse_duration
 from taskcore.entrypoints.verify import VerificationFailed
@@ -104,12 +106,8 @@ def _serve(
     container: Container, host: str, port: int, *, embedded_worker: bool, default_auth: AuthMode
 ) -> None:
     settings = container.settings()
-    try:
-        app = create_app(container, embedded_worker=embedded_worker, default_auth=default_auth)
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from exc
     serve(
-        app,
+        _build_app(container, embedded_worker=embedded_worker, default_auth=default_auth),
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
@@ -146,10 +144,49 @@ def dev(app_spec: str | None, host: str, port: int, concurrency: int | None) -> 
 @_app_option
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
-def api(app_spec: str | None, host: str, port: int) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    envvar="TASKCORE_API_WORKERS",
+    help="API processes sharing the port, for machines with more cores (env: TASKCORE_API_WORKERS).",
+)
+def api(app_spec: str | None, host: str, port: int, workers: int) -> None:
     """The HTTP API alone; workers run as separate processes."""
-    _, container = _compose(app_spec, networked=True, log_format="json")
-    _serve(container, host, port, embedded_worker=False, default_auth="jwt")
+    settings, container = _compose(app_spec, networked=True, log_format="json")
+    if workers == 1:
+        _serve(container, host, port, embedded_worker=False, default_auth="jwt")
+        return
+    _build_api(container)  # a configuration mistake stops here, not in every process
+    if app_spec is not None:
+        os.environ["TASKCORE_APP"] = app_spec  # what each process loads
+    serve_processes(
+        f"{__name__}:{api_app.__name__}",
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        grace_s=math.ceil(settings.shutdown_grace_s),
+    )
+
+
+def api_app() -> Litestar:
+    """What each process of ``taskcore api --workers N`` serves: settings,
+    registry and container from the environment, as ``taskcore api`` builds them."""
+    _, container = _compose(None, networked=True, log_format="json")
+    return _build_api(container)
+
+
+def _build_api(container: Container) -> Litestar:
+    return _build_app(container, embedded_worker=False, default_auth="jwt")
+
+
+def _build_app(container: Container, *, embedded_worker: bool, default_auth: AuthMode) -> Litestar:
+    try:
+        return create_app(container, embedded_worker=embedded_worker, default_auth=default_auth)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()

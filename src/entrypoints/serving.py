@@ -12,6 +12,9 @@ from contextlib import contextmanager
 
 import uvicorn
 from litestar import Litestar
+from uvicorn.supervisors import Multiprocess
+
+from taskcore.adapters.prometheus import forget_process, shared_metrics_dir
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -25,6 +28,39 @@ class _Server(uvicorn.Server):
         finally:
             for sig, handler in original.items():
                 signal.signal(sig, handler)
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor of ``--workers`` processes (it restarts one that
+    dies); a dead process's live metrics are dropped with it."""
+
+    def keep_subprocess_alive(self) -> None:
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        for pid in before - {process.pid for process in self.processes}:
+            if pid is not None:
+                forget_process(pid)
+
+
+def serve_processes(
+    factory: str, *, workers: int, host: str, port: int, log_level: str, grace_s: int
+) -> None:
+    """``workers`` processes on one listening socket, each building its app by
+    calling ``factory`` ("module:function"), as ``uvicorn --workers --factory``
+    does; SIGTERM drains every one of them. Returns once all have exited."""
+    config = uvicorn.Config(
+        factory,
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=grace_s,
+        lifespan="on",
+        log_config=None,
+    )
+    with shared_metrics_dir():
+        _Supervisor(config, sockets=[config.bind_socket()]).run()
 
 
 def serve(app: Litestar, *, host: str, port: int, log_level: str, grace_s: int) -> None:

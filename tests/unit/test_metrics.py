@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from taskcore import HandlerRegistry, TaskProcessor, Worker, register_builtins
 from taskcore.adapters.memory import MemoryQueue
-from taskcore.adapters.prometheus import PrometheusTelemetry, QueueDepthPoller
+from taskcore.adapters.prometheus import PrometheusTelemetry, QueueDepthPoller, shared_metrics_dir
 from taskcore.entrypoints.container import build_container
 from taskcore.entrypoints.http import create_app
 from taskcore.entrypoints.http.metrics import http_metrics
@@ -330,3 +330,24 @@ async def test_the_probe_answers_503_while_the_event_loop_is_blocked(
         probe.stop()
         worker.stop()
         await asyncio.wait_for(running, 5)
+
+
+def test_shared_metrics_dir_is_made_for_the_block_and_removed_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    with shared_metrics_dir() as made:
+        assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == made
+        assert Path(made).is_dir()
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    assert not Path(made).exists()
+
+
+def test_an_operators_metrics_dir_is_kept_but_its_stale_files_go(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "counter_41.db").write_bytes(b"from the last run")
+    (tmp_path / "notes.txt").write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    with shared_metrics_dir() as used:
+        assert used == str(tmp_path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert tmp_path.is_dir()

@@ -2,6 +2,19 @@
 (multiprocess-aware) and a poller that reads the queue depths."""
 
 from taskcore.adapters.prometheus.depth import QueueDepthPoller
-from taskcore.adapters.prometheus.metrics import Metrics, PrometheusTelemetry, render
+from taskcore.adapters.prometheus.metrics import (
+    Metrics,
+    PrometheusTelemetry,
+    forget_process,
+    render,
+    shared_metrics_dir,
+)
 
-__all__ = ["Metrics", "PrometheusTelemetry", "QueueDepthPoller", "render"]
+__all__ = [
+    "Metrics",
+    "PrometheusTelemetry",
+    "QueueDepthPoller",
+    "forget_process",
+    "render",
+    "shared_metrics_dir",
+]

@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
 
 from taskcore.telemetry import DeadLetterReason, Recovery, Verdict
+
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 RUN_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
@@ -175,7 +182,35 @@ class PrometheusTelemetry:
 
 
 def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return os.environ.get(MULTIPROC_DIR_VARIABLE)
+
+
+@contextmanager
+def shared_metrics_dir() -> Iterator[str]:
+    """A ``PROMETHEUS_MULTIPROC_DIR`` for the processes started inside the block
+    (set in the environment they inherit), so that each one's ``/metrics``
+    shows every process's values. One the operator set is used and its stale
+    files from an earlier run removed, as prometheus_client asks; otherwise a
+    temporary one is made and deleted afterwards."""
+    given = multiprocess_dir()
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink(missing_ok=True)
+        yield given
+        return
+    made = tempfile.mkdtemp(prefix="taskcore-metrics-")
+    os.environ[MULTIPROC_DIR_VARIABLE] = made
+    try:
+        yield made
+    finally:
+        os.environ.pop(MULTIPROC_DIR_VARIABLE, None)
+        shutil.rmtree(made, ignore_errors=True)
+
+
+def forget_process(pid: int) -> None:
+    """A process that died: its live gauges (requests in progress) stop counting."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def render(accept: str | None = None, registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
