@@ -55,6 +55,7 @@ class _Json(MsgspecFormatter):
         for field in CONTEXT_FIELDS:
             if log_data.get(field) is None:
                 log_data.pop(field, None)
+        log_data.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
         return log_data
 
 

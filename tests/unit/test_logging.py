@@ -97,6 +97,14 @@ def test_json_lines_leave_out_unknown_context() -> None:
     assert set(line) == {"time", "level", "logger", "message"}
 
 
+def test_json_lines_leave_out_uvicorns_coloured_copy_of_the_message() -> None:
+    coloured = record("Started server process [7]")
+    coloured.color_message = "Started server process [\x1b[36m%d\x1b[0m]"
+    line = json.loads(format_with(Capture("json"), coloured))
+    assert line["message"] == "Started server process [7]"
+    assert "color_message" not in line
+
+
 def test_console_lines_put_the_context_in_brackets() -> None:
     capture = Capture("console")
     with handling(12):
