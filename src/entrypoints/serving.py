@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Generator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from litestar import Litestar
@@ -48,23 +49,19 @@ def serve_processes(
     """``workers`` processes on one listening socket, each building its app by
     calling ``factory`` ("module:function"), as ``uvicorn --workers --factory``
     does; SIGTERM drains every one of them. Returns once all have exited."""
-    config = uvicorn.Config(
-        factory,
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=grace_s,
-        lifespan="on",
-        log_config=None,
-    )
+    config = _config(factory, host, port, log_level, grace_s, factory=True, workers=workers)
     with shared_metrics_dir():
         _Supervisor(config, sockets=[config.bind_socket()]).run()
 
 
 def serve(app: Litestar, *, host: str, port: int, log_level: str, grace_s: int) -> None:
-    config = uvicorn.Config(
+    _Server(_config(app, host, port, log_level, grace_s)).run()
+
+
+def _config(
+    app: Litestar | str, host: str, port: int, log_level: str, grace_s: int, **more: Any
+) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -74,5 +71,5 @@ def serve(app: Litestar, *, host: str, port: int, log_level: str, grace_s: int) 
         # uvicorn's own handlers would write plain text beside our JSON lines:
         # its loggers propagate to the handler the CLI installed instead.
         log_config=None,
+        **more,
     )
-    _Server(config).run()
