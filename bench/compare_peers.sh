@@ -50,7 +50,7 @@ if ! redis-cli -h 127.0.0.1 -p "$PEER_REDIS_PORT" ping 2>/dev/null | grep -q PON
   for _ in $(seq 50); do redis-cli -p "$PEER_REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
 fi
 REAL_REDIS_CLI=$(command -v redis-cli)
-ARQ_DB=${ARQ_DB:-3}
+ARQ_DB=3  # fixed in the shared bench (run_peers.py checks -n 3)
 cat > "$BENCH_STATE/shim/redis-cli" <<SHIM
 #!/bin/sh
 # arq's peer is fixed on 127.0.0.1:6379 db $ARQ_DB (peers/arq_peer/tasks.py): its

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarise a py-spy profile (speedscope JSON, or ``--format raw`` collapsed stacks).
 
-    .venv/bin/python bench/profile_summary.py bench/results/profile-api-<date>.speedscope.json [--top 25]
+    .venv/bin/python bench/profile_summary.py bench/results/profile-W1-api-<date>.speedscope.json [--top 25]
 
 Prints where the samples go: by package (self time of the leaf frame), the
 functions with the most self time, and the functions with the most inclusive

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from taskcore.config import CoreConfig
 from taskcore.dispatch import Dispatcher
@@ -85,13 +85,8 @@ class Sweeper:
             if await self._dispatcher.dispatch(task):
                 report.redispatched += 1
         await self._dispatcher.flush()
-        expired_before = now - timedelta(seconds=config.idempotency_ttl_s)
-        for _ in range(KEY_BATCHES_PER_SWEEP):
-            forgotten = await self._repository.forget_idempotency_keys(expired_before, BATCH)
-            report.keys_forgotten += forgotten
-            if forgotten < BATCH:
-                break
         await self._cache.replay()
+        report.keys_forgotten = await self._forget_expired_keys(now)
         recoveries: dict[Recovery, int] = {
             "released": report.released,
             "failed": report.failed,
@@ -109,6 +104,21 @@ class Sweeper:
                 report.keys_forgotten,
             )
         return report
+
+    async def _forget_expired_keys(self, now: datetime) -> int:
+        """On its own: a database that fails here must not cost the sweep its
+        report of what it recovered."""
+        expired_before = now - timedelta(seconds=self._config.idempotency_ttl_s)
+        forgotten = 0
+        try:
+            for _ in range(KEY_BATCHES_PER_SWEEP):
+                batch = await self._repository.forget_idempotency_keys(expired_before, BATCH)
+                forgotten += batch
+                if batch < BATCH:
+                    break
+        except ServiceUnavailable as exc:
+            log.warning("expired idempotency keys not deleted this time: %s", exc)
+        return forgotten
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep every ``sweep_interval_s`` (with jitter, so many workers spread

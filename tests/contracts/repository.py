@@ -489,6 +489,9 @@ class RepositoryContract:
             used[n] = (await repository.add_once(new_task(created_at=later(n)), key)).task
 
         assert await repository.forget_idempotency_keys(later(3), limit=2) == 2  # k0, k1
+        live = T0 - LEASE
+        k2 = IdempotencyKey(key="k2", request_hash="h", expired_before=live)
+        assert not (await repository.add_once(new_task(created_at=later(9)), k2)).created  # kept: not oldest
         assert await repository.forget_idempotency_keys(later(3), limit=10) == 1  # k2
         assert await repository.forget_idempotency_keys(later(3), limit=10) == 0
         for task in used.values():
@@ -496,7 +499,6 @@ class RepositoryContract:
 
         # A forgotten key makes a new task even for a caller that would still
         # count it as live; a kept one (k3) still answers with its task.
-        live = T0 - LEASE
         again = await repository.add_once(
             new_task(created_at=later(10)), IdempotencyKey(key="k0", request_hash="h", expired_before=live)
         )

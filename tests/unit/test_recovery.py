@@ -23,6 +23,7 @@ from taskcore import (
     TaskStatus,
 )
 from taskcore.adapters.memory import MemoryCache, MemoryQueue, MemoryRepository
+from taskcore.errors import RepositoryUnavailable
 from taskcore.query import TaskQuery
 
 from .conftest import ManualClock
@@ -401,3 +402,25 @@ async def test_the_sweeper_forgets_idempotency_keys_past_their_time(
     assert await repository.get(old.id) == old  # the task itself stays
     again, created = await service.submit_once("reverse", "b", idempotency_key="young", owner="alice")
     assert (again, created) == (young, False)
+
+
+async def test_a_failed_key_purge_keeps_the_sweeps_report(
+    service: TaskService,
+    sweeper: Sweeper,
+    queue: MemoryQueue,
+    repository: MemoryRepository,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue.available = False
+    await service.submit("reverse", "a")
+    queue.available = True
+    clock.advance(11)
+
+    async def unavailable(used_before: Any, limit: int) -> int:
+        raise RepositoryUnavailable("statement timeout")
+
+    repository.forget_idempotency_keys = unavailable  # type: ignore[method-assign]
+    report = await sweeper.sweep_once()
+    assert (report.redispatched, report.keys_forgotten) == (1, 0)
+    assert "expired idempotency keys not deleted this time" in caplog.text
