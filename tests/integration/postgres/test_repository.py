@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from datetime import UTC
@@ -12,7 +13,9 @@ import pytest
 from psycopg import sql
 
 from taskcore.adapters.postgres import PostgresRepository, RepositoryError
+from taskcore.adapters.postgres.sql import queries
 from taskcore.errors import RepositoryUnavailable
+from taskcore.idempotency import IdempotencyKey
 from taskcore.query import TaskQuery
 from taskcore.status import TaskStatus
 from tests.contracts.repository import LEASE, later, new_task
@@ -236,3 +239,25 @@ async def test_coalesced_saves_with_no_result_at_all_and_a_refused_one(
     assert isinstance(outcomes[1], UnstorableValue)
     assert await repository.get(good.id) == good
     assert await repository.get(bad.id) == claimed[3]
+
+
+async def test_the_key_purge_leaves_a_key_being_taken_over_alone(
+    repository: PostgresRepository, database: Database
+) -> None:
+    """A submit taking over an expired key holds its row until it commits; the
+    purge passes it over instead of waiting (SKIP LOCKED), and the key taken
+    over survives the purges that follow."""
+    old = IdempotencyKey(key="k", request_hash="h", expired_before=later(-100))
+    await repository.add_once(new_task(), old)  # first used at T0
+    async with await psycopg.AsyncConnection.connect(database.url) as taking_over:
+        claimed = await taking_over.execute(
+            queries["claim_idempotency_key"],
+            {"owner": "", "key": "k", "request_hash": "h2", "now": later(100), "expired_before": later(50)},
+        )
+        assert await claimed.fetchone() is not None  # taken over, not committed yet
+        assert await asyncio.wait_for(repository.forget_idempotency_keys(later(60), 10), 5) == 0
+        await taking_over.commit()
+    assert await repository.forget_idempotency_keys(later(60), 10) == 0  # now first used at later(100)
+    async with await psycopg.AsyncConnection.connect(database.url) as reading:
+        kept = await reading.execute("SELECT request_hash FROM idempotency_keys WHERE key = 'k'")
+        assert await kept.fetchall() == [("h2",)]
