@@ -256,6 +256,72 @@ def proc_stats(pid: int) -> dict[str, float]:
     return out
 
 
+_COMPONENT_OF_COMMAND = {
+    "postgres": "postgres",
+    "beam.smp": "rabbitmq",
+    "erl_child_setup": "rabbitmq",
+    "epmd": "rabbitmq",
+    "inet_gethost": "rabbitmq",
+    "redis-server": "redis",
+    "wrk": "load",
+}
+MACHINE_COMPONENTS = ("api", "worker", "postgres", "rabbitmq", "redis", "load", "kernel", "other")
+
+
+def machine_cpu(roles: dict[int, str]) -> dict[str, float]:
+    """CPU seconds used so far by every process on the machine, by component:
+    ``roles`` names processes (and, through them, their children, such as
+    the processes of ``taskcore api --workers``); the services and wrk are
+    known by their command name, kernel threads by their parent (kthreadd);
+    the rest is "other". Two readings around a workload tell where the
+    machine's time went. A process that exits in between counts for its
+    parent once waited for (wrk for the bench, a closed backend for
+    PostgreSQL), else not at all."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    procs: dict[int, tuple[int, str, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+            head, tail = stat.rsplit(")", 1)
+            fields = tail.split()
+            procs[int(entry.name)] = (
+                int(fields[1]),
+                head.split("(", 1)[1],
+                # utime, stime, and the children's that exited (wrk, closed backends)
+                sum(int(t) for t in fields[11:15]) / ticks,
+            )
+        except (OSError, IndexError, ValueError):
+            continue
+
+    def component(pid: int) -> str:
+        ancestor = pid
+        while ancestor in procs:
+            if ancestor in roles:
+                return roles[ancestor]
+            ancestor = procs[ancestor][0]
+        ppid, command, _ = procs[pid]
+        if pid == 2 or ppid == 2:
+            return "kernel"
+        return _COMPONENT_OF_COMMAND.get(command, "other")
+
+    out = dict.fromkeys(MACHINE_COMPONENTS, 0.0)
+    for pid, (_, _, cpu) in procs.items():
+        out[component(pid)] += cpu
+    return out
+
+
+def machine_cpu_ms_per(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """``machine_cpu_ms_<component>`` per unit of work, and their total."""
+    if n <= 0:
+        return {}
+    per = {f"machine_cpu_ms_{name}": (after[name] - before[name]) * 1000 / n for name in MACHINE_COMPONENTS}
+    per["machine_cpu_ms_total"] = sum(per.values())
+    return per
+
+
 # ------------------------------------------------------------------- HTTP client
 class HttpError(Exception):
     pass

@@ -50,6 +50,7 @@ import msgspec
 import psycopg
 from harness import (
     BENCH,
+    MACHINE_COMPONENTS,
     REPO,
     TASKCORE,
     VENV_BIN,
@@ -61,6 +62,8 @@ from harness import (
     ensure_installed,
     free_port,
     install_uvloop,
+    machine_cpu,
+    machine_cpu_ms_per,
     make_inputs,
     percentile,
     proc_stats,
@@ -317,11 +320,12 @@ async def run_tasks(
     client = stack.client(c)
     try:
         base_id = await max_id(stack.db_url)
-        cpu0 = (proc_stats(api.pid), proc_stats(worker.pid))
+        roles = {api.pid: "api", worker.pid: "worker", os.getpid(): "load"}
+        cpu0 = (proc_stats(api.pid), proc_stats(worker.pid), machine_cpu(roles))
         sub = await submit_all(client, inputs, c)
         submitted = sum(1 for i in sub["ids"] if i is not None)
         done = await wait_final(stack.db_url, submitted, timeout_s, base_id)
-        cpu1 = (proc_stats(api.pid), proc_stats(worker.pid))
+        cpu1 = (proc_stats(api.pid), proc_stats(worker.pid), machine_cpu(roles))
         res = {k: v for k, v in sub.items() if k != "ids"}
         res.update(await row_stats(stack.db_url, sub["t0_wall"], base_id))
         res["n"] = len(inputs)
@@ -329,6 +333,7 @@ async def run_tasks(
         if res.get("e2e_s"):
             res["e2e_rate"] = len(inputs) / res["e2e_s"]
         res["api_cpu_ms_per_task"] = cpu_per_task(cpu0[0], cpu1[0], submitted)
+        res.update(machine_cpu_ms_per(cpu0[2], cpu1[2], submitted))
         res["worker_cpu_ms_per_task"] = cpu_per_task(cpu0[1], cpu1[1], submitted)
         res["api_rss_mb"] = cpu1[0].get("rss_mb")
         res["worker_rss_mb"] = cpu1[1].get("rss_mb")
@@ -454,14 +459,16 @@ async def w2(stack: Stack, run: int, tag: str) -> dict[str, Any]:
         def body() -> bytes:
             return b'{"input_data":"w2-' + str(next(counter)).zfill(29).encode() + b'"}'
 
+        roles = {api.pid: "api", worker.pid: "worker", os.getpid(): "load"}
         async with profiled(stack, run, "W2", {"api": api.pid, "worker": worker.pid}) as profile:
-            cpu0 = proc_stats(api.pid)
+            cpu0, machine0 = proc_stats(api.pid), machine_cpu(roles)
             if shutil.which("wrk") and not stack.args.no_wrk:
                 res = await run_wrk(stack, stack.base + "/tasks/", tag, BENCH / "wrk" / "post_task.lua")
             else:
                 res = await run_builtin_load(stack, "POST", "/tasks/", body)
-            cpu1 = proc_stats(api.pid)
+            cpu1, machine1 = proc_stats(api.pid), machine_cpu(roles)
         res.update(profile)
+        res.update(machine_cpu_ms_per(machine0, machine1, res.get("requests") or 0))
         async with await psycopg.AsyncConnection.connect(stack.db_url, autocommit=True) as conn:
             row = await (await conn.execute("SELECT count(*) FROM tasks")).fetchone()
         res["rows_created"] = int(row[0]) if row else 0
@@ -660,6 +667,10 @@ METRICS: list[tuple[str, str, str, int]] = [
     ("W1", "failures", "failures", 0),
     ("W1", "api_cpu_ms_per_task", "API CPU per task (ms)", 2),
     ("W1", "worker_cpu_ms_per_task", "worker CPU per task (ms)", 2),
+    *(
+        ("W1", f"machine_cpu_ms_{name}", f"machine CPU per task: {name} (ms)", 2)
+        for name in (*MACHINE_COMPONENTS, "total")
+    ),
     ("W1", "api_rss_mb", "API RSS after (MB)", 0),
     ("W1", "worker_rss_mb", "worker RSS after (MB)", 0),
     ("W1", "verify_get_rate", "verify GETs (req/s, 1 per task)", 0),
@@ -668,6 +679,10 @@ METRICS: list[tuple[str, str, str, int]] = [
     ("W2", "p99_ms", "POST p99 (ms)", 1),
     ("W2", "non2xx", "POST non-2xx", 0),
     ("W2", "api_cpu_ms_per_req", "API CPU per POST (ms)", 2),
+    *(
+        ("W2", f"machine_cpu_ms_{name}", f"machine CPU per POST: {name} (ms)", 2)
+        for name in (*MACHINE_COMPONENTS, "total")
+    ),
     ("W3", "req_s", "GET (req/s)", 0),
     ("W3", "p50_ms", "GET p50 (ms)", 1),
     ("W3", "p99_ms", "GET p99 (ms)", 1),
