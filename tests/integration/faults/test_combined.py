@@ -9,18 +9,17 @@ accepted and every task must end COMPLETED with its input reversed.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 import threading
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.e2e.conftest import Process, Stack
+from tests.integration.faults.proxies import TcpProxy
 from tests.integration.faults.test_worker_crashes import (
     read_all,
     sigkill,
@@ -29,31 +28,12 @@ from tests.integration.faults.test_worker_crashes import (
     wait_completed,
     wait_until,
 )
-from tests.integration.rabbitmq.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration]
 
-T = TypeVar("T")
 
 TASKS = 600
 PACE_PER_S = 60  # submissions per second: the run lasts about 10 s, long enough for every fault
-
-
-class LoopThread:
-    """An event loop on a daemon thread, for the asyncio proxy while the test blocks."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 15) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
 
 
 class Submitter(threading.Thread):
@@ -92,10 +72,8 @@ class Submitter(threading.Thread):
 def test_600_tasks_survive_worker_kills_a_broker_outage_and_a_drain(fault_stack: Stack) -> None:
     stack = fault_stack
     worker_env = {"TASKCORE_REVERSE_DELAY_S": "0.2"}  # a few tasks in flight whenever a fault strikes
-    loop = LoopThread()
-    proxy = TcpProxy(stack.env["TASKCORE_AMQP_URL"])
+    proxy = TcpProxy(stack.env["TASKCORE_AMQP_URL"]).start()
     try:
-        loop.run(proxy.start())
         api = stack.start_api(TASKCORE_AMQP_URL=proxy.url)
         workers = [start_ready_worker(stack, **worker_env), start_ready_worker(stack, **worker_env)]
         inputs = [f"acceptance {i:03d}" for i in range(TASKS)]
@@ -120,10 +98,10 @@ def test_600_tasks_survive_worker_kills_a_broker_outage_and_a_drain(fault_stack:
         kill_and_restart(1)
 
         submitter.wait_for(260)
-        loop.run(proxy.stop())  # the API's broker connection is reset and refused
+        proxy.cut()  # the API's broker connection is reset and refused
         cut_at, cut_count = time.monotonic(), submitter.count
         time.sleep(3.5)
-        loop.run(proxy.start())
+        proxy.restore()
         outage = (submitter.count - cut_count, time.monotonic() - cut_at)
         faults.append(f"broker outage {outage[1]:.1f} s ({outage[0]} POSTs)")
 
@@ -139,8 +117,7 @@ def test_600_tasks_survive_worker_kills_a_broker_outage_and_a_drain(fault_stack:
         recovery = wait_completed(stack, TASKS, workers[0], timeout=60)
         assert workers[0].stop(signal.SIGTERM) == 0, workers[0].output()
     finally:
-        loop.run(proxy.stop())
-        loop.close()
+        proxy.close()
 
     # Every POST was accepted, outage or not.
     assert [status for status, _, _ in submitter.answers] == [201] * TASKS, [

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 
 import pytest
 
 from taskcore.adapters.rabbitmq import RabbitQueue
 from taskcore.errors import QueueUnavailable
+from tests.integration.faults.proxies import TcpProxy
 from tests.integration.rabbitmq.conftest import MakeQueue
-from tests.integration.rabbitmq.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -19,13 +19,9 @@ RECOVERS_S = 15.0
 
 
 @pytest.fixture
-async def proxy(amqp_server_url: str) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy(amqp_server_url)
-    await proxy.start()
-    try:
+def proxy(amqp_server_url: str) -> Iterator[TcpProxy]:
+    with TcpProxy(amqp_server_url) as proxy:
         yield proxy
-    finally:
-        await proxy.stop()
 
 
 async def until_ready(queue: RabbitQueue, seconds: float = RECOVERS_S) -> None:
@@ -97,7 +93,7 @@ async def test_publish_fails_within_the_timeout_while_the_broker_is_away_then_re
 ) -> None:
     queue = await make_queue(proxy.url, publish_timeout_s=1.0, reconnect_interval_s=0.5)
     async with queue.consume(prefetch=1) as consumer:
-        await proxy.stop()
+        proxy.cut()
         await until_down(queue)
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -107,7 +103,7 @@ async def test_publish_fails_within_the_timeout_while_the_broker_is_away_then_re
         with pytest.raises(QueueUnavailable):
             await queue.depth()
 
-        await proxy.start()
+        proxy.restore()
         await until_ready(queue)
         await queue.publish(b"after")
         delivery = await asyncio.wait_for(consumer.next(), RECOVERS_S)
@@ -122,10 +118,10 @@ async def test_a_delivery_from_a_cut_connection_is_redelivered_and_settling_it_i
     await queue.publish(b"in flight")
     async with queue.consume(prefetch=1) as consumer:
         stale = await asyncio.wait_for(consumer.next(), 5)
-        await proxy.stop()
+        proxy.cut()
         await until_down(queue)
         await stale.ack()  # the channel is gone: logged, not raised
-        await proxy.start()
+        proxy.restore()
         again = await asyncio.wait_for(consumer.next(), RECOVERS_S)
         assert again.body == b"in flight"
         await again.ack()
