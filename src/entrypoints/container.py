@@ -103,6 +103,7 @@ class Container(containers.DeclarativeContainer):
             read_conninfo=settings.provided.database_read_url,
             max_size=settings.provided.database_pool_size,
             connect_timeout_s=settings.provided.database_timeout_s,
+            batch_linger_s=settings.provided.batch_linger_s,
         ),
     )
     queue = providers.Selector(
@@ -126,6 +127,7 @@ class Container(containers.DeclarativeContainer):
             prefix=settings.provided.cache_prefix,
             cluster=settings.provided.redis_cluster,
             timeout_s=settings.provided.redis_timeout_s,
+            batch_linger_s=settings.provided.batch_linger_s,
         ),
     )
 

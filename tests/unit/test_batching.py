@@ -62,3 +62,54 @@ async def test_a_cancelled_caller_does_not_disturb_the_others() -> None:
     with pytest.raises(asyncio.CancelledError):
         await first
     assert await second == 4
+
+
+class Instant:
+    """A batch that takes no time: without lingering every call would be a batch of its own."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    async def __call__(self, items: list[int]) -> list[int | BaseException]:
+        self.batches.append(items)
+        return list(items)
+
+
+async def steady(batcher: Coalescer[int, int], calls: int, gap_s: float) -> list[int]:
+    """``calls`` callers, one starting every ``gap_s``, as requests arrive under load."""
+    started = []
+    for n in range(calls):
+        started.append(asyncio.create_task(batcher.call(n)))
+        await asyncio.sleep(gap_s)
+    return list(await asyncio.gather(*started))
+
+
+async def test_under_load_a_lingering_coalescer_sends_fewer_bigger_batches() -> None:
+    without, lingering = Instant(), Instant()
+    assert await steady(Coalescer(without), 60, 0.002) == list(range(60))
+    assert await steady(Coalescer(lingering, linger_s=0.03), 60, 0.002) == list(range(60))
+    assert len(without.batches) == 60
+    assert len(lingering.batches) <= 20  # calls every 2 ms ride along for 30 ms, once it is busy
+    assert [n for batch in lingering.batches for n in batch] == list(range(60))  # in call order
+
+
+async def test_a_call_after_a_quiet_spell_does_not_linger() -> None:
+    run = Instant()
+    batcher = Coalescer(run, linger_s=0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await batcher.call(1) == 1
+    assert loop.time() - started < 0.1  # not busy: sent at once, not after 0.5 s
+    assert not batcher.busy
+
+
+async def test_a_full_batch_goes_without_lingering() -> None:
+    run = Instant()
+    batcher = Coalescer(run, max_batch=8, linger_s=0.5)
+    await steady(batcher, 20, 0.001)  # busy now
+    assert batcher.busy
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    burst = await asyncio.gather(*(batcher.call(n) for n in range(8)))
+    assert burst == list(range(8))
+    assert loop.time() - started < 0.4  # eight queued at once fill a batch: no 0.5 s wait

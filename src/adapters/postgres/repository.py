@@ -94,17 +94,25 @@ class PostgresRepository:
         min_size: int = 1,
         max_size: int = 10,
         connect_timeout_s: float = 5.0,
+        batch_linger_s: float = 0.0,
     ) -> None:
+        """``batch_linger_s``: how long concurrent adds, claims and verdicts
+        wait for company under load before their statement goes (``taskcore.batching``)."""
         self._conninfo = conninfo
         self._read_conninfo = read_conninfo if read_conninfo and read_conninfo != conninfo else None
         self._min_size = min_size
         self._max_size = max_size
         self._connect_timeout_s = connect_timeout_s
         self._primary, self._read = self._build_pools()
-        self._adds: Coalescer[NewTask, Task] = Coalescer(self._add_batch, name="taskcore-add-tasks")
-        self._saves: Coalescer[Task, bool] = Coalescer(self._save_batch, name="taskcore-save-tasks")
+        linger = batch_linger_s
+        self._adds: Coalescer[NewTask, Task] = Coalescer(
+            self._add_batch, linger_s=linger, name="taskcore-add-tasks"
+        )
+        self._saves: Coalescer[Task, bool] = Coalescer(
+            self._save_batch, linger_s=linger, name="taskcore-save-tasks"
+        )
         self._claims: Coalescer[tuple[int, datetime, timedelta], Task | None] = Coalescer(
-            self._claim_batch, name="taskcore-claim-tasks"
+            self._claim_batch, linger_s=linger, name="taskcore-claim-tasks"
         )
 
     def _build_pools(self) -> tuple[_Pool, _Pool]:

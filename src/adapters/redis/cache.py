@@ -88,6 +88,7 @@ class RedisCache:
         timeout_s: float = 0.25,
         breaker_failures: int = 3,
         breaker_reset_s: float = 5.0,
+        batch_linger_s: float = 0.0,
     ) -> None:
         if timeout_s <= 0:
             raise ConfigurationError("redis cache timeout_s must be positive", timeout_s=timeout_s)
@@ -99,7 +100,7 @@ class RedisCache:
         self._client: Client | None = None
         self._put_script: AsyncScript | None = None
         self._puts: Coalescer[tuple[str, list[int | bytes]], None] = Coalescer(
-            self._put_batch, name="taskcore-cache-puts"
+            self._put_batch, linger_s=batch_linger_s, name="taskcore-cache-puts"
         )
 
     def key(self, task_id: int) -> str:
