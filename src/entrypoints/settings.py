@@ -35,7 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cache_prefix: str = "taskcore:"
     app: str | None = None
     reverse_delay_s: NonNegative = 5.0
-    worker_concurrency: Count = 64
+    worker_concurrency: Count = 128
     max_body_bytes: Count = 1_048_576
     lease_s: Positive = 30.0
     task_timeout_s: Positive = 300.0

@@ -112,19 +112,24 @@ class TaskProcessor:
             return await self._settle_unclaimed(task_id, delivery)
         log_context.claimed(claimed)
         self._telemetry.task_claimed(claimed.type, max(0.0, (now - claimed.run_at).total_seconds()))
-        await self._cache.remember(claimed)
+        # The PROCESSING write-through goes out while the handler runs: the
+        # handler does not need it, and it is done before the verdict is
+        # stored, so the cache and the waiters see the states in order.
+        caching = asyncio.ensure_future(self._cache.remember(claimed))
         started = time.perf_counter()
         try:
             verdict = await self._verdict(claimed)
         except asyncio.CancelledError:
             # Shutting down mid-run: give the task back so the next worker
             # claims it at once instead of waiting for the lease to lapse.
-            await asyncio.shield(self._hand_back(claimed))
+            await asyncio.shield(self._hand_back(claimed, after=caching))
             raise
         except _LeaseLost:
+            await caching
             log.info("task %s was cancelled or taken over while attempt %s ran", task_id, claimed.attempts)
             await delivery.ack()
             return Outcome.SUPERSEDED
+        await caching
         self._telemetry.task_ran(claimed.type, time.perf_counter() - started)
         # Storing the verdict and acking must not be torn apart by a
         # cancellation (a drain that ran out of grace): the verdict is ready,
@@ -135,7 +140,8 @@ class TaskProcessor:
         except asyncio.CancelledError:
             return await recording
 
-    async def _hand_back(self, claimed: Task) -> None:
+    async def _hand_back(self, claimed: Task, *, after: asyncio.Future[None]) -> None:
+        await asyncio.gather(after, return_exceptions=True)  # the PROCESSING write first
         try:
             released = claimed.hand_back(self._clock.now())
             if await self._repository.save(released):

@@ -13,7 +13,7 @@ def test_defaults_run_embedded() -> None:
     assert settings == Settings()
     assert settings.embedded
     assert settings.reverse_delay_s == 5.0
-    assert settings.worker_concurrency == 64
+    assert settings.worker_concurrency == 128
     assert settings.max_body_bytes == 1_048_576
 
 
