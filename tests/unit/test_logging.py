@@ -167,3 +167,30 @@ async def test_no_secret_token_or_input_is_logged_at_info(capture_json: Capture)
     assert any(line.get("task_id") == task_id and line.get("type") == "reverse" for line in lines), logged
     for secret in (SECRET, token, wrong, INPUT, INPUT[::-1]):
         assert secret not in logged
+
+
+def test_access_lines_skip_the_caller_lookup_but_keep_stack_info() -> None:
+    from taskcore.entrypoints.logs import ACCESS_LOGGER, configure_logging
+
+    configure_logging("INFO", "json")
+    access = logging.getLogger(ACCESS_LOGGER)
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, rec: logging.LogRecord) -> None:
+            seen.append(rec)
+
+    keep = Keep()
+    access.addHandler(keep)
+    level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        access.info('%s - "GET /tasks/1 HTTP/1.1" 200', "127.0.0.1:5000")
+        access.info("with a stack", stack_info=True)
+    finally:
+        access.removeHandler(keep)
+        access.setLevel(level)
+    assert (seen[0].funcName, seen[0].lineno) == ("(unknown function)", 0)
+    assert seen[1].stack_info is not None
+    assert "test_access_lines_skip_the_caller_lookup" in seen[1].stack_info
+    assert seen[1].funcName == "test_access_lines_skip_the_caller_lookup_but_keep_stack_info"
