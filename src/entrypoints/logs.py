@@ -96,9 +96,7 @@ class _AccessLogger(logging.Logger):
     comes from the same line of uvicorn, and walking the stack to find it was
     a twentieth of the API's CPU on a cached read. ``stack_info`` still works."""
 
-    def findCaller(
-        self, stack_info: bool = False, stacklevel: int = 1
-    ) -> tuple[str, int, str, str | None]:
+    def findCaller(self, stack_info: bool = False, stacklevel: int = 1) -> tuple[str, int, str, str | None]:
         if stack_info:
             return super().findCaller(stack_info, stacklevel + 1)
         return "(unknown file)", 0, "(unknown function)", None
