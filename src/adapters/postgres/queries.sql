@@ -41,23 +41,11 @@ SELECT id, type, input, status, result, error, attempts, max_attempts, version,
 FROM tasks
 WHERE id = %(id)s;
 
--- name: claim_task
--- Task.claim as one guarded UPDATE: of concurrent claimers the row lock lets
--- one through, and the others re-check the WHERE against its new version.
-UPDATE tasks
-SET status = 'PROCESSING',
-    attempts = attempts + 1,
-    lease_until = %(lease_until)s,
-    started_at = %(now)s,
-    updated_at = %(now)s,
-    version = version + 1
-WHERE id = %(id)s AND status = 'PENDING' AND run_at <= %(now)s
-RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
-          created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority;
-
 -- name: claim_tasks
--- Several claim_task in one statement (concurrent deliveries, coalesced), with
--- one clock reading and lease end for the batch.
+-- Task.claim for one or more tasks (concurrent deliveries, coalesced) as one
+-- guarded UPDATE, with one clock reading and lease end for the batch: of
+-- concurrent claimers the row lock lets one through, and the others re-check
+-- the WHERE against its new version.
 UPDATE tasks
 SET status = 'PROCESSING',
     attempts = attempts + 1,

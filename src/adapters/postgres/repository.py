@@ -276,11 +276,6 @@ class PostgresRepository:
         interval with days follows the session time zone's calendar across DST).
         Of two claims of one task in a batch, the first gets it, as the row
         lock would decide between two statements."""
-        if len(claims) == 1:
-            task_id, now, lease = claims[0]
-            params = {"id": task_id, "now": now, "lease_until": now + lease}
-            tasks = await self._fetch(self._primary, "claim_task", params, f"claim task {task_id}")
-            return [tasks[0] if tasks else None]
         now = max(claimed_at for _, claimed_at, _ in claims)
         params = {
             # An id beyond bigint names no task (a poison message can carry one);
