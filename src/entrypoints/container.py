@@ -4,7 +4,7 @@ Each port is backed by its networked adapter when its URL is set and by the
 memory adapter otherwise (``taskcore api`` and ``worker`` refuse to start
 without all three URLs; ``taskcore dev`` accepts any mix). Services take plain
 constructor arguments and never see the container; tests swap an adapter with
-``container.repository.override(...)``.
+``container.tasks.override(...)``.
 """
 
 from __future__ import annotations
@@ -13,37 +13,49 @@ import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import cast
+from typing import Any, cast
 
 from dependency_injector import containers, providers
 
 from taskcore.adapters.memory import (
     MemoryCache,
     MemoryChangeFeed,
+    MemoryDashboard,
+    MemoryDatabase,
     MemoryQueue,
     MemoryQueueDepths,
-    MemoryRepository,
+    MemoryRecovery,
+    MemoryTasks,
+    MemoryWorkers,
 )
-from taskcore.adapters.postgres import PostgresRepository
+from taskcore.adapters.postgres import (
+    PostgresDashboard,
+    PostgresDatabase,
+    PostgresRecovery,
+    PostgresTasks,
+    PostgresWorkers,
+)
 from taskcore.adapters.prometheus import PrometheusTelemetry, QueueDepthPoller
 from taskcore.adapters.rabbitmq import RabbitQueue
 from taskcore.adapters.redis import RedisCache, RedisChangeFeed
-from taskcore.changes import ChangeAnnouncer
 from taskcore.clock import SystemClock
 from taskcore.config import CoreConfig
-from taskcore.dispatch import Dispatcher
+from taskcore.dashboard.stats import StatsService
 from taskcore.entrypoints.settings import Settings
+from taskcore.handlers.registry import HandlerRegistry
 from taskcore.ports import QueueDepths
-from taskcore.presence import WorkerPresence
-from taskcore.processor import TaskProcessor
-from taskcore.registry import HandlerRegistry
-from taskcore.service import TaskService
-from taskcore.stats import StatsService
-from taskcore.status_cache import StatusCache
-from taskcore.sweeper import Sweeper
+from taskcore.submit.reads import TaskReads
+from taskcore.submit.service import TaskService
+from taskcore.submit.waiting import ChangeListener, TaskWatcher
 from taskcore.telemetry import MeteredCache
-from taskcore.waiting import ChangeListener, TaskWatcher
-from taskcore.worker import Worker
+from taskcore.transitions.announcer import ChangeAnnouncer
+from taskcore.transitions.dispatch import Dispatcher
+from taskcore.transitions.status_cache import StatusCache
+from taskcore.transitions.writer import Transitions
+from taskcore.work.presence import WorkerPresence
+from taskcore.work.processor import TaskProcessor
+from taskcore.work.sweeper import Sweeper
+from taskcore.work.worker import Worker
 
 
 def _thread_pool(max_workers: int) -> Iterator[ThreadPoolExecutor]:
@@ -87,6 +99,22 @@ def _backend(url: str | None, name: str) -> str:
     return name if url else "memory"
 
 
+def _port_on(
+    backend: providers.Provider[str],
+    database: providers.Provider[Any],
+    memory: type,
+    postgres: type,
+    **postgres_options: Any,
+) -> providers.Selector[Any]:
+    """One port's adapter over the process's one database: the memory view of
+    the memory tables, or the PostgreSQL statements over the pools."""
+    return providers.Selector(
+        backend,
+        memory=providers.Singleton(memory, database),
+        postgres=providers.Singleton(postgres, database, **postgres_options),
+    )
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     registry = providers.Dependency(instance_of=HandlerRegistry)
@@ -94,21 +122,33 @@ class Container(containers.DeclarativeContainer):
     core_config: providers.Provider[CoreConfig] = providers.Callable(lambda s: s.core, settings)
     clock = providers.Singleton(SystemClock)
 
-    repository = providers.Selector(
-        providers.Callable(_backend, settings.provided.database_url, "postgres"),
-        memory=providers.Singleton(MemoryRepository),
+    # The database: one state (PostgreSQL's pools, or the memory tables) behind
+    # one adapter per port.
+    database_backend = providers.Callable(_backend, settings.provided.database_url, "postgres")
+    database = providers.Selector(
+        database_backend,
+        memory=providers.Singleton(MemoryDatabase),
         postgres=providers.Singleton(
-            PostgresRepository,
+            PostgresDatabase,
             settings.provided.database_url,
             read_conninfo=settings.provided.database_read_url,
             max_size=settings.provided.database_pool_size,
             connect_timeout_s=settings.provided.database_timeout_s,
-            batch_linger_s=settings.provided.batch_linger_s,
         ),
     )
+    tasks = _port_on(
+        database_backend,
+        database,
+        MemoryTasks,
+        PostgresTasks,
+        batch_linger_s=settings.provided.batch_linger_s,
+    )
+    recovery = _port_on(database_backend, database, MemoryRecovery, PostgresRecovery)
+    dashboard = _port_on(database_backend, database, MemoryDashboard, PostgresDashboard)
+    roster = _port_on(database_backend, database, MemoryWorkers, PostgresWorkers)
     queue = providers.Selector(
         providers.Callable(_backend, settings.provided.amqp_url, "rabbitmq"),
-        memory=providers.Singleton(MemoryQueue),
+        memory=providers.Singleton(MemoryQueue, clock),
         rabbitmq=providers.Singleton(
             RabbitQueue,
             settings.provided.amqp_url,
@@ -148,25 +188,25 @@ class Container(containers.DeclarativeContainer):
     metered_cache = providers.Singleton(MeteredCache, cache, telemetry)
     queue_depths = providers.Resource(_queue_depth_readings, queue, telemetry)
 
-    dispatcher = providers.Singleton(Dispatcher, repository=repository, queue=queue, clock=clock)
+    dispatcher = providers.Singleton(Dispatcher, log=tasks, queue=queue, clock=clock)
     # One per process, shared, so a write missed by the processor is replayed by the sweeper.
     announcer = providers.Singleton(ChangeAnnouncer, changes)
     status_cache = providers.Singleton(StatusCache, metered_cache, core_config, announcer)
+    transitions = providers.Singleton(Transitions, store=tasks, cache=status_cache, dispatcher=dispatcher)
     service = providers.Singleton(
         TaskService,
-        repository=repository,
-        dispatcher=dispatcher,
-        cache=status_cache,
-        clock=clock,
+        tasks=tasks,
+        transitions=transitions,
         registry=registry,
-        config=core_config,
+        clock=clock,
+        idempotency_ttl=core_config.provided.idempotency_ttl,
         telemetry=telemetry,
     )
+    reads = providers.Singleton(TaskReads, tasks=tasks, cache=status_cache)
     processor = providers.Singleton(
         TaskProcessor,
-        repository=repository,
-        dispatcher=dispatcher,
-        cache=status_cache,
+        attempts=tasks,
+        transitions=transitions,
         clock=clock,
         registry=registry,
         config=core_config,
@@ -175,9 +215,8 @@ class Container(containers.DeclarativeContainer):
     )
     sweeper = providers.Singleton(
         Sweeper,
-        repository=repository,
-        dispatcher=dispatcher,
-        cache=status_cache,
+        recovery=recovery,
+        transitions=transitions,
         clock=clock,
         config=core_config,
         telemetry=telemetry,
@@ -186,7 +225,7 @@ class Container(containers.DeclarativeContainer):
     listener = providers.Singleton(ChangeListener, changes)
     watcher = providers.Singleton(
         TaskWatcher,
-        service,
+        reads,
         listener,
         recheck_s=settings.provided.wait_recheck_s,
         max_wait_s=settings.provided.wait_max_s,
@@ -201,12 +240,14 @@ class Container(containers.DeclarativeContainer):
         sweeper=sweeper,
         telemetry=telemetry,
         stall_s=settings.provided.worker_stall_s,
-        presence=providers.Singleton(WorkerPresence, repository=repository, clock=clock),
+        presence=providers.Singleton(WorkerPresence, roster=roster, clock=clock),
     )
     # The dashboard's numbers (GET /stats).
     stats = providers.Singleton(
         StatsService,
-        repository=repository,
+        dashboard=dashboard,
+        tasks=tasks,
+        roster=roster,
         clock=clock,
         queue=providers.Callable(_queue_depths, queue),
     )

@@ -38,7 +38,7 @@ def dependencies(container: Container) -> dict[str, Adapter]:
     """The process's adapters by the service name operators know them by."""
     settings = container.settings()
     return {
-        "postgres" if settings.database_url else "memory-repository": container.repository(),
+        "postgres" if settings.database_url else "memory-repository": container.database(),
         "redis" if settings.redis_url else "memory-cache": container.cache(),
         "rabbitmq" if settings.amqp_url else "memory-queue": container.queue(),
     }

@@ -6,9 +6,9 @@ import importlib
 import os
 import sys
 
-from taskcore.builtin import register_builtins
 from taskcore.errors import ConfigurationError
-from taskcore.registry import HandlerRegistry
+from taskcore.handlers.builtin import register_builtins
+from taskcore.handlers.registry import HandlerRegistry
 
 
 def load_registry(spec: str | None, *, reverse_delay_s: float) -> HandlerRegistry:

@@ -20,7 +20,7 @@ from typing import Any, Literal, TextIO
 from pythonjsonlogger.msgspec import MsgspecFormatter
 
 from taskcore.entrypoints.http.request_id import current_request_id
-from taskcore.log_context import current_task
+from taskcore.work.log_context import current_task
 
 LogFormat = Literal["json", "console"]
 

@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import msgspec
 
 from taskcore.adapters.prometheus import render
-from taskcore.worker import Liveness
+from taskcore.work.worker import Liveness
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 

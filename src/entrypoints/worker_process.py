@@ -15,7 +15,7 @@ from taskcore.entrypoints.container import Container
 from taskcore.entrypoints.lifecycle import open_resources
 from taskcore.entrypoints.worker_probe import ProbeServer
 from taskcore.errors import ConfigurationError
-from taskcore.worker import Worker
+from taskcore.work.worker import Worker
 
 log = logging.getLogger("taskcore.worker")
 

@@ -7,10 +7,8 @@ implementations of them, and ``taskcore.entrypoints`` the HTTP API, the worker
 process and the CLI.
 """
 
-from taskcore.builtin import register_builtins
 from taskcore.clock import SystemClock
 from taskcore.config import CoreConfig, RetryPolicy
-from taskcore.dispatch import Dispatcher
 from taskcore.errors import (
     CacheUnavailable,
     ConfigurationError,
@@ -25,13 +23,15 @@ from taskcore.errors import (
     UnknownTaskType,
     UnstorableValue,
 )
-from taskcore.processor import Outcome, TaskProcessor
-from taskcore.registry import Handler, HandlerRegistry
-from taskcore.service import TaskService
-from taskcore.status import FINAL_STATUSES, TaskStatus
-from taskcore.sweeper import Sweeper, SweepReport
-from taskcore.task import NewTask, Task
-from taskcore.worker import Worker
+from taskcore.handlers.builtin import register_builtins
+from taskcore.handlers.registry import Handler, HandlerRegistry
+from taskcore.model.status import FINAL_STATUSES, TaskStatus
+from taskcore.model.task import NewTask, Task
+from taskcore.submit.service import TaskService
+from taskcore.transitions.dispatch import Dispatcher
+from taskcore.work.processor import Outcome, TaskProcessor
+from taskcore.work.sweeper import Sweeper, SweepReport
+from taskcore.work.worker import Worker
 
 __all__ = [
     "FINAL_STATUSES",

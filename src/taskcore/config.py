@@ -39,3 +39,7 @@ class CoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def lease(self) -> timedelta:
         return timedelta(seconds=self.lease_s)
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        return timedelta(seconds=self.idempotency_ttl_s)

@@ -1,66 +1,19 @@
-"""What the core reports about its work, for metrics: one small Protocol.
+"""Reporting nothing by default, and counting cache reads by wrapping the port.
 
-The core calls it where something countable happens (a submit, a claim, a
-stored verdict, a dead letter, a sweep); an adapter turns the calls into
-metrics (``taskcore.adapters.prometheus``). ``NoTelemetry`` is the default, so
-a program composing the core by hand needs none. The calls are synchronous and
-must neither block nor raise: they only update numbers in memory.
-
-``MeteredCache`` counts hits, misses and errors of any ``TaskCache`` by
-wrapping it, so the code that uses the cache does not change.
+``NoTelemetry`` implements every telemetry port of ``taskcore.ports.telemetry``,
+so a program composing the core by hand needs no metrics. ``MeteredCache``
+counts hits, misses and errors of any ``TaskCache`` by wrapping it, so the
+code that uses the cache does not change.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal, Protocol
 
 from taskcore.errors import CacheUnavailable
-from taskcore.ports import TaskCache
-from taskcore.task import Task
-
-Verdict = Literal["completed", "retried", "failed"]
-"""A stored verdict: COMPLETED, PENDING again for a retry, or FAILED for good."""
-
-Recovery = Literal["released", "failed", "redispatched"]
-"""What a sweep did: a lapsed task handed back to PENDING, a lapsed task out of
-attempts set FAILED, a PENDING task whose message was published again."""
-
-DeadLetterReason = Literal["invalid_message", "unknown_task"]
-
-
-class Telemetry(Protocol):
-    def task_submitted(self, task_type: str) -> None:
-        """A task was stored (an idempotent replay is not a new one)."""
-        ...
-
-    def task_claimed(self, task_type: str, waited_s: float) -> None:
-        """A worker claimed an attempt ``waited_s`` after it was due (its ``run_at``)."""
-        ...
-
-    def task_ran(self, task_type: str, seconds: float) -> None:
-        """A handler ran for ``seconds``, whatever its result."""
-        ...
-
-    def task_settled(self, task_type: str, verdict: Verdict) -> None:
-        """A verdict was stored; a sweep that gives up on a task reports ``failed`` too."""
-        ...
-
-    def message_dead_lettered(self, reason: DeadLetterReason) -> None:
-        """A message that names no task was moved to the dead-letter queue."""
-        ...
-
-    def tasks_in_flight(self, count: int) -> None:
-        """How many tasks this worker runs now."""
-        ...
-
-    def tasks_recovered(self, action: Recovery, count: int) -> None:
-        """A sweep found ``count`` tasks needing ``action``."""
-        ...
-
-    def cache_read(self, result: Literal["hit", "miss", "error"]) -> None: ...
-
-    def cache_write_failed(self) -> None: ...
+from taskcore.model.task import Task
+from taskcore.ports.cache import TaskCache
+from taskcore.ports.telemetry import CacheRead, CacheTelemetry, DeadLetterReason, Recovery, Verdict
 
 
 class NoTelemetry:
@@ -87,7 +40,7 @@ class NoTelemetry:
     def tasks_recovered(self, action: Recovery, count: int) -> None:
         pass
 
-    def cache_read(self, result: Literal["hit", "miss", "error"]) -> None:
+    def cache_read(self, result: CacheRead) -> None:
         pass
 
     def cache_write_failed(self) -> None:
@@ -97,7 +50,7 @@ class NoTelemetry:
 class MeteredCache:
     """A ``TaskCache`` that reports each read's result and each failed write."""
 
-    def __init__(self, cache: TaskCache, telemetry: Telemetry) -> None:
+    def __init__(self, cache: TaskCache, telemetry: CacheTelemetry) -> None:
         self._cache = cache
         self._telemetry = telemetry
 

@@ -1,26 +1,16 @@
-"""Fixtures for the unit suite: the system composed on the memory adapters."""
+"""Fixtures for the unit suite: the system composed on the memory adapters (``tests.core``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
-from taskcore import CoreConfig, Dispatcher, HandlerRegistry, RetryPolicy, TaskProcessor, TaskService
-from taskcore.adapters.memory import MemoryCache, MemoryQueue, MemoryRepository
+from taskcore import CoreConfig, HandlerRegistry, TaskProcessor, TaskService
+from taskcore.adapters.memory import MemoryCache, MemoryDatabase, MemoryQueue, MemoryTasks
+from taskcore.transitions.dispatch import Dispatcher
+from taskcore.work.sweeper import Sweeper
+from tests.core import Core, ManualClock, build_core, quick_config, reverse_registry
 
-
-class ManualClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or datetime(2026, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
+__all__ = ["ManualClock"]
 
 
 @pytest.fixture
@@ -30,73 +20,54 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def registry() -> HandlerRegistry:
-    registry = HandlerRegistry()
-
-    @registry.handler
-    async def reverse(text: str) -> str:
-        return text[::-1]
-
-    return registry
+    return reverse_registry()
 
 
 @pytest.fixture
 def config() -> CoreConfig:
-    return CoreConfig(retry=RetryPolicy(base_s=0.01, cap_s=0.05), task_timeout_s=5)
+    return quick_config()
 
 
 @pytest.fixture
-def repository() -> MemoryRepository:
-    return MemoryRepository()
+def core(clock: ManualClock, registry: HandlerRegistry, config: CoreConfig) -> Core:
+    return build_core(clock=clock, registry=registry, config=config)
 
 
 @pytest.fixture
-def queue() -> MemoryQueue:
-    return MemoryQueue()
+def db(core: Core) -> MemoryDatabase:
+    return core.db
 
 
 @pytest.fixture
-def cache() -> MemoryCache:
-    return MemoryCache()
+def tasks(core: Core) -> MemoryTasks:
+    return core.tasks
 
 
 @pytest.fixture
-def dispatcher(repository: MemoryRepository, queue: MemoryQueue, clock: ManualClock) -> Dispatcher:
-    return Dispatcher(repository=repository, queue=queue, clock=clock, flush_delay_s=0)
+def queue(core: Core) -> MemoryQueue:
+    return core.queue
 
 
 @pytest.fixture
-def service(
-    repository: MemoryRepository,
-    dispatcher: Dispatcher,
-    cache: MemoryCache,
-    clock: ManualClock,
-    registry: HandlerRegistry,
-    config: CoreConfig,
-) -> TaskService:
-    return TaskService(
-        repository=repository,
-        dispatcher=dispatcher,
-        cache=cache,
-        clock=clock,
-        registry=registry,
-        config=config,
-    )
+def cache(core: Core) -> MemoryCache:
+    return core.cache
 
 
 @pytest.fixture
-def processor(
-    repository: MemoryRepository,
-    dispatcher: Dispatcher,
-    cache: MemoryCache,
-    clock: ManualClock,
-    registry: HandlerRegistry,
-    config: CoreConfig,
-) -> TaskProcessor:
-    return TaskProcessor(
-        repository=repository,
-        dispatcher=dispatcher,
-        cache=cache,
-        clock=clock,
-        registry=registry,
-        config=config,
-    )
+def dispatcher(core: Core) -> Dispatcher:
+    return core.dispatcher
+
+
+@pytest.fixture
+def service(core: Core) -> TaskService:
+    return core.service
+
+
+@pytest.fixture
+def processor(core: Core) -> TaskProcessor:
+    return core.processor
+
+
+@pytest.fixture
+def sweeper(core: Core) -> Sweeper:
+    return core.sweeper

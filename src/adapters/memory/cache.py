@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from taskcore.errors import CacheUnavailable
-from taskcore.task import Task
+from taskcore.model.task import Task
 
 
 class MemoryCache:

@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from taskcore.changes import TaskChange
 from taskcore.errors import ChangeFeedUnavailable
+from taskcore.model.changes import TaskChange
 
 _LOST = None  # put in a subscriber's queue when the feed goes away
 

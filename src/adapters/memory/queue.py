@@ -2,7 +2,9 @@
 
 Messages stay owned by their consumer until acked; ``requeue`` and closing a
 consumer with unsettled messages put them back at the head of the queue, as
-RabbitMQ does when a channel closes. Delayed messages become visible when due.
+RabbitMQ does when a channel closes. Delayed messages become visible when due
+by the core's ``Clock`` (a test's clock moves them; a timer on the event loop
+looks again when the earliest is due, and ``release_due()`` looks at once).
 Prefetch bounds how many unsettled messages one consumer holds. Waiting
 messages are delivered highest priority first, FIFO within a priority, as
 from a RabbitMQ queue with ``x-max-priority``.
@@ -11,15 +13,17 @@ from a RabbitMQ queue with ``x-max-priority``.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from taskcore.clock import SystemClock
 from taskcore.errors import QueueUnavailable
-
-MAX_PRIORITY = 9  # as the RabbitMQ work queue's x-max-priority: higher values count as 9
+from taskcore.model.task import MAX_PRIORITY  # as the work queue's x-max-priority: higher counts as 9
+from taskcore.ports import Clock
 
 
 class MemoryDelivery:
@@ -75,6 +79,7 @@ class MemoryConsumer:
 
     async def next(self) -> MemoryDelivery:
         queue = self.queue
+        queue.release_due()
         async with queue._cond:
             await queue._cond.wait_for(lambda: queue.depth > 0 and len(self.unsettled) < self._prefetch)
             body, redelivered, priority = queue._take()
@@ -93,12 +98,16 @@ class MemoryConsumer:
 
 
 class MemoryQueue:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or SystemClock()
+        # Delayed messages: (due, sequence, body, priority), earliest first.
+        self._delayed: list[tuple[datetime, int, bytes, int]] = []
+        self._sequence = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
         # One FIFO per priority, index = priority: (body, redelivered).
         self._ready: list[deque[tuple[bytes, bool]]] = [deque() for _ in range(MAX_PRIORITY + 1)]
         self._changed: asyncio.Condition | None = None
         self._tags = itertools.count(1)
-        self._timers: set[asyncio.TimerHandle] = set()
         self._notifiers: set[asyncio.Task[None]] = set()
         self.available = True
         self.published = 0
@@ -147,9 +156,34 @@ class MemoryQueue:
         """Nothing to connect; present so every adapter has the same lifecycle."""
 
     async def close(self) -> None:
-        for handle in self._timers:
-            handle.cancel()
-        self._timers.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    @property
+    def delayed(self) -> int:
+        """Messages published with a delay that is not over yet."""
+        return len(self._delayed)
+
+    def release_due(self) -> int:
+        """Make the delayed messages that are due by the clock visible; how many were."""
+        now = self._clock.now()
+        released = 0
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, body, priority = heapq.heappop(self._delayed)
+            self._enqueue(body, priority)
+            released += 1
+        self._schedule()
+        return released
+
+    def _schedule(self) -> None:
+        """A timer for the earliest delayed message, in case nobody asks before it is due."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._delayed:
+            wait = (self._delayed[0][0] - self._clock.now()).total_seconds()
+            self._timer = asyncio.get_running_loop().call_later(max(wait, 0.0), self.release_due)
 
     async def ping(self) -> None:
         if not self.available:
@@ -159,19 +193,11 @@ class MemoryQueue:
         if not self.available:
             raise QueueUnavailable("memory queue switched off")
         self.published += 1
-        seconds = delay.total_seconds() if delay else 0.0
-        if seconds <= 0:
+        if delay is None or delay.total_seconds() <= 0:
             self._enqueue(body, priority)
             return
-        loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle
-
-        def due() -> None:
-            self._timers.discard(handle)
-            self._enqueue(body, priority)
-
-        handle = loop.call_later(seconds, due)
-        self._timers.add(handle)
+        heapq.heappush(self._delayed, (self._clock.now() + delay, next(self._sequence), body, priority))
+        self._schedule()
 
     @asynccontextmanager
     async def consume(self, prefetch: int) -> AsyncIterator[MemoryConsumer]:

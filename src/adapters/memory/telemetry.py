@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Literal
 
-from taskcore.telemetry import DeadLetterReason, Recovery, Verdict
+from taskcore.ports.telemetry import DeadLetterReason, Recovery, Verdict
 
 
 class MemoryTelemetry:

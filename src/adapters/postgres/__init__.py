@@ -1,12 +1,27 @@
-"""The PostgreSQL adapter: the task repository and the schema migrations.
+"""The PostgreSQL adapter: the task table's statements and the schema migrations.
 
-Nothing here connects at import: build a ``PostgresRepository`` with plain
-values, ``await open()`` it at start-up and ``await close()`` it at shutdown;
-run ``await migrate(url)`` before the processes start.
+Nothing here connects at import: build a ``PostgresDatabase`` with plain
+values and the per-port adapters over it (``PostgresTasks``,
+``PostgresRecovery``, ``PostgresDashboard``, ``PostgresWorkers``), ``await
+open()`` the database at start-up and ``await close()`` it at shutdown; run
+``await migrate(url)`` before the processes start.
 """
 
+from taskcore.adapters.postgres.dashboard import PostgresDashboard, PostgresWorkers
+from taskcore.adapters.postgres.database import PostgresDatabase
 from taskcore.adapters.postgres.errors import RepositoryError
 from taskcore.adapters.postgres.migrate import Migration, migrate, migration_files
-from taskcore.adapters.postgres.repository import PostgresRepository
+from taskcore.adapters.postgres.recovery import PostgresRecovery
+from taskcore.adapters.postgres.tasks import PostgresTasks
 
-__all__ = ["Migration", "PostgresRepository", "RepositoryError", "migrate", "migration_files"]
+__all__ = [
+    "Migration",
+    "PostgresDashboard",
+    "PostgresDatabase",
+    "PostgresRecovery",
+    "PostgresTasks",
+    "PostgresWorkers",
+    "RepositoryError",
+    "migrate",
+    "migration_files",
+]

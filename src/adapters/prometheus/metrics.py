@@ -27,7 +27,7 @@ from typing import Literal
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
 
-from taskcore.telemetry import DeadLetterReason, Recovery, Verdict
+from taskcore.ports.telemetry import DeadLetterReason, Recovery, Verdict
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -132,7 +132,7 @@ class Metrics:
 
 
 class PrometheusTelemetry:
-    """Implements ``taskcore.telemetry.Telemetry``, plus the queue depths the
+    """Implements every telemetry port of ``taskcore.ports.telemetry``, plus the queue depths the
     poller reads."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:

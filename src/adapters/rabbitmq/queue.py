@@ -35,6 +35,7 @@ from taskcore.adapters.rabbitmq import topology
 from taskcore.adapters.rabbitmq.consumer import RabbitConsumer
 from taskcore.adapters.rabbitmq.errors import BROKER_ERRORS, broker_errors
 from taskcore.errors import QueueUnavailable
+from taskcore.model.task import MAX_PRIORITY
 
 log = logging.getLogger("taskcore.adapters.rabbitmq")
 
@@ -145,7 +146,7 @@ class RabbitQueue:
         if loop.time() < self._silent_until:
             raise QueueUnavailable("the broker stopped confirming; publishing paused briefly")
         try:
-            await self._publish(channel, body, delay, min(max(priority, 0), topology.MAX_PRIORITY))
+            await self._publish(channel, body, delay, min(max(priority, 0), MAX_PRIORITY))
         except QueueUnavailable:
             self._silent_until = loop.time() + self._publish_timeout_s
             raise

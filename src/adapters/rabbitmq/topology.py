@@ -24,10 +24,11 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from taskcore.model.task import MAX_PRIORITY
+
 # Messages carry their task's priority (0 to 9). Declared from the start:
 # RabbitMQ cannot add x-max-priority to an existing queue.
-MAX_PRIORITY = 9
-WORK_QUEUE_ARGUMENTS: dict[str, Any] = {"x-max-priority": MAX_PRIORITY}
+WORK_QUEUE_ARGUMENTS: dict[str, Any] = {"x-max-priority": MAX_PRIORITY}  # the core's bound
 
 REASON_HEADER = "x-taskcore-reason"
 

@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from taskcore.changes import TaskChange, decode_changes, encode_changes
 from taskcore.errors import ChangeFeedUnavailable, ConfigurationError
+from taskcore.model.changes import TaskChange, decode_changes, encode_changes
 
 log = logging.getLogger("taskcore.changes.redis")
 

@@ -15,6 +15,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Middleware
 
+from taskcore.dashboard.stats import StatsService
 from taskcore.entrypoints.container import Container
 from taskcore.entrypoints.http.auth import jwt_middleware
 from taskcore.entrypoints.http.auth_config import AuthMode, build_verifier
@@ -27,7 +28,6 @@ from taskcore.entrypoints.http.request_id import RequestIdPlugin
 from taskcore.entrypoints.http.submit_schema import SubmitBodySchemaPlugin
 from taskcore.entrypoints.http.tasks_controller import TaskController, TaskEndpoints
 from taskcore.entrypoints.lifecycle import dependencies, open_resources
-from taskcore.stats import StatsService
 
 log = logging.getLogger("taskcore.http")
 
@@ -59,7 +59,11 @@ def create_app(
 
     def provide_tasks() -> TaskEndpoints:
         # Built on first use (tests override providers after create_app), then cached by Litestar.
-        return TaskEndpoints(service=container.service(), watcher=container.watcher())
+        return TaskEndpoints(
+            service=container.service(),
+            listing=container.tasks(),
+            watcher=container.watcher(),
+        )
 
     def provide_stats() -> StatsService:
         return container.stats()

@@ -13,7 +13,7 @@ from datetime import datetime
 import msgspec
 
 from taskcore.errors import InvalidInput
-from taskcore.task import Task
+from taskcore.model.task import Task
 
 
 class _Position(msgspec.Struct, array_like=True, frozen=True):

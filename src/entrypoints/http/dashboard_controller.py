@@ -18,11 +18,12 @@ import msgspec
 from litestar import Controller, MediaType, Response, get
 from litestar.di import NamedDependency
 
+from taskcore.dashboard.stats import StatsService
 from taskcore.entrypoints.http.auth import READ, authorized
 from taskcore.entrypoints.http.tasks_controller import AUTH, AnyRequest, problems
-from taskcore.presence import WorkerReport
-from taskcore.stats import MinuteStats, Stats, StatsService
-from taskcore.task import Task
+from taskcore.model.stats import MinuteStats, Stats
+from taskcore.model.task import Task
+from taskcore.model.workers import WorkerReport
 
 Service = NamedDependency[StatsService]
 

@@ -23,7 +23,7 @@ from taskcore.errors import (
     UnknownTaskType,
     UnstorableValue,
 )
-from taskcore.idempotency import IdempotencyConflict
+from taskcore.model.idempotency import IdempotencyConflict
 
 log = logging.getLogger("taskcore.http")
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import msgspec
 
 from taskcore.errors import InvalidInput
-from taskcore.status import TaskStatus
-from taskcore.task import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Task
+from taskcore.model.status import TaskStatus
+from taskcore.model.task import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Task
 
 MAX_DELAY_S = 366 * 86_400
 # Later run_at values count as this one, so that adding seconds to it (the

@@ -25,7 +25,7 @@ from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 
 from taskcore.entrypoints.http.schemas import SubmitTask
-from taskcore.registry import HandlerRegistry
+from taskcore.handlers.registry import HandlerRegistry
 
 if TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator

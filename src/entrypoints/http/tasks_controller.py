@@ -1,4 +1,4 @@
-"""``/tasks``: submit, read, list, cancel and re-queue.
+"""``/tasks``: submit, read, list, cancel and retry.
 
 Every route acts for the calling principal: it only ever sees its own tasks
 (another owner's id is a 404, exactly like a missing one) unless its token
@@ -24,18 +24,23 @@ from taskcore.entrypoints.http.auth import READ, WRITE, authorized
 from taskcore.entrypoints.http.cursor import decode_cursor, encode_cursor
 from taskcore.entrypoints.http.problems import PROBLEM_JSON
 from taskcore.entrypoints.http.schemas import Problem, SubmitTask, TaskPage, TaskView
-from taskcore.query import TaskQuery
-from taskcore.service import TaskService
-from taskcore.status import TaskStatus
-from taskcore.task import Task
-from taskcore.waiting import TaskWatcher
+from taskcore.model.query import TaskQuery
+from taskcore.model.status import TaskStatus
+from taskcore.model.task import MAX_TASK_ID, Task
+from taskcore.ports import TaskFinder
+from taskcore.submit.service import TaskService
+from taskcore.submit.waiting import TaskWatcher
 
-MAX_ID = 2**63 - 1
 _VIEW_ENCODER = msgspec.json.Encoder()
 # schema_extra: without it the bound is published as a float (9.223372036854776e+18).
 TaskId = Annotated[
     int,
-    Parameter(ge=1, le=MAX_ID, description="The task's id.", schema_extra={"minimum": 1, "maximum": MAX_ID}),
+    Parameter(
+        ge=1,
+        le=MAX_TASK_ID,
+        description="The task's id.",
+        schema_extra={"minimum": 1, "maximum": MAX_TASK_ID},
+    ),
 ]
 
 
@@ -66,6 +71,7 @@ class TaskEndpoints:
     copies the route handler for every guard call)."""
 
     service: TaskService
+    listing: TaskFinder
     watcher: TaskWatcher
 
 
@@ -216,8 +222,8 @@ class TaskController(Controller):
             HeaderParameter(
                 name="Last-Event-ID",
                 ge=0,
-                le=MAX_ID,
-                schema_extra={"minimum": 0, "maximum": MAX_ID},
+                le=MAX_TASK_ID,
+                schema_extra={"minimum": 0, "maximum": MAX_TASK_ID},
                 description="The last event's id (a version): resume after it.",
             ),
         ] = None,
@@ -259,7 +265,7 @@ class TaskController(Controller):
         ] = None,
     ) -> TaskPage:
         """Keyset pages on (created_at, id): stable while tasks are added.
-        ``next_cursor`` is null on the last page. FAILED tasks can be re-queued
+        ``next_cursor`` is null on the last page. FAILED tasks can be run again
         with ``POST /tasks/{id}/retry``."""
         caller = authorized(request, READ)
         query = TaskQuery(
@@ -269,7 +275,7 @@ class TaskController(Controller):
             limit=limit + 1,  # one more tells whether another page exists
             before=decode_cursor(cursor) if cursor else None,
         )
-        found = await tasks.service.find(query)
+        found = await tasks.listing.find(query)
         page, more = found[:limit], len(found) > limit
         return TaskPage(
             items=[TaskView.of(t) for t in page], next_cursor=encode_cursor(page[-1]) if more else None
@@ -296,4 +302,4 @@ class TaskController(Controller):
     async def retry(self, task_id: TaskId, request: AnyRequest, tasks: Tasks) -> TaskView:
         """Runs it again with a fresh set of attempts; 409 in any other status."""
         caller = authorized(request, WRITE)
-        return TaskView.of(await tasks.service.requeue(task_id, owner=caller.owner_filter))
+        return TaskView.of(await tasks.service.retry(task_id, owner=caller.owner_filter))

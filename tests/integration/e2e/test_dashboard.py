@@ -81,7 +81,7 @@ def counts(stack: Stack, headers: dict[str, str]) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(180)
-def test_the_dashboard_shows_the_system_and_requeues_a_failure(stack: Stack, tmp_path: Path) -> None:
+def test_the_dashboard_shows_the_system_and_retries_a_failure(stack: Stack, tmp_path: Path) -> None:
     sync_playwright = require_browser()
     from playwright.sync_api import expect
 
@@ -153,13 +153,13 @@ def test_the_dashboard_shows_the_system_and_requeues_a_failure(stack: Stack, tmp
                 docs.parent.mkdir(exist_ok=True)
                 shutil.copyfile(out / "dashboard.png", docs)
 
-            # the button re-queues it; the fourth run succeeds
-            failure.locator("button.requeue").click()
-            expect(page.locator("#notice")).to_contain_text(f"task #{failed_id} re-queued")
+            # the button retries it; the fourth run succeeds
+            failure.locator("button.retry").click()
+            expect(page.locator("#notice")).to_contain_text(f"task #{failed_id} retried")
             expect(page.locator("#count-COMPLETED")).to_have_text("7", timeout=WAIT_MS)
             expect(page.locator("#count-FAILED")).to_have_text("0")
             expect(failure).to_have_count(0)
-            page.screenshot(path=str(out / "dashboard-requeued.png"), full_page=True)
+            page.screenshot(path=str(out / "dashboard-retried.png"), full_page=True)
 
             assert errors == []
             # everything the page loaded came from the API itself

@@ -376,7 +376,7 @@ def test_a_task_that_kills_its_worker_fails_after_max_attempts_and_others_comple
     raises=AssertionError,
     reason=(
         "a task that kills its worker uses up the attempts of every task running beside it:"
-        " Sweeper.sweep_once (src/taskcore/sweeper.py) releases each lapsed lease with"
+        " Sweeper.sweep_once (src/taskcore/work/sweeper.py) releases each lapsed lease with"
         " Task.release (src/taskcore/task.py), which counts the attempt 'so a task that keeps"
         " killing its worker ends FAILED'. It cannot tell the killer from its victims, so a"
         " healthy task that ran beside the poison task on each of the workers it killed ends"

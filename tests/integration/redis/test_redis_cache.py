@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from taskcore.adapters.redis import BreakerState, RedisCache
 from taskcore.adapters.redis.cache import encode_entry
-from taskcore.status import TaskStatus
+from taskcore.model.status import TaskStatus
 from tests.contracts.cache import CacheContract, MakeTask, task_factory
 from tests.integration.redis.conftest import OpenCache
 from tests.integration.redis_servers import RedisServer

@@ -72,7 +72,7 @@
     return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
-  // The last refresh in #status; the last action (a re-queue) in #notice, which refreshes leave alone.
+  // The last refresh in #status; the last action (a retry) in #notice, which refreshes leave alone.
   function setStatus(text, kind, id = "status") {
     const status = $(id);
     status.textContent = text;
@@ -122,9 +122,9 @@
       ...failures.map((task) => {
         const button = document.createElement("button");
         button.type = "button";
-        button.className = "requeue";
-        button.textContent = "Re-queue";
-        button.addEventListener("click", () => requeue(task.id, button));
+        button.className = "retry";
+        button.textContent = "Retry";
+        button.addEventListener("click", () => retry(task.id, button));
         const error = document.createElement("span");
         error.className = "error";
         error.textContent = task.error || "";
@@ -275,14 +275,14 @@
     timer = setTimeout(tick, POLL_MS);
   }
 
-  async function requeue(id, button) {
+  async function retry(id, button) {
     button.disabled = true;
     try {
       const task = await api("POST", `/tasks/${id}/retry`);
-      setStatus(`task #${id} re-queued: ${task.status}`, "ok", "notice");
+      setStatus(`task #${id} retried: ${task.status}`, "ok", "notice");
     } catch (error) {
       button.disabled = false;
-      setStatus(`re-queue of #${id} failed: ${error.message}`, "error", "notice");
+      setStatus(`retry of #${id} failed: ${error.message}`, "error", "notice");
       return;
     }
     await refresh();

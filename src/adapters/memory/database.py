@@ -1,0 +1,59 @@
+"""The memory adapters' shared state: the tables, as dicts a test can read.
+
+``MemoryDatabase`` is what the PostgreSQL database is to its adapters: one
+state behind the per-port views (``MemoryTasks``, ``MemoryRecovery``,
+``MemoryDashboard``, ``MemoryWorkers``). ``available = False`` makes every
+view fail like an unreachable database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from taskcore.errors import RepositoryUnavailable, UnstorableValue
+from taskcore.model.task import Task
+from taskcore.model.workers import WorkerReport
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class MemoryDatabase:
+    def __init__(self) -> None:
+        self.tasks: dict[int, Task] = {}
+        self.dispatched_at: dict[int, datetime] = {}
+        self.idempotency_keys: dict[tuple[str, str], tuple[str, int, datetime]] = {}
+        self.workers: dict[str, WorkerReport] = {}
+        self.available = True
+        self._next_id = 1
+
+    async def open(self) -> None:
+        """Nothing to connect; present so every adapter has the same lifecycle."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def ping(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        if not self.available:
+            raise RepositoryUnavailable("memory repository switched off")
+
+    @staticmethod
+    def storable(*values: Any) -> None:
+        """Refuse what PostgreSQL would refuse, so dev mode and tests fail alike."""
+        if any(_has_nul(value) for value in values):
+            raise UnstorableValue("a NUL character cannot be stored")
+
+    def next_id(self) -> int:
+        task_id, self._next_id = self._next_id, self._next_id + 1
+        return task_id

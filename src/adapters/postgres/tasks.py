@@ -1,0 +1,259 @@
+"""Task statements on PostgreSQL: store, read, claim, renew and save transitions.
+
+Implements the core's ``TaskStore``, ``TaskFinder``, ``AttemptStore``,
+``TransitionStore`` and ``DispatchLog``. Every write goes to the primary;
+``get`` and ``find`` may go to a read replica, which can lag behind: the core
+only reads there to answer clients, never to decide a transition.
+Concurrency is guarded in SQL (the conditional UPDATEs in ``queries.sql``);
+the rules themselves live on ``Task``.
+
+Concurrent adds, claims and saves are coalesced into one statement each
+(``taskcore.adapters.batching``), which is where most of the throughput
+under load comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
+
+from taskcore.adapters.batching import Coalescer
+from taskcore.adapters.postgres.database import Connection, PostgresDatabase
+from taskcore.adapters.postgres.rows import task_row
+from taskcore.adapters.postgres.sql import queries
+from taskcore.errors import RepositoryUnavailable, ServiceUnavailable, TaskcoreError
+from taskcore.model.idempotency import AddedOnce, IdempotencyKey
+from taskcore.model.query import TaskQuery
+from taskcore.model.task import MAX_TASK_ID, NewTask, Task
+
+Claim = tuple[int, datetime, timedelta]
+
+
+def _add_params(new: NewTask) -> dict[str, Any]:
+    return {
+        "type": new.type,
+        "input": Jsonb(new.input),
+        "max_attempts": new.max_attempts,
+        "created_at": new.created_at,
+        "run_at": new.run_at,
+        "owner": new.owner,
+        "priority": new.priority,
+    }
+
+
+def _save_params(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "status": task.status.value,
+        # A missing result is SQL NULL, so ``result IS NULL`` means "none" in ad hoc queries.
+        "result": None if task.result is None else Jsonb(task.result),
+        "error": task.error,
+        "attempts": task.attempts,
+        "run_at": task.run_at,
+        "lease_until": task.lease_until,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "updated_at": task.updated_at,
+        "version": task.version,
+    }
+
+
+def _columns(rows: list[dict[str, Any]], names: dict[str, str]) -> dict[str, list[Any]]:
+    """Per-row parameters as one array per column, for an ``unnest`` statement."""
+    return {plural: [row[name] for row in rows] for plural, name in names.items()}
+
+
+_ADD_COLUMNS = {
+    "types": "type",
+    "inputs": "input",
+    "max_attempts": "max_attempts",
+    "created_at": "created_at",
+    "run_at": "run_at",
+    "owners": "owner",
+    "priorities": "priority",
+}
+_SAVE_COLUMNS = {
+    "ids": "id",
+    "statuses": "status",
+    "results": "result",
+    "errors": "error",
+    "attempts": "attempts",
+    "run_at": "run_at",
+    "lease_until": "lease_until",
+    "started_at": "started_at",
+    "finished_at": "finished_at",
+    "updated_at": "updated_at",
+    "versions": "version",
+}
+
+
+class PostgresTasks:
+    def __init__(self, database: PostgresDatabase, *, batch_linger_s: float = 0.0) -> None:
+        """``batch_linger_s``: how long concurrent adds, claims and verdicts
+        wait for company under load before their statement goes (``taskcore.adapters.batching``)."""
+        self._db = database
+        linger = batch_linger_s
+        self._adds: Coalescer[NewTask, Task] = Coalescer(
+            self._add_batch, linger_s=linger, name="taskcore-add-tasks"
+        )
+        self._saves: Coalescer[Task, bool] = Coalescer(
+            self._save_batch, linger_s=linger, name="taskcore-save-tasks"
+        )
+        self._claims: Coalescer[Claim, Task | None] = Coalescer(
+            self._claim_batch, linger_s=linger, name="taskcore-claim-tasks"
+        )
+
+    async def add(self, new: NewTask) -> Task:
+        return await self._adds.call(new)
+
+    async def _add_batch(self, news: list[NewTask]) -> list[Task | BaseException]:
+        """Concurrent adds as one INSERT. If the batch is refused for the data
+        of one of its tasks (a value PostgreSQL cannot store), each task is
+        added on its own, so only that one fails."""
+        if len(news) == 1:
+            return [await self._add_one(news[0])]
+        params = _columns([_add_params(new) for new in news], _ADD_COLUMNS)
+        try:
+            return list(
+                await self._db.run("add_tasks", params, action=f"add {len(news)} tasks", rows=task_row)
+            )
+        except ServiceUnavailable:
+            raise
+        except TaskcoreError:
+            return list(await asyncio.gather(*(self._add_one(new) for new in news), return_exceptions=True))
+
+    async def _add_one(self, new: NewTask) -> Task:
+        (task,) = await self._db.run("add_task", _add_params(new), action="add a task", rows=task_row)
+        return task
+
+    async def add_once(self, new: NewTask, key: IdempotencyKey) -> AddedOnce:
+        async def add(connection: Connection) -> AddedOnce:
+            return await _add_once_in(connection, new, key)
+
+        return await self._db.transaction(add, action="add a task under an idempotency key")
+
+    async def get(self, task_id: int, *, fresh: bool = False) -> Task | None:
+        tasks = await self._db.run(
+            "get_task", {"id": task_id}, action=f"read task {task_id}", rows=task_row, replica=not fresh
+        )
+        return tasks[0] if tasks else None
+
+    async def find(self, query: TaskQuery) -> list[Task]:
+        before_created, before_id = query.before if query.before else (None, None)
+        params = {
+            "owner": query.owner,
+            "status": query.status.value if query.status else None,
+            "type": query.type,
+            "before_created": before_created,
+            "before_id": before_id,
+            "limit": query.limit,
+        }
+        return await self._db.run("list_tasks", params, action="list tasks", rows=task_row, replica=True)
+
+    async def claim(self, task_id: int, now: datetime, lease: timedelta) -> Task | None:
+        return await self._claims.call((task_id, now, lease))
+
+    async def _claim_batch(self, claims: list[Claim]) -> list[Task | None]:
+        """Concurrent claims as one UPDATE, at the latest of their clock readings.
+        The lease end is computed as Task.claim computes it (in SQL, adding an
+        interval with days follows the session time zone's calendar across DST).
+        Of two claims of one task in a batch, the first gets it, as the row
+        lock would decide between two statements."""
+        now = max(claimed_at for _, claimed_at, _ in claims)
+        params = {
+            # An id beyond bigint names no task; in the array it would fail the whole batch's cast.
+            "ids": list({task_id for task_id, _, _ in claims if task_id <= MAX_TASK_ID}),
+            "now": now,
+            "lease_until": max(now + lease for _, _, lease in claims),
+        }
+        claimed = await self._db.run(
+            "claim_tasks", params, action=f"claim {len(claims)} tasks", rows=task_row
+        )
+        by_id = {task.id: task for task in claimed}
+        return [by_id.pop(task_id, None) for task_id, _, _ in claims]
+
+    async def save(self, task: Task) -> bool:
+        return await self._saves.call(task)
+
+    async def _save_one(self, task: Task) -> bool:
+        return await self._db.run("save_task", _save_params(task), action=f"save task {task.id}") == 1
+
+    async def _save_batch(self, tasks: list[Task]) -> list[bool | BaseException]:
+        """Concurrent saves as few UPDATEs as their ids allow: a task saved twice
+        in one batch goes in a later statement, so its second transition sees
+        the first one's version, as two statements in a row would. A statement
+        refused for one task's data is retried task by task."""
+        outcomes: list[bool | BaseException] = [False] * len(tasks)
+        remaining = list(range(len(tasks)))
+        while remaining:
+            seen: set[int] = set()
+            now: list[int] = []
+            later: list[int] = []
+            for index in remaining:
+                (later if tasks[index].id in seen else now).append(index)
+                seen.add(tasks[index].id)
+            for index, result in zip(now, await self._save_distinct([tasks[i] for i in now]), strict=True):
+                outcomes[index] = result
+            remaining = later
+        return outcomes
+
+    async def _save_distinct(self, batch: list[Task]) -> list[bool | BaseException]:
+        if len(batch) == 1:
+            return [await self._save_one(batch[0])]
+        params = _columns([_save_params(task) for task in batch], _SAVE_COLUMNS)
+        try:
+            saved = await self._db.run(
+                "save_tasks", params, action=f"save {len(batch)} tasks", rows=tuple_row
+            )
+        except ServiceUnavailable:
+            raise
+        except TaskcoreError:
+            return list(
+                await asyncio.gather(*(self._save_one(task) for task in batch), return_exceptions=True)
+            )
+        ids = {row[0] for row in saved}
+        return [task.id in ids for task in batch]
+
+    async def renew_lease(self, task_id: int, version: int, lease_until: datetime) -> bool:
+        params = {"id": task_id, "version": version, "lease_until": lease_until}
+        return await self._db.run("renew_lease", params, action=f"renew the lease of task {task_id}") == 1
+
+    async def mark_dispatched(self, task_ids: Sequence[int], at: datetime) -> None:
+        if task_ids:
+            params = {"ids": list(task_ids), "at": at}
+            await self._db.run("mark_dispatched", params, action="mark tasks dispatched")
+
+
+async def _add_once_in(connection: Connection, new: NewTask, key: IdempotencyKey) -> AddedOnce:
+    """Take the key and add the task, or find the task the key made before: one transaction."""
+    slot = {"owner": new.owner or "", "key": key.key}
+    claimed = await connection.execute(
+        queries["claim_idempotency_key"],
+        {
+            **slot,
+            "request_hash": key.request_hash,
+            "now": new.created_at,
+            "expired_before": key.expired_before,
+        },
+    )
+    if await claimed.fetchone() is None:
+        used = await (await connection.execute(queries["get_idempotency_key"], slot)).fetchone()
+        if used is None or used[1] is None:  # expired and purged meanwhile: rare, retryable
+            raise RepositoryUnavailable("the idempotency key changed concurrently; try again")
+        async with connection.cursor(row_factory=task_row) as cursor:
+            await cursor.execute(queries["get_task"], {"id": used[1]})
+            original = await cursor.fetchone()
+        if original is None:
+            raise RepositoryUnavailable("the idempotency key's task is gone; try again")
+        return AddedOnce(original, created=False, request_hash=used[0])
+    async with connection.cursor(row_factory=task_row) as cursor:
+        await cursor.execute(queries["add_task"], _add_params(new))
+        task = await cursor.fetchone()
+    assert task is not None
+    await connection.execute(queries["link_idempotency_key"], {**slot, "task_id": task.id})
+    return AddedOnce(task, created=True, request_hash=key.request_hash)

@@ -1,0 +1,1 @@
+"""What people look at: one snapshot of what the system is doing."""

@@ -1,0 +1,1 @@
+"""Task types: the handlers a deployment registers, and the built-in ones."""

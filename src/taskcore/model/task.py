@@ -1,0 +1,189 @@
+"""The task entity: its fields and the only legal ways its status can change.
+
+Transitions are methods that return a new ``Task`` with ``version`` bumped by
+one, or raise ``InvalidTransition``. Repositories persist a transition with a
+compare-and-set on the previous version, so the rules live here and storage
+only guards against concurrent writers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from taskcore.errors import InvalidInput, InvalidTransition
+from taskcore.model.status import TaskStatus
+
+MIN_PRIORITY = 0
+MAX_PRIORITY = 9  # the broker's work queue is declared with this x-max-priority
+DEFAULT_PRIORITY = 0
+
+MAX_TASK_ID = 2**63 - 1
+"""Ids are PostgreSQL ``bigint``s: a larger number names no task (a poison message can carry one)."""
+
+
+def check_priority(priority: object) -> int:
+    """``priority`` if it is an int from 0 to 9 (higher runs first), else ``InvalidInput``."""
+    if type(priority) is not int or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise InvalidInput(
+            f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY}, got {priority!r}",
+            priority=priority,
+        )
+    return priority
+
+
+class NewTask(msgspec.Struct, frozen=True, kw_only=True):
+    """What the repository needs to store a freshly submitted task."""
+
+    type: str
+    input: Any
+    max_attempts: int
+    run_at: datetime
+    created_at: datetime
+    owner: str | None = None
+    priority: int = DEFAULT_PRIORITY
+
+    def __post_init__(self) -> None:
+        check_priority(self.priority)
+
+
+class Task(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    type: str
+    input: Any
+    status: TaskStatus
+    result: Any = None
+    error: str | None = None
+    attempts: int = 0
+    max_attempts: int = 3
+    version: int = 1
+    created_at: datetime
+    updated_at: datetime
+    run_at: datetime
+    lease_until: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    owner: str | None = None
+    priority: int = DEFAULT_PRIORITY  # 0 to 9, higher runs first; kept by retries and re-dispatches
+
+    @classmethod
+    def created(cls, task_id: int, new: NewTask) -> Task:
+        return cls(
+            id=task_id,
+            type=new.type,
+            input=new.input,
+            status=TaskStatus.PENDING,
+            max_attempts=new.max_attempts,
+            created_at=new.created_at,
+            updated_at=new.created_at,
+            run_at=new.run_at,
+            owner=new.owner,
+            priority=new.priority,
+        )
+
+    def visible_to(self, owner: str | None) -> bool:
+        """``owner=None`` sees every task (auth off, or an admin)."""
+        return owner is None or self.owner == owner
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
+
+    def is_due(self, now: datetime) -> bool:
+        return self.status is TaskStatus.PENDING and self.run_at <= now
+
+    def _require(self, action: str, *allowed: TaskStatus) -> None:
+        if self.status not in allowed:
+            raise InvalidTransition(
+                f"cannot {action} task {self.id}: it is {self.status.value}",
+                task_id=self.id,
+                status=self.status,
+            )
+
+    def _next(self, now: datetime, **changes: Any) -> Task:
+        return msgspec.structs.replace(self, version=self.version + 1, updated_at=now, **changes)
+
+    def claim(self, now: datetime, lease: timedelta) -> Task:
+        """Start an attempt. The attempt is counted here, at the claim, so a
+        handler that kills its worker still uses up its attempts."""
+        self._require("claim", TaskStatus.PENDING)
+        return self._next(
+            now,
+            status=TaskStatus.PROCESSING,
+            attempts=self.attempts + 1,
+            lease_until=now + lease,
+            started_at=now,
+        )
+
+    def complete(self, result: Any, now: datetime) -> Task:
+        self._require("complete", TaskStatus.PROCESSING)
+        return self._next(
+            now,
+            status=TaskStatus.COMPLETED,
+            result=result,
+            error=None,
+            lease_until=None,
+            finished_at=now,
+        )
+
+    def fail(self, error: str, now: datetime, retry_in: timedelta | None) -> Task:
+        """End the current attempt with an error: back to PENDING at
+        ``now + retry_in`` while attempts remain, otherwise FAILED."""
+        self._require("fail", TaskStatus.PROCESSING)
+        if retry_in is not None and self.attempts < self.max_attempts:
+            return self._next(
+                now,
+                status=TaskStatus.PENDING,
+                error=error,
+                lease_until=None,
+                run_at=now + retry_in,
+            )
+        return self._next(
+            now,
+            status=TaskStatus.FAILED,
+            error=error,
+            lease_until=None,
+            finished_at=now,
+        )
+
+    def release(self, now: datetime, error: str) -> Task:
+        """End an attempt whose lease lapsed (its worker died or was cut off),
+        without a verdict. The attempt still counts, so a task that keeps killing its
+        worker ends FAILED instead of looping forever."""
+        self._require("release", TaskStatus.PROCESSING)
+        if self.attempts < self.max_attempts:
+            return self._next(now, status=TaskStatus.PENDING, error=error, lease_until=None, run_at=now)
+        return self._next(now, status=TaskStatus.FAILED, error=error, lease_until=None, finished_at=now)
+
+    def unclaim(self, now: datetime) -> Task:
+        """Undo a claim whose handler was interrupted by a graceful shutdown:
+        the attempt is not counted, since the handler did not fail."""
+        self._require("unclaim", TaskStatus.PROCESSING)
+        return self._next(
+            now,
+            status=TaskStatus.PENDING,
+            attempts=max(self.attempts - 1, 0),
+            lease_until=None,
+            started_at=None,
+            run_at=now,
+        )
+
+    def cancel(self, now: datetime) -> Task:
+        self._require("cancel", TaskStatus.PENDING, TaskStatus.PROCESSING)
+        return self._next(now, status=TaskStatus.CANCELLED, lease_until=None, finished_at=now)
+
+    def retry(self, now: datetime) -> Task:
+        """Give a FAILED or CANCELLED task a fresh set of attempts."""
+        self._require("retry", TaskStatus.FAILED, TaskStatus.CANCELLED)
+        return self._next(
+            now,
+            status=TaskStatus.PENDING,
+            attempts=0,
+            error=None,
+            result=None,
+            run_at=now,
+            started_at=None,
+            finished_at=None,
+        )

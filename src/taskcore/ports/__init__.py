@@ -1,0 +1,47 @@
+"""The ports the core needs from the outside world, as small async Protocols.
+
+They are phrased as use cases ("claim this task"), not storage primitives, and
+split by who calls them, so each use case takes only what it uses and a new
+capability adds a port rather than widening one. The records they exchange
+live below them, in ``taskcore.model``. Adapters raise only taskcore errors
+(``RepositoryUnavailable``, ``QueueUnavailable``, ``CacheUnavailable``), never
+their driver's.
+"""
+
+from taskcore.ports.broker import Consumer, Delivery, TaskQueue
+from taskcore.ports.cache import ChangeFeed, TaskCache
+from taskcore.ports.clock import Clock
+from taskcore.ports.dashboard import DashboardReads, QueueDepths, WorkerRoster
+from taskcore.ports.tasks import (
+    AttemptStore,
+    DispatchLog,
+    RecoveryStore,
+    TaskFinder,
+    TaskReader,
+    TaskStore,
+    TransitionStore,
+)
+from taskcore.ports.telemetry import CacheTelemetry, RecoveryTelemetry, SubmitTelemetry, WorkTelemetry
+
+__all__ = [
+    "AttemptStore",
+    "CacheTelemetry",
+    "ChangeFeed",
+    "Clock",
+    "Consumer",
+    "DashboardReads",
+    "Delivery",
+    "DispatchLog",
+    "QueueDepths",
+    "RecoveryStore",
+    "RecoveryTelemetry",
+    "SubmitTelemetry",
+    "TaskCache",
+    "TaskFinder",
+    "TaskQueue",
+    "TaskReader",
+    "TaskStore",
+    "TransitionStore",
+    "WorkTelemetry",
+    "WorkerRoster",
+]

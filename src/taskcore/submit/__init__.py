@@ -1,0 +1,1 @@
+"""The submit/read path: what clients call (submit, read, wait, cancel, retry)."""

@@ -1,0 +1,1 @@
+"""The worker path: consume wake-ups, claim, run, record the verdict, recover."""

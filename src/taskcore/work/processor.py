@@ -1,0 +1,249 @@
+"""Processing one delivery: claim, run the handler, record the verdict, ack.
+
+The order is the delivery guarantee. The claim is one guarded write, so a
+duplicate message finds nothing to claim and is dropped. While the handler
+runs, a heartbeat renews the claim's lease; a renewal that fails means the
+task is no longer ours (cancelled, or released by a sweeper), so the handler
+is cancelled. The verdict is saved with a compare-and-set on the claimed
+version, so a worker that lost its task cannot overwrite a newer state. The
+message is acked only after the verdict is stored; if storing fails the
+message is requeued (given back to the broker for another consumer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+import logging
+import time
+from concurrent.futures import Executor
+from typing import Any
+
+import msgspec
+
+from taskcore.config import CoreConfig
+from taskcore.errors import InvalidInput, ServiceUnavailable, UnknownTaskType, UnstorableValue
+from taskcore.handlers.registry import Handler, HandlerRegistry
+from taskcore.model.messages import InvalidMessage, decode_task_message
+from taskcore.model.status import TaskStatus
+from taskcore.model.task import Task
+from taskcore.ports import AttemptStore, Clock, Delivery, WorkTelemetry
+from taskcore.telemetry import NoTelemetry
+from taskcore.transitions.writer import Transitions
+from taskcore.work import log_context
+
+log = logging.getLogger("taskcore.processor")
+
+
+class Outcome(enum.Enum):
+    COMPLETED = "completed"
+    RETRY_SCHEDULED = "retry_scheduled"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # duplicate, cancelled or not yet due: nothing to do
+    SUPERSEDED = "superseded"  # the task changed under us; our verdict was discarded
+    DEAD_LETTERED = "dead_lettered"
+    REQUEUED = "requeued"  # a backing service failed; the message goes back to the broker
+
+
+async def requeue_quietly(delivery: Delivery) -> None:
+    """Hand a delivery back; if even that fails, the broker redelivers it when the channel closes."""
+    try:
+        await delivery.requeue()
+    except Exception as exc:
+        log.warning("could not hand a delivery back: %s", exc)
+
+
+class _HandlerFailed(Exception):
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class _LeaseLost(Exception):
+    """The heartbeat found the task taken from this attempt."""
+
+
+class TaskProcessor:
+    def __init__(
+        self,
+        *,
+        attempts: AttemptStore,
+        transitions: Transitions,
+        clock: Clock,
+        registry: HandlerRegistry,
+        config: CoreConfig,
+        executor: Executor | None = None,
+        telemetry: WorkTelemetry | None = None,
+    ) -> None:
+        self._attempts = attempts
+        self._transitions = transitions
+        self._clock = clock
+        self._registry = registry
+        self._config = config
+        self._executor = executor
+        self._telemetry = telemetry or NoTelemetry()
+
+    async def process(self, delivery: Delivery) -> Outcome:
+        try:
+            task_id = decode_task_message(delivery.body)
+        except InvalidMessage as exc:
+            await delivery.dead_letter(str(exc))
+            self._telemetry.message_dead_lettered("invalid_message")
+            return Outcome.DEAD_LETTERED
+        with log_context.handling(task_id):
+            try:
+                return await self._process(task_id, delivery)
+            except asyncio.CancelledError:
+                await asyncio.shield(requeue_quietly(delivery))
+                raise
+            except ServiceUnavailable as exc:
+                log.warning("task %s requeued: %s", task_id, exc)
+                await delivery.requeue()
+                return Outcome.REQUEUED
+
+    async def _process(self, task_id: int, delivery: Delivery) -> Outcome:
+        now = self._clock.now()
+        claimed = await self._attempts.claim(task_id, now, self._config.lease)
+        if claimed is None:
+            return await self._settle_unclaimed(task_id, delivery)
+        log_context.claimed(claimed)
+        self._telemetry.task_claimed(claimed.type, max(0.0, (now - claimed.run_at).total_seconds()))
+        # The PROCESSING write-through goes out while the handler runs: the
+        # handler does not need it, and it is done before the verdict is
+        # stored, so the cache and the waiters see the states in order.
+        caching = asyncio.ensure_future(self._transitions.written(claimed))
+        started = time.perf_counter()
+        try:
+            verdict = await self._verdict(claimed)
+        except asyncio.CancelledError:
+            # Shutting down mid-run: undo the claim so the next worker claims
+            # it at once instead of waiting for the lease to lapse.
+            await asyncio.shield(self._unclaim(claimed, after=caching))
+            raise
+        except _LeaseLost:
+            await caching
+            log.info("task %s was cancelled or taken over while attempt %s ran", task_id, claimed.attempts)
+            await delivery.ack()
+            return Outcome.SUPERSEDED
+        await caching
+        self._telemetry.task_ran(claimed.type, time.perf_counter() - started)
+        # Storing the verdict and acking must not be torn apart by a
+        # cancellation (a drain that ran out of grace): the verdict is ready,
+        # so finishing the write and the ack is the clean way to stop.
+        recording = asyncio.ensure_future(self._record(claimed, verdict, delivery))
+        try:
+            return await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            return await recording
+
+    async def _unclaim(self, claimed: Task, *, after: asyncio.Future[None]) -> None:
+        """The delivery is requeued by ``process``: that message is the wake-up,
+        so the transition is recorded without publishing another."""
+        await asyncio.gather(after, return_exceptions=True)  # the PROCESSING write first
+        try:
+            await self._transitions.record(claimed.unclaim(self._clock.now()), publish=False)
+        except ServiceUnavailable as exc:
+            log.warning("task %s not unclaimed (%s); its lease will lapse", claimed.id, exc)
+
+    async def _settle_unclaimed(self, task_id: int, delivery: Delivery) -> Outcome:
+        current = await self._attempts.get(task_id, fresh=True)
+        if current is None:
+            await delivery.dead_letter(f"no task with id {task_id}")
+            self._telemetry.message_dead_lettered("unknown_task")
+            return Outcome.DEAD_LETTERED
+        # A redelivery after a worker died between its commit and its cache
+        # write: refresh the cache (version-guarded, so harmless otherwise).
+        await self._transitions.written(current)
+        await delivery.ack()
+        return Outcome.SKIPPED
+
+    async def _verdict(self, claimed: Task) -> Task:
+        try:
+            handler = self._registry.get(claimed.type)
+            value = handler.parse_input(claimed.input)
+        except (UnknownTaskType, InvalidInput) as exc:
+            return claimed.fail(str(exc), self._clock.now(), None)
+        try:
+            result = await self._run_with_heartbeat(claimed, handler, value)
+        except _HandlerFailed as exc:
+            policy = handler.retry or self._config.retry
+            retry_in = policy.delay(claimed.attempts) if exc.retryable else None
+            return claimed.fail(str(exc), self._clock.now(), retry_in)
+        return claimed.complete(result, self._clock.now())
+
+    async def _run_with_heartbeat(self, claimed: Task, handler: Handler, value: Any) -> Any:
+        run = asyncio.ensure_future(self._run(handler, value))
+        interval = self._config.lease_s / 3
+        try:
+            while True:
+                done, _ = await asyncio.wait({run}, timeout=interval)
+                if done:
+                    return run.result()
+                if not await self._renew(claimed):
+                    raise _LeaseLost
+        finally:
+            if not run.done():
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+
+    async def _renew(self, claimed: Task) -> bool:
+        lease_until = self._clock.now() + self._config.lease
+        try:
+            return await self._attempts.renew_lease(claimed.id, claimed.version, lease_until)
+        except ServiceUnavailable as exc:
+            # Keep running: the database may be back before the lease ends, and
+            # if it is not, the fenced verdict write protects the newer attempt.
+            log.warning("could not renew the lease of task %s: %s", claimed.id, exc)
+            return True
+
+    async def _run(self, handler: Handler, value: Any) -> Any:
+        timeout = handler.timeout_s or self._config.task_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                result = await self._call(handler, value)
+        except TimeoutError as exc:
+            raise _HandlerFailed(f"timed out after {timeout:g} s") from exc
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise _HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            return msgspec.to_builtins(result)
+        except TypeError as exc:
+            raise _HandlerFailed(f"result is not serialisable: {exc}", retryable=False) from exc
+
+    async def _call(self, handler: Handler, value: Any) -> Any:
+        if handler.is_async:
+            return await handler.call(value)
+        loop = asyncio.get_running_loop()
+        # The thread runs in a copy of this context, so the handler's log lines name the task.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, context.run, handler.fn, value)
+
+    async def _record(self, claimed: Task, verdict: Task, delivery: Delivery) -> Outcome:
+        try:
+            saved = await self._transitions.record(verdict)  # a retry's wake-up is delayed until run_at
+        except UnstorableValue as exc:
+            # The handler produced something the repository cannot hold: that is
+            # the handler's failure, final, not a reason to redeliver forever.
+            verdict = claimed.fail(f"the verdict cannot be stored: {exc}", self._clock.now(), None)
+            saved = await self._transitions.record(verdict)
+        if not saved:
+            log.info(
+                "task %s changed while running; result of attempt %s discarded", claimed.id, claimed.attempts
+            )
+            await delivery.ack()
+            return Outcome.SUPERSEDED
+        await delivery.ack()
+        if verdict.status is TaskStatus.COMPLETED:
+            self._telemetry.task_settled(verdict.type, "completed")
+            log.info("task %s completed on attempt %s", verdict.id, verdict.attempts)
+            return Outcome.COMPLETED
+        if verdict.status is TaskStatus.PENDING:
+            self._telemetry.task_settled(verdict.type, "retried")
+            log.info("task %s attempt %s failed, retrying: %s", verdict.id, verdict.attempts, verdict.error)
+            return Outcome.RETRY_SCHEDULED
+        self._telemetry.task_settled(verdict.type, "failed")
+        log.warning("task %s failed after %s attempts: %s", verdict.id, verdict.attempts, verdict.error)
+        return Outcome.FAILED

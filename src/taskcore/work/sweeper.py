@@ -1,0 +1,129 @@
+"""Finding work that fell through the cracks, and dispatching it again.
+
+Runs inside every worker. Two kinds of rows need it: PROCESSING tasks whose
+lease lapsed (their worker was killed or cut off) go back to PENDING, or to
+FAILED once their attempts are spent; PENDING tasks whose message was never
+confirmed (broker down at submit, API killed after the commit) are published
+again. It also forgets idempotency keys past their time, so that table
+stays the size of a day of keyed submits. Several sweepers at once are safe:
+each release is a compare-and-set
+on the row's version, and a duplicate message is dropped at the claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from taskcore.config import CoreConfig
+from taskcore.errors import ServiceUnavailable
+from taskcore.model.status import TaskStatus
+from taskcore.ports import Clock, RecoveryStore, RecoveryTelemetry
+from taskcore.ports.telemetry import Recovery
+from taskcore.telemetry import NoTelemetry
+from taskcore.transitions.writer import Transitions
+
+log = logging.getLogger("taskcore.sweeper")
+
+BATCH = 500
+KEY_BATCHES_PER_SWEEP = 20  # at most 10,000 expired keys deleted per sweep
+
+
+@dataclass
+class SweepReport:
+    released: int = 0
+    failed: int = 0
+    redispatched: int = 0
+    keys_forgotten: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.released or self.failed or self.redispatched or self.keys_forgotten)
+
+
+class Sweeper:
+    def __init__(
+        self,
+        *,
+        recovery: RecoveryStore,
+        transitions: Transitions,
+        clock: Clock,
+        config: CoreConfig,
+        telemetry: RecoveryTelemetry | None = None,
+    ) -> None:
+        self._recovery = recovery
+        self._transitions = transitions
+        self._clock = clock
+        self._config = config
+        self._telemetry = telemetry or NoTelemetry()
+
+    async def sweep_once(self) -> SweepReport:
+        report = SweepReport()
+        now = self._clock.now()
+        for task in await self._recovery.lapsed(now, BATCH):
+            released = task.release(now, f"attempt {task.attempts} abandoned: its lease expired")
+            if not await self._transitions.record(released):
+                continue  # its worker finished (or another sweeper won) meanwhile
+            if released.status is TaskStatus.FAILED:
+                report.failed += 1
+                self._telemetry.task_settled(released.type, "failed")
+                log.warning("task %s failed: attempts spent by workers that died", task.id)
+                continue
+            report.released += 1
+        config = self._config
+        for task in await self._recovery.undispatched(
+            unconfirmed_before=now - timedelta(seconds=config.redispatch_grace_s),
+            overdue_before=now - timedelta(seconds=config.redispatch_overdue_s),
+            limit=BATCH,
+        ):
+            if await self._transitions.republish(task):
+                report.redispatched += 1
+        await self._transitions.catch_up()
+        report.keys_forgotten = await self._forget_expired_keys(now)
+        recoveries: dict[Recovery, int] = {
+            "released": report.released,
+            "failed": report.failed,
+            "redispatched": report.redispatched,
+        }
+        for action, count in recoveries.items():
+            if count:
+                self._telemetry.tasks_recovered(action, count)
+        if report:
+            log.info(
+                "sweep: %d released, %d failed, %d dispatched again, %d expired idempotency keys forgotten",
+                report.released,
+                report.failed,
+                report.redispatched,
+                report.keys_forgotten,
+            )
+        return report
+
+    async def _forget_expired_keys(self, now: datetime) -> int:
+        """On its own: a database that fails here must not cost the sweep its
+        report of what it recovered."""
+        expired_before = now - timedelta(seconds=self._config.idempotency_ttl_s)
+        forgotten = 0
+        try:
+            for _ in range(KEY_BATCHES_PER_SWEEP):
+                batch = await self._recovery.forget_idempotency_keys(expired_before, BATCH)
+                forgotten += batch
+                if batch < BATCH:
+                    break
+        except ServiceUnavailable as exc:
+            log.warning("expired idempotency keys not deleted this time: %s", exc)
+        return forgotten
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sweep every ``sweep_interval_s`` (with jitter, so many workers spread
+        out) until ``stop`` is set."""
+        interval = self._config.sweep_interval_s
+        while not stop.is_set():
+            try:
+                await self.sweep_once()
+            except ServiceUnavailable as exc:
+                log.warning("sweep skipped: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval * (0.8 + 0.4 * random.random()))
