@@ -139,7 +139,7 @@ class StatsController(Controller):
     path = "/stats"
     tags = ["dashboard"]
 
-    @get("/", summary="Dashboard numbers", responses=problems(*AUTH, 503))
+    @get("/", operation_id="getStats", summary="Dashboard numbers", responses=problems(*AUTH, 503))
     async def stats(self, stats: Service, request: AnyRequest) -> StatsView:
         """Counts by status, finishes and latency per minute over the last 15
         minutes, and the latest failures, of the caller's own tasks; of every

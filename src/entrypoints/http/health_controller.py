@@ -88,12 +88,13 @@ class HealthController(Controller):
     path = "/health"
     tags = ["health"]
 
-    @get("/live", summary="Liveness")
+    @get("/live", operation_id="getLiveness", summary="Liveness")
     async def live(self) -> Live:
         return Live()
 
     @get(
         "/ready",
+        operation_id="getReadiness",
         summary="Readiness, with each dependency by name",
         responses={
             503: ResponseSpec(data_container=Ready, description="A required dependency is unavailable")

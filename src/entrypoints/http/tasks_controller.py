@@ -120,6 +120,7 @@ class TaskController(Controller):
     @post(
         "/",
         status_code=201,
+        operation_id="submitTask",
         summary="Submit a task",
         responses=problems(400, *AUTH, 413, 422, 429, 503),
     )
@@ -165,6 +166,7 @@ class TaskController(Controller):
 
     @get(
         "/{task_id:int}",
+        operation_id="getTask",
         summary="Read a task",
         responses=problems(400, *AUTH, 404, 422, 503),
     )
@@ -198,6 +200,7 @@ class TaskController(Controller):
 
     @get(
         "/{task_id:int}/events",
+        operation_id="streamTaskEvents",
         summary="Stream a task's status changes (Server-Sent Events)",
         media_type="text/event-stream",
         responses={
@@ -247,6 +250,7 @@ class TaskController(Controller):
 
     @get(
         "/",
+        operation_id="listTasks",
         summary="List tasks, newest first",
         responses=problems(400, *AUTH, 422, 503),
     )
@@ -284,6 +288,7 @@ class TaskController(Controller):
     @post(
         "/{task_id:int}/cancel",
         status_code=200,
+        operation_id="cancelTask",
         summary="Cancel a task",
         responses=problems(400, *AUTH, 404, 409, 422, 503),
     )
@@ -296,6 +301,7 @@ class TaskController(Controller):
     @post(
         "/{task_id:int}/retry",
         status_code=200,
+        operation_id="retryTask",
         summary="Re-queue a FAILED or CANCELLED task",
         responses=problems(400, *AUTH, 404, 409, 422, 503),
     )
