@@ -46,7 +46,7 @@ class MemoryDatabase:
 
     def check(self) -> None:
         if not self.available:
-            raise RepositoryUnavailable("memory repository switched off")
+            raise RepositoryUnavailable("memory database switched off")
 
     @staticmethod
     def storable(*values: Any) -> None:

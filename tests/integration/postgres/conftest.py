@@ -1,5 +1,12 @@
-"""PostgreSQL repository fixtures on top of the shared per-test databases
-(``tests/integration/databases.py``)."""
+"""PostgreSQL adapter fixtures on top of the shared per-test databases
+(``tests/integration/databases.py``).
+
+``database`` is this test's own empty, migrated database; ``db`` a
+``PostgresDatabase`` (the pools) opened on it, and ``tasks``, ``recovery``,
+``dashboard`` and ``roster`` the per-port adapters over that one ``db``, as
+the container wires them. A test that needs pools of its own (a replica,
+other sizes, a reopened database) opens them through ``pools``.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +15,38 @@ from typing import Any
 
 import pytest
 
-from taskcore.adapters.postgres import PostgresRepository
+from taskcore.adapters.postgres import (
+    PostgresDashboard,
+    PostgresDatabase,
+    PostgresRecovery,
+    PostgresTasks,
+    PostgresWorkers,
+)
 from tests.integration.databases import Database, Databases
 
 
-class Repositories:
-    """Opens repositories for one test and closes them all afterwards."""
+class Pools:
+    """Opens ``PostgresDatabase``s for one test and closes them all afterwards."""
 
     def __init__(self) -> None:
-        self._opened: list[PostgresRepository] = []
+        self._opened: list[PostgresDatabase] = []
 
-    async def open(self, conninfo: str, **options: Any) -> PostgresRepository:
-        repository = PostgresRepository(conninfo, **options)
-        await repository.open()
-        self._opened.append(repository)
-        return repository
+    async def open(self, conninfo: str, **options: Any) -> PostgresDatabase:
+        db = PostgresDatabase(conninfo, **options)
+        await db.open()
+        self._opened.append(db)
+        return db
 
     async def close_all(self) -> None:
-        for repository in reversed(self._opened):
-            await repository.close()
+        for db in reversed(self._opened):
+            await db.close()
         self._opened.clear()
 
 
 @pytest.fixture
-async def repositories(databases: Databases) -> AsyncIterator[Repositories]:
+async def pools(databases: Databases) -> AsyncIterator[Pools]:
     # Depends on ``databases`` so that the pools close before the databases drop.
-    factory = Repositories()
+    factory = Pools()
     try:
         yield factory
     finally:
@@ -46,5 +59,25 @@ async def database(databases: Databases) -> Database:
 
 
 @pytest.fixture
-async def repository(repositories: Repositories, database: Database) -> PostgresRepository:
-    return await repositories.open(database.url, max_size=10, connect_timeout_s=2.0)
+async def db(pools: Pools, database: Database) -> PostgresDatabase:
+    return await pools.open(database.url, max_size=10, connect_timeout_s=2.0)
+
+
+@pytest.fixture
+def tasks(db: PostgresDatabase) -> PostgresTasks:
+    return PostgresTasks(db)
+
+
+@pytest.fixture
+def recovery(db: PostgresDatabase) -> PostgresRecovery:
+    return PostgresRecovery(db)
+
+
+@pytest.fixture
+def dashboard(db: PostgresDatabase) -> PostgresDashboard:
+    return PostgresDashboard(db)
+
+
+@pytest.fixture
+def roster(db: PostgresDatabase) -> PostgresWorkers:
+    return PostgresWorkers(db)

@@ -1,7 +1,7 @@
 """The dashboard's SQL where only PostgreSQL can get it wrong: time zones and plans.
 
 The behaviour itself (counts, minutes, percentiles, workers) is in the
-repository contract, which runs here too (test_repository_contract.py).
+dashboard contract, which runs here too (test_dashboard_contract.py).
 """
 
 from __future__ import annotations
@@ -13,25 +13,25 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from taskcore.adapters.postgres import PostgresRepository
+from taskcore.adapters.postgres import PostgresDashboard, PostgresTasks
 from taskcore.adapters.postgres.sql import queries
-from tests.contracts.repository import LEASE, T0, later, new_task
+from tests.contracts.tasks import LEASE, T0, later, new_task
 from tests.integration.databases import Database, Databases
-from tests.integration.postgres.conftest import Repositories
+from tests.integration.postgres.conftest import Pools
 
 pytestmark = pytest.mark.integration
 
 
-async def finish(repository: PostgresRepository, claimed_at: float, finished_at: float) -> None:
-    task = await repository.add(new_task())
-    claimed = await repository.claim(task.id, later(claimed_at), LEASE)
+async def finish(tasks: PostgresTasks, claimed_at: float, finished_at: float) -> None:
+    task = await tasks.add(new_task())
+    claimed = await tasks.claim(task.id, later(claimed_at), LEASE)
     assert claimed is not None
-    assert await repository.save(claimed.complete("ok", later(finished_at)))
+    assert await tasks.save(claimed.complete("ok", later(finished_at)))
 
 
 @pytest.mark.parametrize("zone", ["Asia/Kolkata", "America/St_Johns", "Asia/Kathmandu"])
 async def test_minutes_are_utc_minutes_whatever_the_session_zone(
-    databases: Databases, repositories: Repositories, database: Database, zone: str
+    databases: Databases, pools: Pools, database: Database, zone: str
 ) -> None:
     """Zones off by a half or quarter hour would shift date_trunc's minutes; date_bin's are UTC."""
     async with await psycopg.AsyncConnection.connect(databases.server_url, autocommit=True) as connection:
@@ -40,11 +40,12 @@ async def test_minutes_are_utc_minutes_whatever_the_session_zone(
                 sql.Identifier(database.name), sql.Literal(zone)
             )
         )
-    repository = await repositories.open(database.url)
-    await finish(repository, claimed_at=1, finished_at=3)
-    await finish(repository, claimed_at=1, finished_at=60)
+    db = await pools.open(database.url)
+    tasks, dashboard = PostgresTasks(db), PostgresDashboard(db)
+    await finish(tasks, claimed_at=1, finished_at=3)
+    await finish(tasks, claimed_at=1, finished_at=60)
 
-    minutes = await repository.minute_stats(later(-60), None)
+    minutes = await dashboard.minute_stats(later(-60), None)
 
     first = T0.replace(second=0, microsecond=0)
     assert [(m.minute, m.completed) for m in minutes] == [(first, 1), (first + timedelta(minutes=1), 1)]
@@ -57,7 +58,7 @@ async def plan(url: str, query: str, params: dict[str, Any]) -> str:
 
 
 async def test_the_window_is_read_through_the_finished_at_index(
-    repository: PostgresRepository, database: Database
+    tasks: PostgresTasks, database: Database
 ) -> None:
     """With a day of history behind it, the last minutes are an index range, not a scan."""
     async with await psycopg.AsyncConnection.connect(database.url, autocommit=True) as connection:
@@ -72,7 +73,7 @@ async def test_the_window_is_read_through_the_finished_at_index(
         )
         await connection.execute("ANALYZE tasks")
     for n in range(20):
-        await finish(repository, claimed_at=1, finished_at=2 + n)
+        await finish(tasks, claimed_at=1, finished_at=2 + n)
     everyone = await plan(database.url, "minute_stats", {"since": later(-60), "owner": None})
     assert "tasks_finished_at_idx" in everyone
     # an owner's rows may come through the owner's index instead: either way, no full scan

@@ -1,0 +1,31 @@
+"""The task-table contracts (``tests/contracts/tasks.py``) on ``PostgresTasks``;
+the fixtures are in conftest.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.contracts.tasks import (
+    AttemptStoreContract,
+    TaskFinderContract,
+    TaskStoreContract,
+    TransitionStoreContract,
+)
+
+pytestmark = pytest.mark.integration
+
+
+class TestPostgresTaskStore(TaskStoreContract):
+    pass
+
+
+class TestPostgresTaskFinder(TaskFinderContract):
+    pass
+
+
+class TestPostgresAttemptStore(AttemptStoreContract):
+    pass
+
+
+class TestPostgresTransitionStore(TransitionStoreContract):
+    pass
