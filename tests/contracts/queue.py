@@ -5,6 +5,12 @@ Subclass ``QueueContract`` next to fixtures ``queue`` (an opened adapter) and
 dead-lettered so far). The memory adapter and the RabbitMQ adapter run the
 same tests, so the embedded mode and the unit tests cannot drift from the
 broker. Waits are short for "nothing arrives" and generous for "it arrives".
+
+Every wait and every elapsed time here is on the event loop's clock
+(``asyncio.sleep``, ``wait_for``, ``loop.time()``), never the wall clock: the
+memory adapter runs the contract under ``looptime`` with its delays due by
+``LoopClock``, so there these waits are fake time and the results do not
+depend on the machine's speed; against a real broker they are real seconds.
 """
 
 from __future__ import annotations

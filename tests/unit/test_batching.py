@@ -1,4 +1,10 @@
-"""Coalescing concurrent calls into batches (taskcore.batching)."""
+"""Coalescing concurrent calls into batches (taskcore.adapters.batching).
+
+Every test runs on fake loop time (``looptime``): the round trips, the gaps
+between callers and the linger are timers that the loop jumps to, and the
+Coalescer measures the gaps with ``loop.time()``, so the batches it forms do
+not depend on how busy the machine is.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import asyncio
 
 import pytest
 
-from taskcore.batching import Coalescer
+from taskcore.adapters.batching import Coalescer
+
+pytestmark = pytest.mark.looptime
 
 
 class Doubler:
@@ -45,7 +53,7 @@ async def test_a_failed_batch_fails_each_of_its_callers_and_the_next_batch_still
         calls += 1
         if calls == 1:
             raise ConnectionError("down")
-        return items
+        return [*items]
 
     batcher = Coalescer(flaky)
     failed = await asyncio.gather(batcher.call(1), batcher.call(2), return_exceptions=True)

@@ -7,15 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from taskcore import Dispatcher, HandlerRegistry, InvalidInput, Sweeper, TaskProcessor, TaskService
-from taskcore.adapters.memory import MemoryCache, MemoryQueue, MemoryRepository
+from taskcore import HandlerRegistry, InvalidInput, Sweeper, TaskProcessor, TaskService
+from taskcore.adapters.memory import MemoryDatabase, MemoryQueue
 from taskcore.adapters.memory.queue import MemoryDelivery
 from taskcore.config import CoreConfig
-from taskcore.idempotency import request_hash
-from taskcore.messages import decode_task_message
-from taskcore.task import NewTask, check_priority
-
-from .conftest import ManualClock
+from taskcore.model.idempotency import request_hash
+from taskcore.model.messages import decode_task_message
+from taskcore.model.task import NewTask, check_priority
+from tests.core import LoopClock, ManualClock
 
 
 async def take_all(queue: MemoryQueue) -> list[MemoryDelivery]:
@@ -44,17 +43,17 @@ def test_other_priorities_are_invalid_input(priority: object) -> None:
 
 
 async def test_submit_stores_the_priority_and_refuses_a_bad_one(
-    service: TaskService, repository: MemoryRepository
+    service: TaskService, db: MemoryDatabase
 ) -> None:
     task = await service.submit("reverse", "a", priority=7)
     assert task.priority == 7
-    assert (await repository.get(task.id)) == task
+    assert db.tasks[task.id] == task
     assert (await service.submit("reverse", "b")).priority == 0
     with pytest.raises(InvalidInput):
         await service.submit("reverse", "c", priority=10)
     with pytest.raises(InvalidInput):
         await service.submit_once("reverse", "c", idempotency_key="k", priority=-1)
-    assert len(repository.tasks) == 2  # the refused ones wrote nothing
+    assert len(db.tasks) == 2  # the refused ones wrote nothing
 
 
 async def test_the_idempotency_fingerprint_covers_a_priority() -> None:
@@ -81,11 +80,14 @@ async def test_a_requeued_message_goes_back_to_the_head_of_its_priority() -> Non
     assert [d.body for d in await take_all(queue)] == [b"high", b"high2", b"low"]
 
 
+@pytest.mark.looptime
 async def test_a_delayed_message_keeps_its_priority_once_due() -> None:
-    queue = MemoryQueue()
+    queue = MemoryQueue(LoopClock())  # due by the loop's (fake) time: the queue's own timer releases it
     await queue.publish(b"later", delay=timedelta(milliseconds=50), priority=8)
     await queue.publish(b"now", priority=1)
+    assert (queue.delayed, queue.depth) == (1, 1)  # held back until due
     await asyncio.sleep(0.15)
+    assert (queue.delayed, queue.depth) == (0, 2)
     assert [(d.body, d.priority) for d in await take_all(queue)] == [(b"later", 8), (b"now", 1)]
     await queue.close()
 
@@ -102,10 +104,8 @@ async def test_dispatch_publishes_with_the_task_priority(service: TaskService, q
 async def test_the_sweeper_and_retries_publish_with_the_stored_priority(
     service: TaskService,
     processor: TaskProcessor,
-    repository: MemoryRepository,
-    dispatcher: Dispatcher,
+    sweeper: Sweeper,
     queue: MemoryQueue,
-    cache: MemoryCache,
     clock: ManualClock,
     registry: HandlerRegistry,
     config: CoreConfig,
@@ -118,13 +118,14 @@ async def test_the_sweeper_and_retries_publish_with_the_stored_priority(
     task = await service.submit("flaky", "x", priority=6)
     queue.available = True
     clock.advance(config.redispatch_grace_s + 1)
-    sweeper = Sweeper(repository=repository, dispatcher=dispatcher, cache=cache, clock=clock, config=config)
     assert (await sweeper.sweep_once()).redispatched == 1
     async with queue.consume(prefetch=1) as consumer:
         swept = await consumer.next()
         assert (decode_task_message(swept.body), swept.priority) == (task.id, 6)
         await processor.process(swept)  # fails; the retry is published with a delay
-    await asyncio.sleep(0.2)
+    assert (queue.delayed, queue.depth) == (1, 0)  # not due yet by the core's clock
+    clock.advance(1)  # past the retry's backoff (at most 0.05 s in quick_config)
+    assert queue.release_due() == 1
     retry = await take_all(queue)
     assert [(decode_task_message(d.body), d.priority) for d in retry] == [(task.id, 6)]
     await queue.close()

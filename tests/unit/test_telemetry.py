@@ -3,65 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
 
-from taskcore import (
-    CoreConfig,
-    Dispatcher,
-    HandlerRegistry,
-    RetryPolicy,
-    Sweeper,
-    TaskProcessor,
-    TaskService,
-    Worker,
-)
-from taskcore.adapters.memory import MemoryCache, MemoryQueue, MemoryRepository, MemoryTelemetry
+from taskcore import HandlerRegistry, RetryPolicy, Sweeper, TaskProcessor, TaskService, Worker
+from taskcore.adapters.memory import MemoryCache, MemoryDatabase, MemoryQueue, MemoryTasks, MemoryTelemetry
+from taskcore.config import CoreConfig
 from taskcore.errors import CacheUnavailable
 from taskcore.telemetry import MeteredCache
-
-from .conftest import ManualClock
-from .test_worker import eventually, run_until
+from tests.core import Core, ManualClock
 
 
 @pytest.fixture
-def telemetry() -> MemoryTelemetry:
-    return MemoryTelemetry()
+def telemetry(core: Core) -> MemoryTelemetry:
+    """The telemetry the conftest's core reports to."""
+    return core.telemetry
 
 
-@pytest.fixture
-def parts(
-    repository: MemoryRepository,
-    dispatcher: Dispatcher,
-    cache: MemoryCache,
-    clock: ManualClock,
-    config: CoreConfig,
-    telemetry: MemoryTelemetry,
-) -> dict[str, object]:
-    return {
-        "repository": repository,
-        "dispatcher": dispatcher,
-        "cache": cache,
-        "clock": clock,
-        "config": config,
-        "telemetry": telemetry,
-    }
+async def eventually(check: Callable[[], bool], within_s: float = 5.0) -> None:
+    """Poll ``check`` on the loop's time: under ``looptime`` the deadline is fake time too."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not check():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
 
 
-@pytest.fixture
-def service(parts: dict[str, object], registry: HandlerRegistry) -> TaskService:
-    return TaskService(registry=registry, **parts)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def processor(parts: dict[str, object], registry: HandlerRegistry) -> TaskProcessor:
-    return TaskProcessor(registry=registry, **parts)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def sweeper(parts: dict[str, object]) -> Sweeper:
-    return Sweeper(**parts)  # type: ignore[arg-type]
+async def run_until(worker: Worker, done: Callable[[], Awaitable[None]]) -> None:
+    running = asyncio.create_task(worker.run())
+    try:
+        await done()
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 10)
 
 
 async def take_one(queue: MemoryQueue, processor: TaskProcessor) -> None:
@@ -101,8 +77,9 @@ async def test_a_scheduled_task_waits_from_when_it_was_due(
     telemetry: MemoryTelemetry,
 ) -> None:
     await service.submit("reverse", "a", delay=timedelta(seconds=0.05))
+    assert queue.delayed == 1  # the memory queue holds it back until due by the core's clock
     clock.advance(10.05)  # due after 0.05 s, claimed 10 s later
-    await asyncio.sleep(0.06)  # the memory queue holds it back in real time
+    assert queue.release_due() == 1
     await take_one(queue, processor)
     [(_, waited)] = telemetry.waits
     assert waited == pytest.approx(10.0)
@@ -122,8 +99,9 @@ async def test_retries_then_a_final_failure_are_counted_by_type(
 
     await service.submit("flaky", "x")
     await take_one(queue, processor)
+    assert (queue.delayed, queue.depth) == (1, 0)  # the retry waits out its delay
     clock.advance(1)
-    await asyncio.sleep(0.02)  # the retry's delay, in real time for the memory queue
+    assert queue.release_due() == 1
     await take_one(queue, processor)
     assert telemetry.settled == {("flaky", "retried"): 1, ("flaky", "failed"): 1}
     assert len(telemetry.runs) == 2
@@ -140,12 +118,13 @@ async def test_dead_letters_are_counted_by_reason(
     assert telemetry.settled == {}
 
 
+@pytest.mark.looptime  # the polls and the worker's timers run on fake loop time
 async def test_the_worker_reports_its_tasks_in_flight(
     service: TaskService,
     processor: TaskProcessor,
     queue: MemoryQueue,
     registry: HandlerRegistry,
-    repository: MemoryRepository,
+    db: MemoryDatabase,
     telemetry: MemoryTelemetry,
 ) -> None:
     release = asyncio.Event()
@@ -160,7 +139,7 @@ async def test_the_worker_reports_its_tasks_in_flight(
     async def three_running_then_done() -> None:
         await eventually(lambda: telemetry.in_flight == 3)
         release.set()
-        await eventually(lambda: all(repository.tasks[i].is_final for i in ids) and not telemetry.in_flight)
+        await eventually(lambda: all(db.tasks[i].is_final for i in ids) and not telemetry.in_flight)
 
     await run_until(worker, three_running_then_done)
     assert (telemetry.in_flight_peak, telemetry.in_flight) == (3, 0)
@@ -169,26 +148,27 @@ async def test_the_worker_reports_its_tasks_in_flight(
 async def test_sweeper_recoveries_are_counted(
     service: TaskService,
     sweeper: Sweeper,
-    repository: MemoryRepository,
+    tasks: MemoryTasks,
+    db: MemoryDatabase,
     clock: ManualClock,
     config: CoreConfig,
     telemetry: MemoryTelemetry,
 ) -> None:
     lapsing = await service.submit("reverse", "a")
-    await repository.claim(lapsing.id, clock.now(), config.lease)  # a worker that then dies
+    await tasks.claim(lapsing.id, clock.now(), config.lease)  # a worker that then dies
     dying = await service.submit("reverse", "b")
     for _ in range(dying.max_attempts - 1):
-        await repository.claim(dying.id, clock.now(), config.lease)
+        await tasks.claim(dying.id, clock.now(), config.lease)
         clock.advance(config.lease_s + 1)
         await sweeper.sweep_once()
-    await repository.claim(dying.id, clock.now(), config.lease)  # its last attempt
+    await tasks.claim(dying.id, clock.now(), config.lease)  # its last attempt
     clock.advance(config.lease_s + 1)
     await sweeper.sweep_once()
     assert telemetry.recovered["released"] == 1 + (dying.max_attempts - 1)  # a once, b until its last
     assert telemetry.recovered["failed"] == 1
     assert telemetry.settled == {("reverse", "failed"): 1}
 
-    repository.dispatched_at.clear()  # as if no publish had been confirmed
+    db.dispatched_at.clear()  # as if no publish had been confirmed
     clock.advance(config.redispatch_grace_s + 1)
     await sweeper.sweep_once()
     assert telemetry.recovered["redispatched"] >= 1
