@@ -18,9 +18,9 @@ from typing import Any, Protocol
 import msgspec
 import pytest
 
+from taskcore.model.status import TaskStatus
+from taskcore.model.task import Task
 from taskcore.ports import TaskCache
-from taskcore.status import TaskStatus
-from taskcore.task import Task
 
 Elapse = Callable[[float], Awaitable[None]]
 

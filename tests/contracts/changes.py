@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from taskcore.changes import TaskChange
+from taskcore.model.changes import TaskChange
+from taskcore.model.status import TaskStatus
 from taskcore.ports import ChangeFeed
-from taskcore.status import TaskStatus
 
-RECEIVE_S = 2.0
+RECEIVE_S = 10.0  # a deadline for changes to arrive (they normally take milliseconds), not a pause
 
 
 async def take(changes: AsyncIterator[TaskChange], count: int) -> list[TaskChange]:

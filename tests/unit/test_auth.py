@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -173,13 +174,40 @@ async def test_the_token_command_mints_what_the_api_accepts(client: Client) -> N
         parse_duration("forever")
 
 
+class FrozenClock:
+    """Wall-clock time that moves only when the test says, for both the
+    verifier's memory (``time.time``) and pyjwt's ``exp`` check (``datetime.now``)."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def time(self) -> float:
+        return self.now
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from taskcore.entrypoints.http import auth
+
+        clock = self
+
+        class FrozenDatetime(datetime):
+            @classmethod
+            def now(cls, tz: tzinfo | None = None) -> FrozenDatetime:
+                return cls.fromtimestamp(clock.now, tz)
+
+        monkeypatch.setattr(auth, "time", self)
+        monkeypatch.setattr(jwt.api_jwt, "datetime", FrozenDatetime)
+
+
 def test_a_verified_token_is_remembered_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     from litestar.exceptions import NotAuthorizedException
 
     from taskcore.entrypoints.http import auth
 
+    clock = FrozenClock(float(int(time.time())))
+    clock.install(monkeypatch)
     verifier = auth.TokenVerifier(key=SECRET, algorithms=("HS256",))
-    raw = token(exp=int(time.time()) + 2)
+    expires = int(clock.now) + 2
+    raw = token(exp=expires)
     decoded = 0
     original = jwt.decode
 
@@ -192,8 +220,12 @@ def test_a_verified_token_is_remembered_until_it_expires(monkeypatch: pytest.Mon
     assert verifier.verify(raw).sub == "alice"
     assert verifier.verify(raw).sub == "alice"
     assert decoded == 1  # the signature was checked once
-    time.sleep(max(0.0, jwt.decode(raw, SECRET, algorithms=["HS256"])["exp"] - time.time()) + 0.05)
+    clock.now = expires - 0.5
+    assert verifier.verify(raw).sub == "alice"
+    assert decoded == 1  # still served from memory just before its exp
+    clock.now = expires
     with pytest.raises(NotAuthorizedException, match="expired"):
         verifier.verify(raw)
+    assert decoded == 2  # checked again once it expired, and refused
     with pytest.raises(NotAuthorizedException):
         verifier.verify(raw + "x")  # a forged variant is never served from memory

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from taskcore.adapters.memory import MemoryChangeFeed
-from taskcore.changes import TaskChange
 from taskcore.errors import ChangeFeedUnavailable
-from taskcore.status import TaskStatus
+from taskcore.model.changes import TaskChange
+from taskcore.model.status import TaskStatus
 from tests.contracts.changes import ChangeFeedContract, take
 
 

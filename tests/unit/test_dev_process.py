@@ -8,13 +8,21 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 
+T = TypeVar("T")
+
 TASKCORE = str(Path(sys.executable).with_name("taskcore"))
+
+# Real processes on a machine that may be busy: every wait is a poll for a
+# positive signal, bounded by a deadline far beyond what it normally takes.
+DEADLINE_S = 60.0
+HTTP_TIMEOUT_S = 10.0
 
 
 def free_port() -> int:
@@ -23,54 +31,70 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until_serving(base: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited"
+def poll(check: Callable[[], T | None], what: str, within: float = DEADLINE_S) -> T:
+    """``check()``'s first result that is not ``None``, asked every 50 ms until ``within``."""
+    deadline = time.monotonic() + within
+    while True:
+        found = check()
+        if found is not None:
+            return found
+        assert time.monotonic() < deadline, f"{what}: not within {within:g} s"
+        time.sleep(0.05)
+
+
+def wait_until_serving(base: str, proc: subprocess.Popen[bytes], errors: Path) -> None:
+    def serving() -> bool | None:
+        assert proc.poll() is None, f"taskcore dev exited: {errors.read_text()}"
         try:
-            httpx.get(f"{base}/docs/openapi.json", timeout=1)
-            return
+            httpx.get(f"{base}/docs/openapi.json", timeout=HTTP_TIMEOUT_S)
         except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("taskcore dev did not start")
+            return None
+        return True
+
+    poll(serving, "taskcore dev serving")
 
 
 @pytest.fixture
-def dev_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def dev_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     env = {**os.environ, "TASKCORE_REVERSE_DELAY_S": "0.3", "TASKCORE_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [TASKCORE, "dev", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    errors = tmp_path / "stderr.txt"
+    with errors.open("wb") as stderr:  # a file, not a pipe nobody reads, which could fill and block it
+        proc = subprocess.Popen(
+            [TASKCORE, "dev", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(base, proc)
+        wait_until_serving(base, proc, errors)
         yield base, proc
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.wait()
+        proc.wait(timeout=DEADLINE_S)
 
 
 def test_reference_flow_over_real_http(dev_server: tuple[str, subprocess.Popen[bytes]]) -> None:
     base, _ = dev_server
-    created = httpx.post(f"{base}/tasks/", json={"input_data": "hello"})
+    created = httpx.post(f"{base}/tasks/", json={"input_data": "hello"}, timeout=HTTP_TIMEOUT_S)
     assert created.status_code == 201
     body = created.json()
     assert (body["status"], body["result"]) == ("PENDING", None)
-    deadline = time.monotonic() + 10
-    while (task := httpx.get(f"{base}/tasks/{body['id']}").json())["status"] != "COMPLETED":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+
+    def completed() -> dict[str, object] | None:
+        task: dict[str, object] = httpx.get(f"{base}/tasks/{body['id']}", timeout=HTTP_TIMEOUT_S).json()
+        return task if task["status"] == "COMPLETED" else None
+
+    task = poll(completed, "the task completing")
     assert task["result"] == "olleh"
-    assert httpx.get(f"{base}/docs").status_code == 200
+    assert httpx.get(f"{base}/docs", timeout=HTTP_TIMEOUT_S).status_code == 200
 
 
 def test_sigterm_exits_cleanly(dev_server: tuple[str, subprocess.Popen[bytes]]) -> None:
     base, proc = dev_server
-    httpx.post(f"{base}/tasks/", json={"input_data": "in flight"})
+    created = httpx.post(f"{base}/tasks/", json={"input_data": "in flight"}, timeout=HTTP_TIMEOUT_S)
+    assert created.status_code == 201
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
+    assert proc.wait(timeout=DEADLINE_S) == 0
 
 
 def test_a_bad_setting_stops_start_up_naming_it() -> None:
@@ -79,7 +103,7 @@ def test_a_bad_setting_stops_start_up_naming_it() -> None:
         env={**os.environ, "TASKCORE_WORKER_CONCURRENCY": "lots"},
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=DEADLINE_S,
         check=False,
     )
     assert result.returncode != 0
@@ -89,7 +113,9 @@ def test_a_bad_setting_stops_start_up_naming_it() -> None:
 
 @pytest.mark.parametrize("command", ["dev", "api", "worker"])
 def test_help(command: str) -> None:
-    result = subprocess.run([TASKCORE, command, "--help"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [TASKCORE, command, "--help"], capture_output=True, text=True, timeout=DEADLINE_S, check=True
+    )
     assert "--app" in result.stdout
 
 
@@ -98,7 +124,7 @@ def test_networked_processes_refuse_to_start_without_service_urls(command: str) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKCORE_")}
     env["TASKCORE_REDIS_URL"] = "redis://127.0.0.1:6379/0"
     result = subprocess.run(
-        [TASKCORE, command], env=env, capture_output=True, text=True, timeout=30, check=False
+        [TASKCORE, command], env=env, capture_output=True, text=True, timeout=DEADLINE_S, check=False
     )
     assert result.returncode != 0
     assert "TASKCORE_DATABASE_URL, TASKCORE_AMQP_URL not set" in result.stderr
@@ -116,7 +142,7 @@ def test_start_up_retries_each_service_then_gives_up_naming_it() -> None:
         "TASKCORE_STARTUP_BACKOFF_S": "0.1",
     }
     result = subprocess.run(
-        [TASKCORE, "worker"], env=env, capture_output=True, text=True, timeout=60, check=False
+        [TASKCORE, "worker"], env=env, capture_output=True, text=True, timeout=DEADLINE_S, check=False
     )
     assert result.returncode == 1
     assert result.stderr.count("waiting for postgres (attempt") == 2

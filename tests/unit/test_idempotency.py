@@ -9,7 +9,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from taskcore import HandlerRegistry, register_builtins
-from taskcore.adapters.memory import MemoryRepository
+from taskcore.adapters.memory import MemoryDatabase
 from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.http import create_app
 from taskcore.entrypoints.settings import load_settings
@@ -30,10 +30,10 @@ async def client(container: Container) -> AsyncIterator[Client]:
         yield client
 
 
-def stored(container: Container) -> MemoryRepository:
-    repository = container.repository()
-    assert isinstance(repository, MemoryRepository)
-    return repository
+def stored(container: Container) -> MemoryDatabase:
+    database = container.database()
+    assert isinstance(database, MemoryDatabase)
+    return database
 
 
 async def test_a_retry_returns_the_original_task(client: Client, container: Container) -> None:
@@ -45,7 +45,9 @@ async def test_a_retry_returns_the_original_task(client: Client, container: Cont
     assert again.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
     assert first.headers["location"] == f"/tasks/{first.json()['id']}"
-    assert len(stored(container).tasks) == 1
+    database = stored(container)
+    assert len(database.tasks) == 1
+    assert [task_id for _, task_id, _ in database.idempotency_keys.values()] == [first.json()["id"]]
 
 
 async def test_the_same_key_with_another_body_is_422(client: Client, container: Container) -> None:

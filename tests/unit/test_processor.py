@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 
 from taskcore import HandlerRegistry, Outcome, TaskProcessor, TaskService, TaskStatus
-from taskcore.adapters.memory import MemoryCache, MemoryQueue, MemoryRepository
+from taskcore.adapters.memory import MemoryCache, MemoryDatabase, MemoryQueue, MemoryTasks
 from taskcore.adapters.memory.queue import MemoryDelivery
-from taskcore.messages import encode_task_message
-
-from .conftest import ManualClock
+from taskcore.model.changes import TaskChange
+from taskcore.model.messages import encode_task_message
+from tests.core import LoopClock, ManualClock, build_core, quick_config
 
 
 async def deliver(queue: MemoryQueue, processor: TaskProcessor) -> tuple[Outcome, MemoryDelivery]:
@@ -24,16 +24,22 @@ async def deliver(queue: MemoryQueue, processor: TaskProcessor) -> tuple[Outcome
         return outcome, delivery
 
 
-async def test_completes_and_caches_with_the_final_ttl(
-    service: TaskService, processor: TaskProcessor, queue: MemoryQueue, cache: MemoryCache
-) -> None:
-    task = await service.submit("reverse", "hello")
-    outcome, _ = await deliver(queue, processor)
+async def test_completes_caches_and_announces_each_step(clock: ManualClock) -> None:
+    core = build_core(clock=clock, cache=MemoryCache(monotonic=lambda: 1000.0))
+    task = await core.service.submit("reverse", "hello")
+    outcome, _ = await deliver(core.queue, core.processor)
     assert outcome is Outcome.COMPLETED
-    done = await service.get(task.id)
+    done = core.db.tasks[task.id]
     assert (done.status, done.result, done.attempts, done.version) == (TaskStatus.COMPLETED, "olleh", 1, 3)
-    assert cache.entries[task.id][0].status is TaskStatus.COMPLETED
-    assert queue.acked == 1
+    assert core.cache.entries[task.id][0] == done
+    assert core.cache.ttl(task.id) == core.config.finished_ttl_s
+    assert core.queue.acked == 1
+    assert core.queue.published == 1  # a verdict publishes nothing
+    await core.aclose()
+    assert core.changes.announced == [
+        TaskChange(task.id, 2, TaskStatus.PROCESSING),
+        TaskChange(task.id, 3, TaskStatus.COMPLETED),
+    ]
 
 
 async def test_sync_handlers_run_in_a_thread(
@@ -73,7 +79,7 @@ async def test_failures_retry_with_backoff_then_fail(
     processor: TaskProcessor,
     queue: MemoryQueue,
     registry: HandlerRegistry,
-    repository: MemoryRepository,
+    db: MemoryDatabase,
     clock: ManualClock,
 ) -> None:
     @registry.handler(max_attempts=2)
@@ -82,14 +88,14 @@ async def test_failures_retry_with_backoff_then_fail(
 
     task = await service.submit("boom", "a")
     assert (await deliver(queue, processor))[0] is Outcome.RETRY_SCHEDULED
-    retry = repository.tasks[task.id]
+    retry = db.tasks[task.id]
     assert retry.status is TaskStatus.PENDING
     assert retry.error == "RuntimeError: nope"
     assert timedelta(0) < retry.run_at - clock.now() <= timedelta(seconds=0.01)
     clock.advance(1)
     # the retry message arrives after its delay
     assert (await deliver(queue, processor))[0] is Outcome.FAILED
-    failed = repository.tasks[task.id]
+    failed = db.tasks[task.id]
     assert (failed.status, failed.attempts) == (TaskStatus.FAILED, 2)
 
 
@@ -98,7 +104,7 @@ async def test_flaky_handler_completes_on_the_third_attempt(
     processor: TaskProcessor,
     queue: MemoryQueue,
     registry: HandlerRegistry,
-    repository: MemoryRepository,
+    db: MemoryDatabase,
     clock: ManualClock,
 ) -> None:
     calls = 0
@@ -115,20 +121,26 @@ async def test_flaky_handler_completes_on_the_third_attempt(
     for _ in range(3):
         await deliver(queue, processor)
         clock.advance(1)
-    done = repository.tasks[task.id]
+    done = db.tasks[task.id]
     assert (done.status, done.result, done.attempts) == (TaskStatus.COMPLETED, "ok", 3)
 
 
-async def test_a_timeout_fails_the_attempt(
-    service: TaskService, processor: TaskProcessor, queue: MemoryQueue, registry: HandlerRegistry
-) -> None:
+@pytest.mark.looptime
+async def test_a_timeout_fails_the_attempt(registry: HandlerRegistry) -> None:
+    core = build_core(clock=LoopClock(), registry=registry)
+
     @registry.handler(timeout_s=0.05, max_attempts=1)
     async def slow(_: str) -> None:
         await asyncio.sleep(5)
 
-    task = await service.submit("slow", "a")
-    assert (await deliver(queue, processor))[0] is Outcome.FAILED
-    assert (await service.get(task.id)).error == "timed out after 0.05 s"
+    task = await core.service.submit("slow", "a")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert (await deliver(core.queue, core.processor))[0] is Outcome.FAILED
+    assert loop.time() - started == pytest.approx(0.05)  # the timeout, not the handler's 5 s
+    failed = core.db.tasks[task.id]
+    assert (failed.status, failed.error) == (TaskStatus.FAILED, "timed out after 0.05 s")
+    assert failed.finished_at == core.clock.now()
 
 
 async def test_an_unserialisable_result_fails_without_retry(
@@ -160,13 +172,13 @@ async def test_a_message_for_no_task_is_dead_lettered(processor: TaskProcessor, 
 
 
 async def test_a_cancelled_task_is_not_run(
-    service: TaskService, processor: TaskProcessor, queue: MemoryQueue, repository: MemoryRepository
+    service: TaskService, processor: TaskProcessor, queue: MemoryQueue, db: MemoryDatabase, tasks: MemoryTasks
 ) -> None:
     task = await service.submit("reverse", "a")
     cancelled = task.cancel(task.created_at)
-    assert await repository.save(cancelled)
+    assert await tasks.save(cancelled)
     assert (await deliver(queue, processor))[0] is Outcome.SKIPPED
-    assert repository.tasks[task.id].status is TaskStatus.CANCELLED
+    assert db.tasks[task.id].status is TaskStatus.CANCELLED
 
 
 async def test_a_late_result_does_not_overwrite_a_newer_state(
@@ -174,7 +186,8 @@ async def test_a_late_result_does_not_overwrite_a_newer_state(
     processor: TaskProcessor,
     queue: MemoryQueue,
     registry: HandlerRegistry,
-    repository: MemoryRepository,
+    db: MemoryDatabase,
+    tasks: MemoryTasks,
     clock: ManualClock,
 ) -> None:
     started = asyncio.Event()
@@ -190,13 +203,13 @@ async def test_a_late_result_does_not_overwrite_a_newer_state(
     running = asyncio.create_task(deliver(queue, processor))
     await started.wait()
     # Meanwhile the task is cancelled (or a sweeper took it over).
-    current = repository.tasks[task.id]
-    assert await repository.save(current.cancel(clock.now()))
+    current = db.tasks[task.id]
+    assert await tasks.save(current.cancel(clock.now()))
     release.set()
     outcome, _ = await running
     assert outcome is Outcome.SUPERSEDED
-    assert repository.tasks[task.id].status is TaskStatus.CANCELLED
-    assert repository.tasks[task.id].result is None
+    assert db.tasks[task.id].status is TaskStatus.CANCELLED
+    assert db.tasks[task.id].result is None
 
 
 async def test_ack_only_after_the_verdict_is_stored(
@@ -204,16 +217,16 @@ async def test_ack_only_after_the_verdict_is_stored(
     processor: TaskProcessor,
     queue: MemoryQueue,
     registry: HandlerRegistry,
-    repository: MemoryRepository,
+    db: MemoryDatabase,
 ) -> None:
     @registry.handler
     async def db_dies(x: str) -> str:
-        repository.available = False
+        db.available = False
         return x
 
     await service.submit("db_dies", "a")
     outcome, _ = await deliver(queue, processor)
-    assert outcome is Outcome.HANDED_BACK
+    assert outcome is Outcome.REQUEUED
     assert queue.acked == 0
     assert queue.depth == 1  # the message is back for another try
 
@@ -231,3 +244,85 @@ async def test_a_result_the_repository_cannot_hold_fails_the_task_for_good(
     assert failed.status is TaskStatus.FAILED
     assert "cannot be stored" in (failed.error or "")
     assert queue.acked == 1
+
+
+async def test_a_shutdown_mid_run_unclaims_and_gives_the_message_back(
+    service: TaskService,
+    processor: TaskProcessor,
+    queue: MemoryQueue,
+    registry: HandlerRegistry,
+    db: MemoryDatabase,
+) -> None:
+    started = asyncio.Event()
+
+    @registry.handler
+    async def endless(_: None) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = await service.submit("endless", None)
+    async with queue.consume(prefetch=1) as consumer:
+        delivery = await consumer.next()
+        running = asyncio.create_task(processor.process(delivery))
+        await started.wait()
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert delivery.settled
+    back = db.tasks[task.id]
+    assert (back.status, back.attempts, back.version) == (TaskStatus.PENDING, 0, 3)
+    assert back.started_at is None
+    assert queue.published == 1  # the message given back is its wake-up: no second one
+    assert (queue.depth, queue.acked) == (1, 0)
+
+
+@pytest.mark.looptime
+async def test_the_heartbeat_keeps_the_lease_of_a_long_run(registry: HandlerRegistry) -> None:
+    core = build_core(clock=LoopClock(), registry=registry, config=quick_config(lease_s=3, task_timeout_s=60))
+
+    @registry.handler
+    async def long(_: None) -> str:
+        await asyncio.sleep(10)  # more than three leases
+        return "done"
+
+    task = await core.service.submit("long", None)
+    running = asyncio.create_task(deliver(core.queue, core.processor))
+    await asyncio.sleep(5.5)
+    held = core.db.tasks[task.id]
+    assert held.status is TaskStatus.PROCESSING
+    assert held.lease_until is not None
+    assert core.clock.now() < held.lease_until <= core.clock.now() + core.config.lease
+    outcome, _ = await running
+    assert outcome is Outcome.COMPLETED
+    assert core.db.tasks[task.id].result == "done"
+
+
+@pytest.mark.looptime
+async def test_a_task_cancelled_while_running_is_stopped_at_the_next_heartbeat(
+    registry: HandlerRegistry,
+) -> None:
+    core = build_core(clock=LoopClock(), registry=registry, config=quick_config(lease_s=3, task_timeout_s=60))
+    started = asyncio.Event()
+    stopped = asyncio.Event()
+
+    @registry.handler
+    async def endless(_: None) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            stopped.set()
+
+    task = await core.service.submit("endless", None)
+    running = asyncio.create_task(deliver(core.queue, core.processor))
+    await started.wait()
+    loop = asyncio.get_running_loop()
+    cancelled_at = loop.time()
+    await core.service.cancel(task.id)
+    outcome, _ = await running
+    assert outcome is Outcome.SUPERSEDED
+    assert stopped.is_set()  # the handler was cancelled, not left running
+    assert loop.time() - cancelled_at <= core.config.lease_s / 3  # one heartbeat at most
+    final = core.db.tasks[task.id]
+    assert (final.status, final.result) == (TaskStatus.CANCELLED, None)
+    assert core.queue.acked == 1

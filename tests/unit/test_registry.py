@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -97,12 +98,22 @@ def test_duplicate_and_malformed_handlers_are_refused() -> None:
         registry.register(lambda x: x, name="c", timeout_s=0)
 
 
+@pytest.mark.looptime
 async def test_builtin_reverse_waits_then_reverses() -> None:
     registry = HandlerRegistry()
-    register_builtins(registry, reverse_delay_s=0)
+    register_builtins(registry, reverse_delay_s=5)
     handler = registry.get("reverse")
     assert handler.input_type is str
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     assert await handler.call("hello") == "olleh"
+    assert loop.time() - started == pytest.approx(5)  # on fake loop time: no real wait
+
+
+async def test_builtin_reverse_without_a_delay_answers_at_once() -> None:
+    registry = HandlerRegistry()
+    register_builtins(registry, reverse_delay_s=0)
+    assert await registry.get("reverse").call("abc") == "cba"
 
 
 def test_builtins_keep_a_users_own_reverse() -> None:

@@ -71,11 +71,17 @@ def test_release_counts_the_lost_attempt() -> None:
     assert again.attempts == 1
 
 
-def test_hand_back_does_not_count_the_attempt() -> None:
-    back = pending().claim(T0, LEASE).hand_back(T0)
+def test_unclaim_does_not_count_the_attempt() -> None:
+    later = T0 + timedelta(seconds=5)
+    claimed = pending().claim(T0, LEASE)
+    back = claimed.unclaim(later)
     assert back.status is TaskStatus.PENDING
     assert back.attempts == 0
     assert back.lease_until is None
+    assert back.started_at is None
+    assert back.run_at == later
+    assert back.is_due(later)
+    assert back.version == claimed.version + 1
 
 
 def test_cancel_pending_or_processing_but_not_finished() -> None:
@@ -85,12 +91,19 @@ def test_cancel_pending_or_processing_but_not_finished() -> None:
         pending().claim(T0, LEASE).complete(1, T0).cancel(T0)
 
 
-def test_requeue_gives_failed_tasks_fresh_attempts() -> None:
+def test_retry_gives_failed_tasks_fresh_attempts() -> None:
     failed = pending(max_attempts=1).claim(T0, LEASE).fail("x", T0, None)
-    again = failed.requeue(T0 + LEASE)
+    again = failed.retry(T0 + LEASE)
     assert again.status is TaskStatus.PENDING
     assert again.attempts == 0
     assert again.error is None
+    assert (again.started_at, again.finished_at) == (None, None)
+    assert again.is_due(T0 + LEASE)
+
+
+def test_retry_gives_cancelled_tasks_another_run() -> None:
+    again = pending().cancel(T0).retry(T0 + LEASE)
+    assert again.status is TaskStatus.PENDING
     assert again.is_due(T0 + LEASE)
 
 
@@ -100,7 +113,11 @@ def test_requeue_gives_failed_tasks_fresh_attempts() -> None:
         (lambda: pending(), lambda t: t.complete(1, T0)),
         (lambda: pending(), lambda t: t.fail("x", T0, None)),
         (lambda: pending(), lambda t: t.release(T0, "x")),
-        (lambda: pending(), lambda t: t.requeue(T0)),
+        (lambda: pending(), lambda t: t.retry(T0)),
+        (lambda: pending(), lambda t: t.unclaim(T0)),
+        (lambda: pending().claim(T0, LEASE), lambda t: t.retry(T0)),
+        (lambda: pending().claim(T0, LEASE).complete(1, T0), lambda t: t.retry(T0)),
+        (lambda: pending().claim(T0, LEASE).complete(1, T0), lambda t: t.unclaim(T0)),
         (lambda: pending().claim(T0, LEASE), lambda t: t.claim(T0, LEASE)),
         (lambda: pending().claim(T0, LEASE).complete(1, T0), lambda t: t.claim(T0, LEASE)),
         (lambda: pending().claim(T0, LEASE).complete(1, T0), lambda t: t.complete(2, T0)),

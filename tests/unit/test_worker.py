@@ -1,32 +1,45 @@
-"""The consume loop: bounded concurrency, redelivery, draining on stop."""
+"""The consume loop: bounded concurrency, redelivery, draining on stop.
+
+Every test runs on fake loop time (``looptime``) with the core on the loop's
+clock (``LoopClock``): handler naps, grace periods and heartbeats take no real
+time, and the durations asserted are exact, whatever the machine's speed.
+Handlers that block a thread wait on events the test sets, never on a nap.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from taskcore import (
-    CoreConfig,
-    Dispatcher,
-    HandlerRegistry,
-    Outcome,
-    TaskProcessor,
-    TaskService,
-    TaskStatus,
-    Worker,
-)
-from taskcore.adapters.memory import MemoryCache, MemoryQueue, MemoryRepository
+import pytest
 
-from .conftest import ManualClock
+from taskcore import CoreConfig, HandlerRegistry, Outcome, TaskProcessor, TaskService, TaskStatus, Worker
+from taskcore.adapters.memory import MemoryDatabase, MemoryQueue
+from tests.core import Core, LoopClock, build_core
+
+pytestmark = pytest.mark.looptime
 
 
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
+@pytest.fixture
+def core(registry: HandlerRegistry, config: CoreConfig) -> Core:
+    """The conftest's core, on the event loop's (fake) clock."""
+    return build_core(clock=LoopClock(), registry=registry, config=config)
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def eventually(check: Callable[[], bool], within: float = 30.0) -> None:
+    """Poll ``check`` on loop time (fake, but in step with the real one while a
+    handler's thread runs)."""
+    deadline = now() + within
     while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
+        assert now() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.001)
 
 
 def make_worker(processor: TaskProcessor, queue: MemoryQueue, concurrency: int, grace_s: float = 5) -> Worker:
@@ -43,7 +56,7 @@ async def run_until(worker: Worker, done: Callable[[], bool] | Callable[[], Awai
             await eventually(done)  # type: ignore[arg-type]
     finally:
         worker.stop()
-        await asyncio.wait_for(running, 10)
+        await asyncio.wait_for(running, 30)
 
 
 async def test_runs_up_to_concurrency_tasks_at_once(
@@ -51,13 +64,15 @@ async def test_runs_up_to_concurrency_tasks_at_once(
     processor: TaskProcessor,
     queue: MemoryQueue,
     registry: HandlerRegistry,
-    repository: MemoryRepository,
+    db: MemoryDatabase,
 ) -> None:
     active = peak = 0
+    starts: list[float] = []
 
     @registry.handler
     async def nap(_: int) -> None:
         nonlocal active, peak
+        starts.append(now())
         active += 1
         peak = max(peak, active)
         await asyncio.sleep(0.05)
@@ -66,81 +81,66 @@ async def test_runs_up_to_concurrency_tasks_at_once(
     for i in range(20):
         await service.submit("nap", i)
     worker = make_worker(processor, queue, concurrency=4)
-    started = time.monotonic()
     await run_until(worker, lambda: worker.outcomes[Outcome.COMPLETED] == 20)
     assert peak == 4
-    assert all(t.status is TaskStatus.COMPLETED for t in repository.tasks.values())
-    # 20 tasks of 50 ms, four at a time: about 5 rounds, far from 20 in a row
-    assert time.monotonic() - started < 20 * 0.05
+    assert all(t.status is TaskStatus.COMPLETED for t in db.tasks.values())
+    # 20 tasks of 50 ms, four at a time: five rounds of four, each starting as the last ends
+    rounds = Counter(round(start - starts[0], 3) for start in starts)
+    assert rounds == {0.0: 4, 0.05: 4, 0.1: 4, 0.15: 4, 0.2: 4}
 
 
 async def test_sync_handlers_run_concurrently_in_the_pool(
-    repository: MemoryRepository,
-    queue: MemoryQueue,
-    dispatcher: Dispatcher,
-    cache: MemoryCache,
-    clock: ManualClock,
-    config: CoreConfig,
+    registry: HandlerRegistry, config: CoreConfig
 ) -> None:
-    registry = HandlerRegistry()
-    barrier_hits: list[int] = []
+    # Eight handlers meet at a barrier: none gets past it unless all eight run at once.
+    barrier = threading.Barrier(8)
 
-    @registry.handler
-    def block(i: int) -> int:
-        time.sleep(0.1)
-        barrier_hits.append(i)
+    @registry.handler(max_attempts=1)
+    def meet(i: int) -> int:
+        barrier.wait(timeout=30)
         return i
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        processor = TaskProcessor(
-            repository=repository,
-            dispatcher=dispatcher,
-            cache=cache,
-            clock=clock,
-            registry=registry,
-            config=config,
-            executor=pool,
-        )
-        service = TaskService(
-            repository=repository,
-            dispatcher=dispatcher,
-            cache=cache,
-            clock=clock,
-            registry=registry,
-            config=config,
-        )
+        core = build_core(clock=LoopClock(), registry=registry, config=config, executor=pool)
         for i in range(8):
-            await service.submit("block", i)
-        worker = make_worker(processor, queue, concurrency=8)
-        started = time.monotonic()
-        await run_until(worker, lambda: len(barrier_hits) == 8 and worker.in_flight == 0)
-        elapsed = time.monotonic() - started
-    assert sorted(barrier_hits) == list(range(8))
-    assert elapsed < 8 * 0.1  # they overlapped
+            await core.service.submit("meet", i)
+        worker = make_worker(core.processor, core.queue, concurrency=8)
+        await run_until(worker, lambda: sum(worker.outcomes.values()) == 8)
+    assert worker.outcomes[Outcome.COMPLETED] == 8
+    assert sorted(t.result for t in core.db.tasks.values()) == list(range(8))
 
 
 async def test_the_loop_stays_responsive_while_sync_handlers_block(
-    service: TaskService, processor: TaskProcessor, queue: MemoryQueue, registry: HandlerRegistry
+    service: TaskService,
+    processor: TaskProcessor,
+    queue: MemoryQueue,
+    registry: HandlerRegistry,
+    db: MemoryDatabase,
 ) -> None:
-    @registry.handler
-    def hog(_: None) -> None:
-        time.sleep(0.3)
+    entered = threading.Event()
+    released = threading.Event()
 
-    await service.submit("hog", None)
+    @registry.handler(max_attempts=1)
+    def hog(_: None) -> bool:
+        entered.set()
+        # Only the event loop sets this: were the handler blocking the loop, it would wait in vain.
+        return released.wait(timeout=30)
+
+    task = await service.submit("hog", None)
     worker = make_worker(processor, queue, concurrency=2)
 
     async def probe() -> None:
-        await eventually(lambda: worker.in_flight == 1)
-        before = time.monotonic()
-        await asyncio.sleep(0.01)
-        assert time.monotonic() - before < 0.2
-        await eventually(lambda: worker.in_flight == 0)
+        await eventually(entered.is_set)
+        await asyncio.sleep(0.01)  # the loop turns while the handler holds its thread
+        released.set()
+        await eventually(lambda: worker.outcomes[Outcome.COMPLETED] == 1)
 
     await run_until(worker, probe)
+    assert db.tasks[task.id].result is True
 
 
 async def test_unacked_messages_are_redelivered_to_the_next_worker(
-    service: TaskService, processor: TaskProcessor, queue: MemoryQueue
+    service: TaskService, processor: TaskProcessor, queue: MemoryQueue, db: MemoryDatabase
 ) -> None:
     task = await service.submit("reverse", "abc")
     async with queue.consume(prefetch=1) as consumer:
@@ -150,61 +150,85 @@ async def test_unacked_messages_are_redelivered_to_the_next_worker(
     assert queue.depth == 1
     worker = make_worker(processor, queue, concurrency=1)
     await run_until(worker, lambda: worker.outcomes[Outcome.COMPLETED] == 1)
-    assert (await service.get(task.id)).result == "cba"
+    done = db.tasks[task.id]
+    assert (done.status, done.result, done.attempts) == (TaskStatus.COMPLETED, "cba", 1)
+    assert queue.acked == 1
 
 
 async def test_stop_lets_running_tasks_finish(
-    service: TaskService, processor: TaskProcessor, queue: MemoryQueue, registry: HandlerRegistry
+    service: TaskService,
+    processor: TaskProcessor,
+    queue: MemoryQueue,
+    registry: HandlerRegistry,
+    db: MemoryDatabase,
 ) -> None:
+    started = asyncio.Event()
+
     @registry.handler
     async def short(_: None) -> str:
+        started.set()
         await asyncio.sleep(0.1)
         return "done"
 
     task = await service.submit("short", None)
     worker = make_worker(processor, queue, concurrency=2, grace_s=5)
     running = asyncio.create_task(worker.run())
-    await eventually(lambda: worker.in_flight == 1)
+    await started.wait()
+    stopped_at = now()
     worker.stop()
-    await asyncio.wait_for(running, 5)
-    assert (await service.get(task.id)).status is TaskStatus.COMPLETED
+    await asyncio.wait_for(running, 30)
+    assert now() - stopped_at == pytest.approx(0.1)  # the drain waited for the handler, no longer
+    assert (db.tasks[task.id].status, db.tasks[task.id].result) == (TaskStatus.COMPLETED, "done")
     assert queue.acked == 1
 
 
-async def test_stop_hands_back_what_outlives_the_grace_period(
+async def test_stop_unclaims_what_outlives_the_grace_period(
     service: TaskService,
     processor: TaskProcessor,
     queue: MemoryQueue,
     registry: HandlerRegistry,
-    repository: MemoryRepository,
+    db: MemoryDatabase,
 ) -> None:
+    started = asyncio.Event()
+
     @registry.handler
     async def endless(_: None) -> None:
+        started.set()
         await asyncio.sleep(60)
 
     task = await service.submit("endless", None)
     worker = make_worker(processor, queue, concurrency=2, grace_s=0.05)
     running = asyncio.create_task(worker.run())
-    await eventually(lambda: worker.in_flight == 1)
+    await started.wait()
+    stopped_at = now()
     worker.stop()
-    await asyncio.wait_for(running, 5)
-    handed_back = repository.tasks[task.id]
-    assert handed_back.status is TaskStatus.PENDING
-    assert handed_back.attempts == 0  # the shutdown is not the handler's failure
+    await asyncio.wait_for(running, 30)
+    assert now() - stopped_at == pytest.approx(0.05)  # the grace period, not the handler's 60 s
+    unclaimed = db.tasks[task.id]
+    assert unclaimed.status is TaskStatus.PENDING
+    assert unclaimed.attempts == 0  # the shutdown is not the handler's failure
     assert queue.depth == 1  # the message waits for the next worker
+    assert queue.published == 1  # and it is the task's wake-up: no second one
     assert queue.acked == 0
 
 
 async def test_an_idle_worker_stops_at_once(processor: TaskProcessor, queue: MemoryQueue) -> None:
     worker = make_worker(processor, queue, concurrency=3)
     running = asyncio.create_task(worker.run())
-    await asyncio.sleep(0.01)
+    await eventually(lambda: worker.liveness().consuming)
+    stopped_at = now()
     worker.stop()
-    await asyncio.wait_for(running, 1)
+    await asyncio.wait_for(running, 30)
+    assert now() - stopped_at == pytest.approx(0, abs=1e-3)
+    assert worker.liveness().consuming is False
 
 
 async def test_two_workers_share_the_queue(
-    service: TaskService, processor: TaskProcessor, queue: MemoryQueue, registry: HandlerRegistry
+    service: TaskService,
+    processor: TaskProcessor,
+    queue: MemoryQueue,
+    registry: HandlerRegistry,
+    db: MemoryDatabase,
 ) -> None:
     @registry.handler
     async def nap(_: int) -> None:
@@ -225,6 +249,7 @@ async def test_two_workers_share_the_queue(
     await asyncio.gather(*runs)
     assert first.outcomes[Outcome.COMPLETED] > 0
     assert second.outcomes[Outcome.COMPLETED] > 0
+    assert all(t.status is TaskStatus.COMPLETED and t.attempts == 1 for t in db.tasks.values())
 
 
 async def test_stop_starts_the_grace_period_at_once_when_every_slot_is_busy(
@@ -232,7 +257,7 @@ async def test_stop_starts_the_grace_period_at_once_when_every_slot_is_busy(
     processor: TaskProcessor,
     queue: MemoryQueue,
     registry: HandlerRegistry,
-    repository: MemoryRepository,
+    db: MemoryDatabase,
 ) -> None:
     @registry.handler
     async def endless(_: None) -> None:
@@ -243,9 +268,10 @@ async def test_stop_starts_the_grace_period_at_once_when_every_slot_is_busy(
     worker = make_worker(processor, queue, concurrency=2, grace_s=0.1)
     running = asyncio.create_task(worker.run())
     await eventually(lambda: worker.in_flight == 2)
-    started = time.monotonic()
+    stopped_at = now()
     worker.stop()
-    await asyncio.wait_for(running, 5)
-    assert time.monotonic() - started < 2  # not the 60 s of the running tasks
-    assert all(t.status is TaskStatus.PENDING for t in repository.tasks.values())
-    assert queue.depth == 3  # the third was never taken; the two running were handed back
+    await asyncio.wait_for(running, 30)
+    assert now() - stopped_at == pytest.approx(0.1)  # the grace period, not the 60 s of the running tasks
+    assert all(t.status is TaskStatus.PENDING and t.attempts == 0 for t in db.tasks.values())
+    assert queue.depth == 3  # the third was never taken; the two running were unclaimed
+    assert queue.published == 3
