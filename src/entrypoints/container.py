@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -121,6 +122,8 @@ class Container(containers.DeclarativeContainer):
 
     core_config: providers.Provider[CoreConfig] = providers.Callable(lambda s: s.core, settings)
     clock = providers.Singleton(SystemClock)
+    # Seconds that only ever go forward, for intervals (stalls, cached readings).
+    monotonic: providers.Provider[Callable[[], float]] = providers.Object(time.monotonic)
 
     # The database: one state (PostgreSQL's pools, or the memory tables) behind
     # one adapter per port.
@@ -240,6 +243,7 @@ class Container(containers.DeclarativeContainer):
         sweeper=sweeper,
         telemetry=telemetry,
         stall_s=settings.provided.worker_stall_s,
+        monotonic=monotonic,
         presence=providers.Singleton(WorkerPresence, roster=roster, clock=clock),
     )
     # The dashboard's numbers (GET /stats).
@@ -250,6 +254,7 @@ class Container(containers.DeclarativeContainer):
         roster=roster,
         clock=clock,
         queue=providers.Callable(_queue_depths, queue),
+        monotonic=monotonic,
     )
 
 

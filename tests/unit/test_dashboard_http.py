@@ -1,24 +1,28 @@
-"""``/dashboard`` and ``/stats`` through Litestar's test client, on the memory adapters."""
+"""``/dashboard`` and ``/stats`` through the HTTP API, on the memory adapters and looptime's fake
+time: the app runs in the test's event loop (``serving``), the core on the loop's clock."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from taskcore import HandlerRegistry, register_builtins
-from taskcore.adapters.memory import MemoryQueue, MemoryRepository
+from taskcore.adapters.memory import MemoryDatabase, MemoryQueue
 from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.http import create_app
 from taskcore.entrypoints.settings import load_settings
 
 from .test_auth import SECRET, bearer, token
+from .test_http import Client, on_loop_time, serving
 
-Client = AsyncTestClient  # type: ignore[type-arg]
+pytestmark = pytest.mark.looptime
 ADMIN = "tasks:read tasks:write tasks:admin"
+DEPTH_MAX_AGE_S = 2.0  # StatsService's default
 
 
 def registry() -> HandlerRegistry:
@@ -32,21 +36,26 @@ def registry() -> HandlerRegistry:
     return handlers
 
 
+def make_container(**settings: Any) -> Container:
+    return on_loop_time(build_container(load_settings({}, **settings), registry()))
+
+
 @pytest.fixture
 def container() -> Container:
-    return build_container(load_settings({}), registry())
+    return make_container()
 
 
-@pytest.fixture
-async def open_client(container: Container) -> AsyncIterator[Client]:
-    async with AsyncTestClient(create_app(container, embedded_worker=True)) as client:
+@asynccontextmanager
+async def open_api(container: Container) -> AsyncIterator[Client]:
+    """Auth off: every caller sees everything."""
+    async with serving(create_app(container, embedded_worker=True)) as client:
         yield client
 
 
-@pytest.fixture
-async def jwt_client() -> AsyncIterator[Client]:
-    container = build_container(load_settings({}, jwt_secret=SECRET), registry())
-    async with AsyncTestClient(create_app(container, embedded_worker=True, default_auth="jwt")) as client:
+@asynccontextmanager
+async def jwt_api() -> AsyncIterator[Client]:
+    container = make_container(jwt_secret=SECRET)
+    async with serving(create_app(container, embedded_worker=True, default_auth="jwt")) as client:
         yield client
 
 
@@ -63,11 +72,16 @@ async def settled(client: Client, headers: dict[str, str], completed: int, faile
     raise AssertionError(f"never reached {completed} completed, {failed} failed: {stats}")
 
 
-async def test_stats_with_auth_off_show_everything(open_client: Client) -> None:
-    await open_client.post("/tasks/", json={"input_data": "abc"})
-    await open_client.post("/tasks/", json={"input_data": "x", "type": "explode"})
-
-    stats = await settled(open_client, {}, completed=1, failed=1)
+async def test_stats_with_auth_off_show_everything(container: Container) -> None:
+    async with open_api(container) as client:
+        await client.post("/tasks/", json={"input_data": "abc"})
+        await client.post("/tasks/", json={"input_data": "x", "type": "explode"})
+        await settled(client, {}, completed=1, failed=1)
+        # The queue is read at most every 2 s: the reading taken while both
+        # tasks waited for the worker is kept, then read again.
+        await asyncio.sleep(DEPTH_MAX_AGE_S)
+        stats = await settled(client, {}, completed=1, failed=1)
+        retried = await client.post(f"/tasks/{stats['failures'][0]['id']}/retry")  # type: ignore[index]
 
     assert stats["owner"] is None
     assert set(stats["counts"]) == {"PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"}  # type: ignore[arg-type]
@@ -83,13 +97,15 @@ async def test_stats_with_auth_off_show_everything(open_client: Client) -> None:
     (worker,) = stats["workers"]  # type: ignore[misc]
     assert re.fullmatch(r".+-\d+", worker["id"])
     assert stats["workers_seen_s"] == 30
-
-    requeued = await open_client.post(f"/tasks/{failure['id']}/retry")
-    assert requeued.status_code == 200
+    assert retried.status_code == 200
 
 
-async def test_the_page_and_its_assets_are_served_from_here(open_client: Client) -> None:
-    page = await open_client.get("/dashboard")
+async def test_the_page_and_its_assets_are_served_from_here(container: Container) -> None:
+    async with open_api(container) as client:
+        page = await client.get("/dashboard")
+        script = await client.get("/dashboard/dashboard.js")
+        style = await client.get("/dashboard/dashboard.css")
+        other = await client.get("/dashboard/other.js")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     policy = page.headers["content-security-policy"]
@@ -100,34 +116,34 @@ async def test_the_page_and_its_assets_are_served_from_here(open_client: Client)
     # nothing from another origin: every src and href is local (or data:)
     for url in re.findall(r'(?:src|href)="([^"]*)"', html):
         assert url.startswith(("/dashboard/", "data:")), url
-    script = await open_client.get("/dashboard/dashboard.js")
     assert script.headers["content-type"].startswith("text/javascript")
     assert "/stats" in script.text
     assert "http://" not in script.text.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in script.text
-    style = await open_client.get("/dashboard/dashboard.css")
     assert style.headers["content-type"].startswith("text/css")
     assert "url(" not in style.text
-    assert (await open_client.get("/dashboard/other.js")).status_code == 404
+    assert other.status_code == 404
 
 
-async def test_the_page_is_public_but_its_data_needs_a_token(jwt_client: Client) -> None:
-    assert (await jwt_client.get("/dashboard")).status_code == 200
-    assert (await jwt_client.get("/dashboard/dashboard.js")).status_code == 200
-    refused = await jwt_client.get("/stats")
-    assert refused.status_code == 401
-    assert refused.headers["content-type"] == "application/problem+json"
-    assert (await jwt_client.get("/stats", headers=bearer(token(scope="tasks:write")))).status_code == 403
+async def test_the_page_is_public_but_its_data_needs_a_token() -> None:
+    async with jwt_api() as client:
+        assert (await client.get("/dashboard")).status_code == 200
+        assert (await client.get("/dashboard/dashboard.js")).status_code == 200
+        refused = await client.get("/stats")
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert (await client.get("/stats", headers=bearer(token(scope="tasks:write")))).status_code == 403
 
 
-async def test_a_caller_sees_the_stats_of_its_own_tasks_and_an_admin_all(jwt_client: Client) -> None:
+async def test_a_caller_sees_the_stats_of_its_own_tasks_and_an_admin_all() -> None:
     alice, bob, admin = bearer(token("alice")), bearer(token("bob")), bearer(token("ops", scope=ADMIN))
-    await jwt_client.post("/tasks/", json={"input_data": "abc"}, headers=alice)
-    await jwt_client.post("/tasks/", json={"input_data": "x", "type": "explode"}, headers=bob)
+    async with jwt_api() as client:
+        await client.post("/tasks/", json={"input_data": "abc"}, headers=alice)
+        await client.post("/tasks/", json={"input_data": "x", "type": "explode"}, headers=bob)
 
-    everything = await settled(jwt_client, admin, completed=1, failed=1)
-    mine = await settled(jwt_client, alice, completed=1, failed=0)
-    theirs = await settled(jwt_client, bob, completed=0, failed=1)
+        everything = await settled(client, admin, completed=1, failed=1)
+        mine = await settled(client, alice, completed=1, failed=0)
+        theirs = await settled(client, bob, completed=0, failed=1)
 
     assert everything["owner"] is None
     assert everything["queue"] is not None
@@ -136,8 +152,9 @@ async def test_a_caller_sees_the_stats_of_its_own_tasks_and_an_admin_all(jwt_cli
     assert [f["error"] for f in theirs["failures"]] == ["RuntimeError: handler bug"]  # type: ignore[attr-defined]
 
 
-async def test_stats_are_documented_with_their_problems(open_client: Client) -> None:
-    schema = (await open_client.get("/docs/openapi.json")).json()
+async def test_stats_are_documented_with_their_problems(container: Container) -> None:
+    async with open_api(container) as client:
+        schema = (await client.get("/docs/openapi.json")).json()
     assert "/dashboard" not in schema["paths"]
     operation = schema["paths"]["/stats"]["get"]
     assert set(operation["responses"]) == {"200", "401", "403", "503"}
@@ -147,21 +164,21 @@ async def test_stats_are_documented_with_their_problems(open_client: Client) -> 
     assert set(counts["required"]) == {"PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"}
 
 
-async def test_stats_are_503_while_the_database_is_down(open_client: Client, container: Container) -> None:
-    repository = container.repository()
-    assert isinstance(repository, MemoryRepository)
-    repository.available = False
-    response = await open_client.get("/stats")
+async def test_stats_are_503_while_the_database_is_down(container: Container) -> None:
+    database = container.database()
+    assert isinstance(database, MemoryDatabase)
+    async with open_api(container) as client:
+        database.available = False
+        response = await client.get("/stats")
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
 
 
-async def test_an_unknown_broker_depth_is_null_not_an_error(
-    open_client: Client, container: Container
-) -> None:
+async def test_an_unknown_broker_depth_is_null_not_an_error(container: Container) -> None:
     queue = container.queue()
     assert isinstance(queue, MemoryQueue)
-    queue.available = False
-    response = await open_client.get("/stats")
+    async with open_api(container) as client:
+        queue.available = False
+        response = await client.get("/stats")
     assert response.status_code == 200
     assert response.json()["queue"] == {"ready": None, "dead_letters": None}

@@ -13,19 +13,19 @@ from typing import Any
 
 import jwt
 import pytest
-from litestar.testing import AsyncTestClient
 
 from taskcore import HandlerRegistry, Outcome, TaskProcessor, TaskService, register_builtins
 from taskcore.adapters.memory import MemoryQueue
+from taskcore.adapters.memory.queue import MemoryDelivery
 from taskcore.entrypoints.container import build_container
 from taskcore.entrypoints.http import create_app
 from taskcore.entrypoints.http.request_id import _current as current_request
 from taskcore.entrypoints.logs import log_handler
 from taskcore.entrypoints.settings import load_settings
-from taskcore.log_context import claimed, handling
-from taskcore.task import NewTask, Task
+from taskcore.model.task import NewTask, Task
+from taskcore.work.log_context import claimed, handling
 
-from .test_processor import deliver
+from .test_http import on_loop_time, serving
 
 SECRET = "jwt-secret-that-must-never-be-logged-8c1f0e"
 INPUT = "input-that-must-never-be-logged-5d27a9"
@@ -60,6 +60,15 @@ def capture_json() -> Iterator[Capture]:
     finally:
         root.removeHandler(capture.handler)
         root.setLevel(level)
+
+
+async def deliver(queue: MemoryQueue, processor: TaskProcessor) -> tuple[Outcome, MemoryDelivery]:
+    """Take the next message off ``queue`` and process it."""
+    async with queue.consume(prefetch=1) as consumer:
+        delivery = await consumer.next()
+        outcome = await processor.process(delivery)
+        assert delivery.settled
+        return outcome, delivery
 
 
 def record(message: str = "hello", level: int = logging.INFO) -> logging.LogRecord:
@@ -141,16 +150,17 @@ async def test_a_sync_handlers_lines_name_its_task(
     assert seen == [("shouting", task.id, "shout", 1)]
 
 
+@pytest.mark.looptime
 async def test_no_secret_token_or_input_is_logged_at_info(capture_json: Capture) -> None:
     registry = HandlerRegistry()
     register_builtins(registry, reverse_delay_s=0)
-    container = build_container(load_settings({}, jwt_secret=SECRET), registry)
+    container = on_loop_time(build_container(load_settings({}, jwt_secret=SECRET), registry))
     token = jwt.encode(
         {"sub": "alice", "exp": int(time.time()) + 600, "scope": "tasks:read tasks:write"}, SECRET
     )
     wrong = jwt.encode({"sub": "mallory", "exp": int(time.time()) + 600}, "not-the-secret-0123456789abcdef!")
     app = create_app(container, embedded_worker=True, default_auth="jwt")
-    async with AsyncTestClient(app) as client:
+    async with serving(app) as client:
         headers = {"authorization": f"Bearer {token}", "x-request-id": "req-secrets"}
         created = await client.post("/tasks/", json={"input_data": INPUT}, headers=headers)
         assert created.status_code == 201, created.text

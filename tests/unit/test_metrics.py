@@ -18,7 +18,6 @@ import httpx
 import jwt
 import pytest
 from litestar import Litestar, get
-from litestar.testing import AsyncTestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -31,9 +30,9 @@ from taskcore.entrypoints.http.metrics import http_metrics
 from taskcore.entrypoints.settings import load_settings
 from taskcore.entrypoints.worker_probe import ProbeServer
 from taskcore.errors import QueueUnavailable
-from taskcore.worker import Liveness
+from taskcore.work.worker import Liveness
 
-from .test_worker import eventually
+from .test_http import Client, eventually, on_loop_time, serving
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256!"
 
@@ -106,6 +105,7 @@ class Depths:
         return self.dead
 
 
+@pytest.mark.looptime
 async def test_the_poller_reads_the_depths_and_shows_nan_when_unknown() -> None:
     registry = CollectorRegistry()
     telemetry = PrometheusTelemetry(registry)
@@ -149,11 +149,11 @@ def test_multiprocess_mode_merges_every_process(tmp_path: Path) -> None:
 
 
 @asynccontextmanager
-async def api(**settings: Any) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+async def api(**settings: Any) -> AsyncIterator[Client]:
     registry = HandlerRegistry()
     register_builtins(registry, reverse_delay_s=0)
-    container = build_container(load_settings({}, **settings), registry)
-    async with AsyncTestClient(create_app(container, embedded_worker=True, default_auth="jwt")) as client:
+    container = on_loop_time(build_container(load_settings({}, **settings), registry))
+    async with serving(create_app(container, embedded_worker=True, default_auth="jwt")) as client:
         yield client
 
 
@@ -164,6 +164,7 @@ def bearer() -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
+@pytest.mark.looptime
 async def test_the_api_counts_requests_by_route_template_and_status() -> None:
     route = "/tasks/{task_id}"
     async with api(jwt_secret=SECRET) as client:
@@ -198,6 +199,8 @@ async def test_the_api_counts_requests_by_route_template_and_status() -> None:
 
 
 async def test_the_api_counts_server_errors_and_times_each_request() -> None:
+    """On real time: the middleware times requests with ``time.perf_counter``,
+    and a real 0.05 s sleep takes at least that long however busy the machine."""
     in_progress = ("taskcore_http_requests_in_progress", frozenset({
         "app_name": "taskcore", "method": "GET", "path": "/slow", "status_code": "200"
     }.items()))  # fmt: skip
@@ -213,7 +216,7 @@ async def test_the_api_counts_server_errors_and_times_each_request() -> None:
         return samples(generate_latest().decode())[in_progress]
 
     app = Litestar([boom, slow], middleware=[http_metrics()], debug=False)
-    async with AsyncTestClient(app) as client:
+    async with serving(app) as client:
         before = generate_latest().decode()
         assert (await client.get("/boom")).status_code == 500
         assert (await client.get("/boom")).status_code == 500
@@ -233,6 +236,7 @@ async def test_the_api_counts_server_errors_and_times_each_request() -> None:
     assert samples(after)[in_progress] == 0
 
 
+@pytest.mark.looptime
 async def test_metrics_are_not_in_the_api_schema() -> None:
     async with api(jwt_secret=SECRET) as client:
         schema = (await client.get("/docs/openapi.json")).json()
@@ -256,16 +260,20 @@ class DyingQueue(MemoryQueue):
             yield consumer
 
 
+@pytest.mark.looptime
 async def test_liveness_follows_the_consumer(processor: TaskProcessor, queue: MemoryQueue) -> None:
-    worker = Worker(processor=processor, queue=queue, stall_s=0.2)
+    loop = asyncio.get_running_loop()
+    worker = Worker(processor=processor, queue=queue, stall_s=0.2, monotonic=loop.time)
     assert worker.liveness() == Liveness(False, "not consuming yet")
     running = asyncio.create_task(worker.run())
     try:
         await eventually(lambda: worker.liveness().consuming)
         queue.available = False  # the broker connection is down...
+        cut_off = loop.time()
         await asyncio.sleep(0.1)
         assert worker.liveness().consuming  # ...not for long enough yet
         await eventually(lambda: not worker.liveness().consuming)
+        assert 0.2 < loop.time() - cut_off <= 0.2 + 0.05 + 0.01  # stall_s, noticed by the next 0.05 s tick
         assert worker.liveness().detail.startswith("cut off from the broker for")
         queue.available = True  # reconnected
         await eventually(lambda: worker.liveness().consuming)
@@ -284,6 +292,7 @@ async def test_liveness_reports_a_consume_loop_that_died(processor: TaskProcesso
     assert live.detail == "the consume loop ended: RuntimeError: the channel went away for good"
 
 
+@pytest.mark.looptime
 async def test_liveness_reports_a_blocked_event_loop(processor: TaskProcessor, queue: MemoryQueue) -> None:
     now = [100.0]
     worker = Worker(processor=processor, queue=queue, stall_s=1, monotonic=lambda: now[0])
@@ -324,19 +333,27 @@ def test_the_probe_serves_liveness_and_metrics() -> None:
         probe.stop()
 
 
+@pytest.mark.looptime
 async def test_the_probe_answers_503_while_the_event_loop_is_blocked(
     processor: TaskProcessor, queue: MemoryQueue
 ) -> None:
-    worker = Worker(processor=processor, queue=queue, stall_s=0.2)
+    """The probe's thread answers while the event loop is blocked (the blocking
+    ``httpx.get`` calls here hold it). The worker's monotonic clock is the test's:
+    a blocked loop is one whose heartbeat falls behind that clock, so how long
+    the blocking calls really take decides nothing."""
+    now = [100.0]
+    worker = Worker(processor=processor, queue=queue, stall_s=0.2, monotonic=lambda: now[0])
     running = asyncio.create_task(worker.run())
     probe, url = serve(worker.liveness)
     try:
         await eventually(lambda: worker.liveness().consuming)
         assert httpx.get(f"{url}/health/live", timeout=5).status_code == 200  # noqa: ASYNC210
-        time.sleep(0.5)  # noqa: ASYNC251 -- blocking the loop is the point
+        now[0] += 5  # five seconds pass while the loop is blocked (nothing here awaits)
         blocked = httpx.get(f"{url}/health/live", timeout=5)  # noqa: ASYNC210 -- still blocked
         assert blocked.status_code == 503, blocked.text
-        assert blocked.json()["detail"].startswith("stuck: the event loop has not turned")
+        assert blocked.json()["detail"] == "stuck: the event loop has not turned for 5 s"
+        await eventually(lambda: worker.liveness().consuming)  # unblocked: the heartbeat catches up
+        assert httpx.get(f"{url}/health/live", timeout=5).status_code == 200  # noqa: ASYNC210
     finally:
         probe.stop()
         worker.stop()

@@ -21,7 +21,7 @@ from taskcore import HandlerRegistry, register_builtins
 from taskcore.entrypoints.container import build_container
 from taskcore.entrypoints.http import create_app
 from taskcore.entrypoints.settings import load_settings
-from tests.unit.test_dev_process import TASKCORE, free_port, wait_until_serving
+from tests.unit.test_dev_process import DEADLINE_S, TASKCORE, free_port, wait_until_serving
 
 SCHEMA_PATH = "/docs/openapi.json"
 GENERATOR = str(Path(sys.executable).with_name("openapi-python-client"))
@@ -73,21 +73,23 @@ async def test_every_operation_has_its_sdk_like_operation_id(auth: str) -> None:
 
 
 @pytest.fixture
-def dev_base_url() -> Iterator[str]:
+def dev_base_url(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "TASKCORE_REVERSE_DELAY_S": "0.05", "TASKCORE_LOG_LEVEL": "WARNING"}
     env.pop("TASKCORE_AUTH", None)  # taskcore dev: auth off
-    proc = subprocess.Popen(
-        [TASKCORE, "dev", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    errors = tmp_path / "stderr.txt"
+    with errors.open("wb") as stderr:  # a file, not a pipe nobody reads, which could fill and block it
+        proc = subprocess.Popen(
+            [TASKCORE, "dev", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(base, proc)
+        wait_until_serving(base, proc, errors)
         yield base
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.wait()
+        proc.wait(timeout=DEADLINE_S)
 
 
 @pytest.fixture

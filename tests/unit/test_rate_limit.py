@@ -10,10 +10,9 @@ import jwt
 import pytest
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.testing import AsyncTestClient
 
 from taskcore import HandlerRegistry, register_builtins
-from taskcore.adapters.memory import MemoryRepository
+from taskcore.adapters.memory import MemoryDatabase
 from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.http.auth import TokenVerifier, jwt_middleware
 from taskcore.entrypoints.http.problems import EXCEPTION_HANDLERS
@@ -22,11 +21,11 @@ from taskcore.entrypoints.http.tasks_controller import TaskController, TaskEndpo
 from taskcore.entrypoints.lifecycle import open_resources
 from taskcore.entrypoints.settings import load_settings
 
+from .test_http import Client, serving
+
 SECRET = "a-test-secret-that-is-long-enough-for-hs256!"
 PROBLEM = "application/problem+json"
 LIMIT = 3  # per minute: one slot frees every 20 s
-
-Client = AsyncTestClient[Litestar]
 
 
 class FakeClock:
@@ -60,7 +59,12 @@ def make_app(container: Container, clock: FakeClock, *, auth: bool = True) -> Li
             yield
 
     def provide_tasks() -> TaskEndpoints:
-        return TaskEndpoints(service=container.service(), watcher=container.watcher())
+        return TaskEndpoints(
+            service=container.service(),
+            listing=container.tasks(),
+            watcher=container.watcher(),
+            clock=container.clock(),
+        )
 
     verifier = TokenVerifier(key=SECRET, algorithms=("HS256",))
     auth_middleware = [jwt_middleware(verifier, exclude=["^/docs"])] if auth else []
@@ -88,7 +92,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def client(container: Container, clock: FakeClock) -> AsyncIterator[Client]:
-    async with AsyncTestClient(make_app(container, clock)) as client:
+    async with serving(make_app(container, clock)) as client:
         yield client
 
 
@@ -98,9 +102,9 @@ async def submit(client: Client, headers: dict[str, str], path: str = "/tasks/")
 
 
 def stored(container: Container) -> int:
-    repository = container.repository()
-    assert isinstance(repository, MemoryRepository)
-    return len(repository.tasks)
+    database = container.database()
+    assert isinstance(database, MemoryDatabase)
+    return len(database.tasks)
 
 
 async def test_the_submit_past_the_limit_is_429_problem_json_with_retry_after(
@@ -174,7 +178,7 @@ async def test_unauthenticated_calls_are_401_and_use_no_slot(client: Client) -> 
 async def test_with_auth_off_everyone_is_the_one_anonymous_owner(
     container: Container, clock: FakeClock
 ) -> None:
-    async with AsyncTestClient(make_app(container, clock, auth=False)) as client:
+    async with serving(make_app(container, clock, auth=False)) as client:
         assert [await submit(client, {}) for _ in range(LIMIT)] == [201] * LIMIT
         assert await submit(client, ALICE) == 429  # the token is not even read
 

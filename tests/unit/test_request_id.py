@@ -15,7 +15,6 @@ import msgspec
 import pytest
 from litestar import Litestar, get, post
 from litestar.params import FromQuery, JSONBody
-from litestar.testing import AsyncTestClient
 from litestar.types import Scope
 
 from taskcore.entrypoints.http.auth import TokenVerifier, jwt_middleware
@@ -28,11 +27,11 @@ from taskcore.entrypoints.http.request_id import (
     request_id_of,
 )
 
+from .test_http import Client, loop_time, serving
+
 SECRET = "a-test-secret-that-is-long-enough-for-hs256!"
 PROBLEM = "application/problem+json"
 GENERATED = re.compile(r"[0-9a-f]{32}")  # uuid4().hex
-
-Client = AsyncTestClient[Litestar]
 
 
 def bearer(sub: str) -> dict[str, str]:
@@ -103,7 +102,7 @@ def make_app() -> Litestar:
 
 @pytest.fixture
 async def client() -> AsyncIterator[Client]:
-    async with AsyncTestClient(make_app()) as client:
+    async with serving(make_app()) as client:
         yield client
 
 
@@ -229,13 +228,18 @@ async def test_the_500_log_line_names_the_request(client: Client, records: list[
     assert error.exc_info is not None
 
 
-async def test_concurrent_requests_keep_their_own_ids(client: Client) -> None:
-    responses = await asyncio.gather(
-        *(
-            client.get("/slow", params={"delay": delay}, headers={"x-request-id": f"req-{i}"})
-            for i, delay in enumerate([0.05, 0.01, 0.03])
+@pytest.mark.looptime
+async def test_concurrent_requests_keep_their_own_ids() -> None:
+    async with serving(make_app()) as client:
+        started = loop_time()
+        responses = await asyncio.gather(
+            *(
+                client.get("/slow", params={"delay": delay}, headers={"x-request-id": f"req-{i}"})
+                for i, delay in enumerate([0.05, 0.01, 0.03])
+            )
         )
-    )
+        took = loop_time() - started
+    assert took == pytest.approx(0.05, abs=1e-3)  # they ran at the same time, finishing out of order
     assert [r.json()["request_id"] for r in responses] == ["req-0", "req-1", "req-2"]
 
 

@@ -6,19 +6,25 @@ import asyncio
 import os
 import socket
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from taskcore import CoreConfig, Dispatcher, HandlerRegistry, TaskProcessor, TaskService, TaskStatus, Worker
-from taskcore.adapters.memory import MemoryCache, MemoryQueue, MemoryQueueDepths, MemoryRepository
+from taskcore import TaskStatus, Worker
+from taskcore.adapters.memory import MemoryQueue, MemoryQueueDepths, MemoryWorkers
+from taskcore.adapters.memory.percentiles import percentile_cont
+from taskcore.dashboard.stats import StatsService
 from taskcore.errors import QueueUnavailable, RepositoryUnavailable
-from taskcore.presence import WorkerPresence, WorkerReport, worker_id
-from taskcore.stats import MinuteStats, StatsService, minute_of, percentile_cont
-from taskcore.task import NewTask
+from taskcore.model.stats import MinuteStats, minute_of
+from taskcore.model.task import NewTask
+from taskcore.model.workers import WorkerReport
+from taskcore.ports import QueueDepths
+from taskcore.work.presence import WorkerPresence, worker_id
+from tests.core import Core, LoopClock, build_core
 
 from .conftest import ManualClock
-from .test_worker import eventually
+from .test_http import eventually
 
 NOW = datetime(2026, 1, 1, 12, 30, 40, tzinfo=UTC)
 
@@ -65,20 +71,21 @@ class Ticks:
 
 
 async def finish(
-    repository: MemoryRepository,
+    core: Core,
     clock: ManualClock,
     *,
     owner: str | None,
     fail: bool = False,
     run_s: float = 1,
 ) -> None:
-    task = await repository.add(
+    """A task that waited 0.5 s for a worker and ran ``run_s``."""
+    task = await core.tasks.add(
         NewTask(type="echo", input=1, max_attempts=1, run_at=clock.now(), created_at=clock.now(), owner=owner)
     )
-    claimed = await repository.claim(task.id, clock.now() + timedelta(seconds=0.5), timedelta(seconds=30))
+    claimed = await core.tasks.claim(task.id, clock.now() + timedelta(seconds=0.5), timedelta(seconds=30))
     assert claimed is not None
     at = clock.now() + timedelta(seconds=0.5 + run_s)
-    assert await repository.save(claimed.fail("boom", at, None) if fail else claimed.complete("ok", at))
+    assert await core.tasks.save(claimed.fail("boom", at, None) if fail else claimed.complete("ok", at))
 
 
 @pytest.fixture
@@ -86,33 +93,33 @@ def clock() -> ManualClock:
     return ManualClock(NOW)
 
 
-def _processor(repository: MemoryRepository, queue: MemoryQueue, clock: ManualClock) -> TaskProcessor:
-    return TaskProcessor(
-        repository=repository,
-        dispatcher=Dispatcher(repository=repository, queue=queue, clock=clock, flush_delay_s=0),
-        cache=MemoryCache(),
-        clock=clock,
-        registry=HandlerRegistry(),
-        config=CoreConfig(),
+def stats_over(core: Core, queue: QueueDepths | None = None, **options: Any) -> StatsService:
+    return StatsService(
+        dashboard=core.dashboard,
+        tasks=core.tasks,
+        roster=core.roster,
+        clock=core.clock,
+        queue=queue,
+        **options,
     )
 
 
-async def test_a_snapshot_of_every_task(repository: MemoryRepository, clock: ManualClock) -> None:
+async def test_a_snapshot_of_every_task(core: Core, clock: ManualClock) -> None:
     clock.advance(-120)  # 12:28:40
-    await finish(repository, clock, owner="alice")
+    await finish(core, clock, owner="alice")
     clock.advance(120)
-    await finish(repository, clock, owner="bob", fail=True, run_s=3)
-    await repository.add(NewTask(type="echo", input=1, max_attempts=1, run_at=NOW, created_at=NOW))
-    await repository.report_worker(
+    await finish(core, clock, owner="bob", fail=True, run_s=3)
+    await core.tasks.add(NewTask(type="echo", input=1, max_attempts=1, run_at=NOW, created_at=NOW))
+    await core.roster.report_worker(
         WorkerReport(id="w1", started_at=NOW, seen_at=NOW, in_flight=1, processed=2)
     )
     stale = NOW - timedelta(seconds=31)
-    await repository.report_worker(
+    await core.roster.report_worker(
         WorkerReport(id="w0", started_at=stale, seen_at=stale, in_flight=0, processed=0)
     )
-    queue = MemoryQueue()
+    queue = MemoryQueue(clock)
     await queue.publish(b"1")
-    stats = StatsService(repository=repository, clock=clock, queue=MemoryQueueDepths(queue))
+    stats = stats_over(core, MemoryQueueDepths(queue))
 
     snapshot = await stats.snapshot(owner=None)
 
@@ -140,12 +147,10 @@ async def test_a_snapshot_of_every_task(repository: MemoryRepository, clock: Man
     assert snapshot.workers_seen_s == 30
 
 
-async def test_an_owner_sees_only_its_tasks_and_no_system_numbers(
-    repository: MemoryRepository, clock: ManualClock
-) -> None:
-    await finish(repository, clock, owner="alice")
-    await finish(repository, clock, owner="bob", fail=True)
-    stats = StatsService(repository=repository, clock=clock, queue=SlowQueue())
+async def test_an_owner_sees_only_its_tasks_and_no_system_numbers(core: Core, clock: ManualClock) -> None:
+    await finish(core, clock, owner="alice")
+    await finish(core, clock, owner="bob", fail=True)
+    stats = stats_over(core, SlowQueue())
 
     snapshot = await stats.snapshot(owner="alice")
 
@@ -157,11 +162,9 @@ async def test_an_owner_sees_only_its_tasks_and_no_system_numbers(
     assert snapshot.workers is None
 
 
-async def test_the_queue_is_read_at_most_every_two_seconds(
-    repository: MemoryRepository, clock: ManualClock
-) -> None:
+async def test_the_queue_is_read_at_most_every_two_seconds(core: Core) -> None:
     queue, ticks = SlowQueue(), Ticks()
-    stats = StatsService(repository=repository, clock=clock, queue=queue, monotonic=ticks)
+    stats = stats_over(core, queue, monotonic=ticks)
     for _ in range(3):
         await stats.snapshot(owner=None)
     assert queue.asked == 1
@@ -170,34 +173,40 @@ async def test_the_queue_is_read_at_most_every_two_seconds(
     assert queue.asked == 2
 
 
-@pytest.mark.parametrize("queue", [SlowQueue(delay_s=5), SlowQueue(fail=True)], ids=["slow", "down"])
+@pytest.mark.looptime
+@pytest.mark.parametrize(
+    ("queue", "answered_in"),
+    [(SlowQueue(delay_s=5), 0.05), (SlowQueue(fail=True), 0.0)],
+    ids=["slow", "down"],
+)
 async def test_a_broker_that_does_not_answer_leaves_the_depths_unknown(
-    repository: MemoryRepository, clock: ManualClock, queue: SlowQueue
+    core: Core, queue: SlowQueue, answered_in: float
 ) -> None:
-    stats = StatsService(repository=repository, clock=clock, queue=queue, depth_timeout_s=0.05)
+    stats = stats_over(core, queue, depth_timeout_s=0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     snapshot = await asyncio.wait_for(stats.snapshot(owner=None), 1)
+    assert loop.time() - started == pytest.approx(answered_in, abs=1e-3)  # given up on at the timeout
     assert snapshot.queue is not None
     assert (snapshot.queue.ready, snapshot.queue.dead_letters) == (None, None)
 
 
-async def test_a_window_of_any_length(repository: MemoryRepository, clock: ManualClock) -> None:
-    stats = StatsService(repository=repository, clock=clock, window_minutes=1)
+async def test_a_window_of_any_length(core: Core) -> None:
+    stats = stats_over(core, window_minutes=1)
     assert [m.minute for m in (await stats.snapshot(owner=None)).minutes] == [minute_of(NOW)]
     with pytest.raises(ValueError, match="window_minutes"):
-        StatsService(repository=repository, clock=clock, window_minutes=0)
+        stats_over(core, window_minutes=0)
 
 
 # -- workers reporting --------------------------------------------------------
 
 
-async def test_a_report_keeps_the_start_and_moves_the_last_seen(
-    repository: MemoryRepository, clock: ManualClock
-) -> None:
-    presence = WorkerPresence(repository=repository, clock=clock, worker="host-1")
+async def test_a_report_keeps_the_start_and_moves_the_last_seen(core: Core, clock: ManualClock) -> None:
+    presence = WorkerPresence(roster=core.roster, clock=clock, worker="host-1")
     await presence.report(in_flight=2, processed=0)
     clock.advance(5)
     await presence.report(in_flight=0, processed=4)
-    assert repository.workers == {
+    assert core.db.workers == {
         "host-1": WorkerReport(
             id="host-1", started_at=NOW, seen_at=NOW + timedelta(seconds=5), in_flight=0, processed=4
         )
@@ -208,33 +217,46 @@ def test_a_worker_is_named_by_host_and_pid() -> None:
     assert worker_id() == f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def test_a_running_worker_reports_itself_until_it_stops(
-    repository: MemoryRepository,
-    processor: TaskProcessor,
-    service: TaskService,
-    queue: MemoryQueue,
-    clock: ManualClock,
-) -> None:
-    presence = WorkerPresence(repository=repository, clock=clock, worker="w", interval_s=0.01)
-    worker = Worker(processor=processor, queue=queue, concurrency=2, presence=presence)
+class CountingWorkers(MemoryWorkers):
+    """The roster, counting the reports it is given."""
+
+    def __init__(self, core: Core) -> None:
+        super().__init__(core.db)
+        self.reports = 0
+
+    async def report_worker(self, report: WorkerReport) -> None:
+        self.reports += 1
+        await super().report_worker(report)
+
+
+@pytest.mark.looptime
+async def test_a_running_worker_reports_itself_until_it_stops() -> None:
+    core = build_core(clock=LoopClock())  # report times are the loop's (fake) time
+    roster = CountingWorkers(core)
+    presence = WorkerPresence(roster=roster, clock=core.clock, worker="w", interval_s=0.01)
+    worker = Worker(processor=core.processor, queue=core.queue, concurrency=2, presence=presence)
     running = asyncio.create_task(worker.run())
-    await eventually(lambda: "w" in repository.workers)
-    task = await service.submit("reverse", "abc")
-    await eventually(lambda: repository.workers["w"].processed == 1)
-    assert repository.tasks[task.id].status is TaskStatus.COMPLETED
+    await eventually(lambda: "w" in core.db.workers)
+    task = await core.service.submit("reverse", "abc")
+    await eventually(lambda: core.db.workers["w"].processed == 1)
+    assert core.db.tasks[task.id].status is TaskStatus.COMPLETED
+    reported = roster.reports
+    await eventually(lambda: roster.reports >= reported + 2)  # reporting on, every 0.01 s
     worker.stop()
     await asyncio.wait_for(running, 5)
-    last = repository.workers["w"]
-    await asyncio.sleep(0.05)
-    assert repository.workers["w"] == last  # no report once stopped
+    last, reported = core.db.workers["w"], roster.reports
+    await asyncio.sleep(0.05)  # five intervals
+    assert roster.reports == reported  # no report once stopped
+    assert core.db.workers["w"] == last
     assert last.in_flight == 0
+    await core.aclose()
 
 
-class FlakyReports(MemoryRepository):
+class FlakyReports(MemoryWorkers):
     """Reports fail: first like a database that is down, then like a bug."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, core: Core) -> None:
+        super().__init__(core.db)
         self.failures: list[BaseException] = [RepositoryUnavailable("down"), RuntimeError("a bug")]
 
     async def report_worker(self, report: WorkerReport) -> None:
@@ -243,15 +265,17 @@ class FlakyReports(MemoryRepository):
         await super().report_worker(report)
 
 
+@pytest.mark.looptime
 async def test_reports_that_fail_neither_stop_the_reports_nor_the_worker(clock: ManualClock) -> None:
-    repository = FlakyReports()
-    presence = WorkerPresence(repository=repository, clock=clock, worker="w", interval_s=0.01)
-    queue = MemoryQueue()
-    worker = Worker(
-        processor=_processor(repository, queue, clock), queue=queue, concurrency=1, presence=presence
-    )
+    core = build_core(clock=clock)
+    roster = FlakyReports(core)
+    presence = WorkerPresence(roster=roster, clock=clock, worker="w", interval_s=0.01)
+    worker = Worker(processor=core.processor, queue=core.queue, concurrency=1, presence=presence)
     running = asyncio.create_task(worker.run())
-    await eventually(lambda: "w" in repository.workers)
-    assert repository.failures == []
+    await eventually(lambda: "w" in core.db.workers)
+    assert roster.failures == []
+    task = await core.service.submit("reverse", "abc")  # and the worker still works
+    await eventually(lambda: core.db.tasks[task.id].status is TaskStatus.COMPLETED)
     worker.stop()
     await asyncio.wait_for(running, 5)
+    await core.aclose()

@@ -1,31 +1,38 @@
 """Waiting without polling: change notifications, long polls and event streams,
-on the memory adapters (the embedded system of ``taskcore dev``)."""
+on the memory adapters (the embedded system of ``taskcore dev``).
+
+Every test runs on looptime's fake time, the app in the test's event loop
+(``serving``) and the core on the loop's clock (``on_loop_time``): the handler's
+delay, the re-checks and the waits' deadlines are exact, however busy the machine.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 import pytest
-from litestar.testing import AsyncTestClient
 
 from taskcore import HandlerRegistry, register_builtins
-from taskcore.adapters.memory import MemoryCache, MemoryChangeFeed, MemoryRepository
-from taskcore.changes import ChangeAnnouncer, TaskChange, decode_changes, encode_changes
+from taskcore.adapters.memory import MemoryCache, MemoryChangeFeed, MemoryTasks
 from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.http import create_app
 from taskcore.entrypoints.settings import load_settings
-from taskcore.service import TaskService
-from taskcore.status import TaskStatus
-from taskcore.task import NewTask, Task
-from taskcore.waiting import ChangeListener
+from taskcore.model.changes import TaskChange, decode_changes, encode_changes
+from taskcore.model.status import TaskStatus
+from taskcore.model.task import NewTask, Task
+from taskcore.submit.service import TaskService
+from taskcore.submit.waiting import ChangeListener
+from taskcore.transitions.announcer import ChangeAnnouncer
 
-Client = AsyncTestClient  # type: ignore[type-arg]
-DELAY_S = 0.3
+from .conftest import ManualClock
+from .test_http import Client, eventually, loop_time, on_loop_time, serving
+
+pytestmark = pytest.mark.looptime
+
+DELAY_S = 0.3  # how long the reverse handler takes
 
 
 def a_task(task_id: int, version: int = 1) -> Task:
@@ -57,7 +64,7 @@ async def test_the_announcer_coalesces_and_never_makes_callers_wait() -> None:
     announcer = ChangeAnnouncer(feed)
     for task_id in range(1, 4):
         announcer.announce(a_task(task_id))  # synchronous: no caller waits for the feed
-    await asyncio.sleep(0)
+    await eventually(lambda: calls == [3])  # the first round trip is under way
     for task_id in range(4, 9):
         announcer.announce(a_task(task_id))
     await announcer.aclose()
@@ -87,10 +94,13 @@ async def test_the_listener_resubscribes_after_losing_the_feed() -> None:
             await asyncio.wait_for(signal.event.wait(), 1)
             assert signal.announced == 2
             feed.available = False
-            await asyncio.sleep(0.05)
+            await eventually(lambda: not listener.subscribed.is_set())  # it noticed the loss
             assert feed.subscribers == 0
+            await asyncio.sleep(0.05)  # re-subscribing after 0.01, 0.02 s: refused while it is down
+            assert not listener.subscribed.is_set()
             feed.available = True
             await asyncio.wait_for(listener.subscribed.wait(), 1)
+            assert feed.subscribers == 1
             signal.event.clear()
             await feed.announce([TaskChange(5, 3, TaskStatus.COMPLETED)])
             await asyncio.wait_for(signal.event.wait(), 1)
@@ -103,18 +113,12 @@ async def test_the_listener_resubscribes_after_losing_the_feed() -> None:
 def make_container(**settings: Any) -> Container:
     registry = HandlerRegistry()
     register_builtins(registry, reverse_delay_s=DELAY_S)
-    return build_container(load_settings({}, **settings), registry)
+    return on_loop_time(build_container(load_settings({}, **settings), registry))
 
 
 @pytest.fixture
 def container() -> Container:
     return make_container()
-
-
-@pytest.fixture
-async def client(container: Container) -> AsyncIterator[Client]:
-    async with AsyncTestClient(create_app(container, embedded_worker=True)) as client:
-        yield client
 
 
 async def submit(client: Client, text: str = "hello") -> int:
@@ -124,75 +128,88 @@ async def submit(client: Client, text: str = "hello") -> int:
     return task_id
 
 
-async def test_a_long_poll_answers_when_the_task_finishes(client: Client, container: Container) -> None:
-    task_id = await submit(client)
-    started = time.monotonic()
-    response = await client.get(f"/tasks/{task_id}", params={"wait": 10})
-    elapsed = time.monotonic() - started
+async def test_a_long_poll_answers_when_the_task_finishes(container: Container) -> None:
+    async with serving(create_app(container, embedded_worker=True)) as client:
+        task_id = await submit(client)
+        started = loop_time()
+        response = await client.get(f"/tasks/{task_id}", params={"wait": 10})
+        elapsed = loop_time() - started
     assert response.status_code == 200
     assert response.json()["status"] == "COMPLETED"
     assert response.json()["result"] == "olleh"
-    assert elapsed < DELAY_S + 1.0  # woken by the notification, not by the 5 s re-check
+    # Woken by the notification as the handler finished, not by the 5 s re-check.
+    assert DELAY_S <= elapsed < DELAY_S + 0.1
     assert container.listener().waiting == 0
 
 
-async def test_a_long_poll_gives_the_current_state_when_the_wait_ends(client: Client) -> None:
-    task_id = (await client.post("/tasks/", json={"input_data": "later", "delay_s": 30})).json()["id"]
-    started = time.monotonic()
-    response = await client.get(f"/tasks/{task_id}", params={"wait": 0.3})
-    assert 0.25 <= time.monotonic() - started < 2
+async def test_a_long_poll_gives_the_current_state_when_the_wait_ends(container: Container) -> None:
+    async with serving(create_app(container, embedded_worker=True)) as client:
+        created = await client.post("/tasks/", json={"input_data": "later", "delay_s": 30})
+        started = loop_time()
+        response = await client.get(f"/tasks/{created.json()['id']}", params={"wait": 0.3})
+        elapsed = loop_time() - started
+    assert elapsed == pytest.approx(0.3, abs=0.01)
     assert response.json()["status"] == "PENDING"
 
 
 async def test_a_long_poll_is_cut_to_the_configured_maximum() -> None:
-    async with AsyncTestClient(create_app(make_container(wait_max_s=0.2), embedded_worker=False)) as client:
+    async with serving(create_app(make_container(wait_max_s=0.2), embedded_worker=False)) as client:
         task_id = await submit(client)  # no worker: it stays PENDING
-        started = time.monotonic()
+        started = loop_time()
         response = await client.get(f"/tasks/{task_id}", params={"wait": 60})
-        assert time.monotonic() - started < 2
-        assert response.json()["status"] == "PENDING"
+        elapsed = loop_time() - started
+    assert elapsed == pytest.approx(0.2, abs=0.01)
+    assert response.json()["status"] == "PENDING"
 
 
 @pytest.mark.parametrize("wait", ["-1", "61", "soon"])
-async def test_bad_waits_are_rejected(client: Client, wait: str) -> None:
-    task_id = await submit(client)
-    response = await client.get(f"/tasks/{task_id}", params={"wait": wait})
+async def test_bad_waits_are_rejected(container: Container, wait: str) -> None:
+    async with serving(create_app(container, embedded_worker=True)) as client:
+        task_id = await submit(client)
+        response = await client.get(f"/tasks/{task_id}", params={"wait": wait})
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
 
 
 async def test_lost_notifications_are_made_up_for_by_the_database_recheck() -> None:
-    container = make_container(wait_recheck_s=0.2)
+    recheck_s = 0.2
+    container = make_container(wait_recheck_s=recheck_s)
     feed = container.changes()
     assert isinstance(feed, MemoryChangeFeed)
-    async with AsyncTestClient(create_app(container, embedded_worker=True)) as client:
+    async with serving(create_app(container, embedded_worker=True)) as client:
         await asyncio.wait_for(container.listener().subscribed.wait(), 1)
         feed.available = False  # every notification from now on is lost
         task_id = await submit(client)
-        started = time.monotonic()
+        started = loop_time()
         response = await client.get(f"/tasks/{task_id}", params={"wait": 10})
-        assert response.json()["status"] == "COMPLETED"
-        assert time.monotonic() - started < DELAY_S + 1.0
+        elapsed = loop_time() - started
+    assert response.json()["status"] == "COMPLETED"
+    # Done at DELAY_S, unannounced: the first re-check after that finds it.
+    assert DELAY_S <= elapsed <= DELAY_S + recheck_s + 0.01
 
 
 async def test_a_waiting_request_reads_nothing_until_told(container: Container) -> None:
     """No polling: while the task is not announced, a waiter reads only on the re-check."""
-    repository = container.repository()
-    assert isinstance(repository, MemoryRepository)
+    tasks = container.tasks()
+    assert isinstance(tasks, MemoryTasks)
     reads = 0
-    original = repository.get
+    original = tasks.get
 
     async def counting(task_id: int, *, fresh: bool = False) -> Task | None:
         nonlocal reads
         reads += 1
         return await original(task_id, fresh=fresh)
 
-    repository.get = counting  # type: ignore[method-assign]
-    async with AsyncTestClient(create_app(container, embedded_worker=False)) as client:
+    tasks.get = counting  # type: ignore[method-assign]
+    async with serving(create_app(container, embedded_worker=False)) as client:
         task_id = await submit(client)
         reads = 0
-        await client.get(f"/tasks/{task_id}", params={"wait": 1})  # re-check every 5 s: none in 1 s
-        assert reads == 0  # served by the cache once, then only the notification would wake it
+        started = loop_time()
+        response = await client.get(f"/tasks/{task_id}", params={"wait": 1})  # re-check every 5 s
+        elapsed = loop_time() - started
+    assert response.json()["status"] == "PENDING"
+    assert elapsed == pytest.approx(1, abs=0.01)  # it did wait the whole second...
+    assert reads == 0  # ...served by the cache once, then only a notification would have woken it
 
 
 def parse_events(text: str) -> list[dict[str, str]]:
@@ -207,9 +224,10 @@ def parse_events(text: str) -> list[dict[str, str]]:
     return events
 
 
-async def test_events_stream_each_status_change_then_end(client: Client) -> None:
-    task_id = await submit(client)
-    response = await client.get(f"/tasks/{task_id}/events")
+async def test_events_stream_each_status_change_then_end(container: Container) -> None:
+    async with serving(create_app(container, embedded_worker=True)) as client:
+        task_id = await submit(client)
+        response = await client.get(f"/tasks/{task_id}/events")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     events = parse_events(response.text)
@@ -221,33 +239,35 @@ async def test_events_stream_each_status_change_then_end(client: Client) -> None
     assert msgspec.json.decode(events[-1]["data"])["result"] == "olleh"
 
 
-async def test_events_resume_after_the_last_event_id(client: Client) -> None:
-    task_id = await submit(client)
-    done = (await client.get(f"/tasks/{task_id}", params={"wait": 10})).json()
-    assert done["status"] == "COMPLETED"
-    resumed = await client.get(f"/tasks/{task_id}/events", headers={"Last-Event-ID": "1"})
+async def test_events_resume_after_the_last_event_id(container: Container) -> None:
+    async with serving(create_app(container, embedded_worker=True)) as client:
+        task_id = await submit(client)
+        done = (await client.get(f"/tasks/{task_id}", params={"wait": 10})).json()
+        assert done["status"] == "COMPLETED"
+        resumed = await client.get(f"/tasks/{task_id}/events", headers={"Last-Event-ID": "1"})
+        # Already seen the final state: 204 tells an EventSource to stop reconnecting.
+        finished = await client.get(f"/tasks/{task_id}/events", headers={"Last-Event-ID": "3"})
     events = parse_events(resumed.text)
     assert [int(e["id"]) for e in events] == [3]  # only what came after version 1: the final state
-    # Already seen the final state: 204 tells an EventSource to stop reconnecting.
-    finished = await client.get(f"/tasks/{task_id}/events", headers={"Last-Event-ID": "3"})
     assert finished.status_code == 204
 
 
-async def test_events_for_a_missing_task_are_404_problem_json(client: Client) -> None:
-    response = await client.get("/tasks/999/events")
+async def test_events_for_a_missing_task_are_404_problem_json(container: Container) -> None:
+    async with serving(create_app(container, embedded_worker=True)) as client:
+        response = await client.get("/tasks/999/events")
+        bad = await client.get("/tasks/1/events", headers={"Last-Event-ID": "yesterday"})
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
-    bad = await client.get("/tasks/1/events", headers={"Last-Event-ID": "yesterday"})
     assert bad.status_code == 422
 
 
 async def test_a_cached_state_older_than_the_announced_one_is_passed_over(
-    service: TaskService, repository: MemoryRepository, cache: MemoryCache, clock: Any
+    service: TaskService, tasks: MemoryTasks, cache: MemoryCache, clock: ManualClock
 ) -> None:
     """The cache write of a transition failed but its notification arrived:
     the waiter, told of version 2, must not settle for the cached version 1."""
     task = await service.submit("reverse", "abc")
-    claimed = await repository.claim(task.id, clock.now(), timedelta(seconds=30))  # no cache write
+    claimed = await tasks.claim(task.id, clock.now(), timedelta(seconds=30))  # no cache write
     assert claimed is not None
     assert claimed.version == 2
     assert (await service.get(task.id)).version == 1  # what a plain read serves
@@ -258,11 +278,10 @@ async def test_a_cached_state_older_than_the_announced_one_is_passed_over(
 
 async def test_keep_alives_are_comments_with_no_data() -> None:
     """An empty ``data:`` line would make a browser dispatch an empty message."""
-    async with AsyncTestClient(
-        create_app(make_container(wait_recheck_s=0.05), embedded_worker=True)
-    ) as client:
+    async with serving(create_app(make_container(wait_recheck_s=0.05), embedded_worker=True)) as client:
         task_id = await submit(client)
         text = (await client.get(f"/tasks/{task_id}/events")).text
     lines = text.replace("\r\n", "\n").splitlines()
-    assert ": waiting" in lines  # DELAY_S / 0.05 re-checks found nothing new
+    # The re-checks at 0.05 ... 0.25 s found nothing new while the handler ran: a keep-alive each.
+    assert lines.count(": waiting") == round(DELAY_S / 0.05) - 1
     assert all(msgspec.json.decode(line[len("data: ") :]) for line in lines if line.startswith("data:"))

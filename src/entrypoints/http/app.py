@@ -63,6 +63,7 @@ def create_app(
             service=container.service(),
             listing=container.tasks(),
             watcher=container.watcher(),
+            clock=container.clock(),
         )
 
     def provide_stats() -> StatsService:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -27,7 +26,7 @@ from taskcore.entrypoints.http.schemas import Problem, SubmitTask, TaskPage, Tas
 from taskcore.model.query import TaskQuery
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import MAX_TASK_ID, Task
-from taskcore.ports import TaskFinder
+from taskcore.ports import Clock, TaskFinder
 from taskcore.submit.service import TaskService
 from taskcore.submit.waiting import TaskWatcher
 
@@ -73,6 +72,7 @@ class TaskEndpoints:
     service: TaskService
     listing: TaskFinder
     watcher: TaskWatcher
+    clock: Clock
 
 
 MAX_WAIT_S = 60
@@ -145,7 +145,7 @@ class TaskController(Controller):
         waiting for a worker, higher ``priority`` ones start first. The body
         schema lists the registered types, each with its handler's input."""
         caller, service = authorized(request, WRITE), tasks.service
-        delay = data.delay(datetime.now(UTC))
+        delay = data.delay(tasks.clock.now())  # the core's clock, the one run_at is computed on
         if idempotency_key is None:
             task = await service.submit(
                 data.type, data.input_data, owner=caller.sub, delay=delay, priority=data.priority

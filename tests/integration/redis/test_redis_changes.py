@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from taskcore.adapters.redis import RedisChangeFeed
-from taskcore.model.changes import TaskChange
 from taskcore.errors import ChangeFeedUnavailable
+from taskcore.model.changes import TaskChange
 from taskcore.model.status import TaskStatus
 from tests.contracts.changes import ChangeFeedContract, take
 from tests.integration.redis_servers import RedisServer
