@@ -112,6 +112,7 @@ def _serve(
         port=port,
         log_level=settings.log_level.lower(),
         grace_s=math.ceil(settings.shutdown_grace_s),
+        stop=container.stop_request(),
     )
 
 

@@ -43,6 +43,7 @@ from taskcore.clock import SystemClock
 from taskcore.config import CoreConfig
 from taskcore.dashboard.stats import StatsService
 from taskcore.entrypoints.settings import Settings
+from taskcore.entrypoints.stopping import StopRequest
 from taskcore.handlers.registry import HandlerRegistry
 from taskcore.ports import QueueDepths
 from taskcore.submit.reads import TaskReads
@@ -122,6 +123,8 @@ class Container(containers.DeclarativeContainer):
 
     core_config: providers.Provider[CoreConfig] = providers.Callable(lambda s: s.core, settings)
     clock = providers.Singleton(SystemClock)
+    # SIGTERM/SIGINT before the process runs anything: start-up gives up at once.
+    stop_request = providers.Singleton(StopRequest)
     # Seconds that only ever go forward, for intervals (stalls, cached readings).
     monotonic: providers.Provider[Callable[[], float]] = providers.Object(time.monotonic)
 

@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 from taskcore.adapters.postgres import migrate
 from taskcore.entrypoints.container import Container
 from taskcore.entrypoints.settings import Settings
+from taskcore.entrypoints.stopping import StopRequest
 from taskcore.errors import ServiceUnavailable
 
 log = logging.getLogger("taskcore.startup")
@@ -44,11 +45,14 @@ def dependencies(container: Container) -> dict[str, Adapter]:
     }
 
 
-async def with_retries(name: str, action: Callable[[], Awaitable[T]], settings: Settings) -> T:
+async def with_retries(
+    name: str, action: Callable[[], Awaitable[T]], settings: Settings, stop: StopRequest | None = None
+) -> T:
+    stop = stop or StopRequest()
     attempts = settings.startup_attempts
     for attempt in range(1, attempts + 1):
         try:
-            return await action()
+            return await stop.unless_requested(action(), f"connecting to {name}")
         except ServiceUnavailable as exc:
             if attempt == attempts:
                 log.error("%s unavailable after %d attempts: %s", name, attempts, exc)
@@ -57,15 +61,15 @@ async def with_retries(name: str, action: Callable[[], Awaitable[T]], settings: 
             log.warning(
                 "waiting for %s (attempt %d/%d, next in %.1f s): %s", name, attempt, attempts, delay, exc
             )
-            await asyncio.sleep(delay)
+            await stop.unless_requested(asyncio.sleep(delay), f"waiting for {name}")
     raise AssertionError("unreachable")
 
 
-async def migrate_database(settings: Settings) -> list[str]:
+async def migrate_database(settings: Settings, stop: StopRequest | None = None) -> list[str]:
     if not settings.database_url:
         return []
     url = settings.database_url
-    applied = await with_retries("postgres", lambda: migrate(url), settings)
+    applied = await with_retries("postgres", lambda: migrate(url), settings, stop)
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
     return applied
@@ -74,11 +78,12 @@ async def migrate_database(settings: Settings) -> list[str]:
 @asynccontextmanager
 async def open_resources(container: Container) -> AsyncIterator[Container]:
     settings = container.settings()
+    stop = container.stop_request()
     async with AsyncExitStack() as stack:
         if settings.migrate_on_start:
-            await migrate_database(settings)
+            await migrate_database(settings, stop)
         for name, adapter in dependencies(container).items():
-            await with_retries(name, adapter.open, settings)
+            await with_retries(name, adapter.open, settings, stop)
             stack.push_async_callback(adapter.close)
         # Not a dependency of its own: it shares Redis, and waiting readers
         # manage without it (they re-read the database).

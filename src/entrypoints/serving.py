@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Generator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -16,11 +17,23 @@ from litestar import Litestar
 from uvicorn.supervisors import Multiprocess
 
 from taskcore.adapters.prometheus import forget_process, shared_metrics_dir
+from taskcore.entrypoints.stopping import StopRequest
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class _Server(uvicorn.Server):
+    """uvicorn's server, whose stop also reaches a start-up still waiting for services."""
+
+    def __init__(self, config: uvicorn.Config, stop: StopRequest | None = None) -> None:
+        super().__init__(config)
+        self._stop = stop
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._stop is not None:
+            self._stop.request()
+
     @contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         original = {sig: signal.signal(sig, self.handle_exit) for sig in _SIGNALS}
@@ -54,8 +67,11 @@ def serve_processes(
         _Supervisor(config, sockets=[config.bind_socket()]).run()
 
 
-def serve(app: Litestar, *, host: str, port: int, log_level: str, grace_s: int) -> None:
-    _Server(_config(app, host, port, log_level, grace_s)).run()
+def serve(
+    app: Litestar, *, host: str, port: int, log_level: str, grace_s: int, stop: StopRequest | None = None
+) -> None:
+    """Serve until SIGTERM/SIGINT; ``stop`` carries the signal to a start-up still under way."""
+    _Server(_config(app, host, port, log_level, grace_s), stop).run()
 
 
 def _config(

@@ -148,3 +148,37 @@ def test_start_up_retries_each_service_then_gives_up_naming_it() -> None:
     assert result.stderr.count("waiting for postgres (attempt") == 2
     assert "postgres unavailable after 3 attempts" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["worker", "api"])
+def test_sigterm_while_waiting_for_a_service_at_start_up_exits_0_at_once(
+    command: str, tmp_path: Path
+) -> None:
+    """Tried as a new user would: a worker still retrying RabbitMQ was killed by
+    SIGTERM (exit -15), and the API kept retrying. Both now stop start-up."""
+    closed = free_port()  # nothing listens there: start-up keeps retrying
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TASKCORE_")},
+        "TASKCORE_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{closed}/x",
+        "TASKCORE_REDIS_URL": f"redis://127.0.0.1:{closed}/0",
+        "TASKCORE_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{closed}/",
+        "TASKCORE_AUTH": "none",
+        "TASKCORE_STARTUP_ATTEMPTS": "1000",
+        "TASKCORE_STARTUP_BACKOFF_S": "30",
+    }
+    args = [TASKCORE, command] + (["--port", str(free_port())] if command == "api" else [])
+    errors = tmp_path / "stderr.txt"
+    with errors.open("wb") as stderr:
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        poll(lambda: "waiting for postgres" in errors.read_text() or None, f"{command} retrying")
+        proc.send_signal(signal.SIGTERM)
+        # Well inside the 30 s backoff it was sleeping: the stop cut it short.
+        assert proc.wait(timeout=20) == 0, errors.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = errors.read_text()
+    assert "before it started: exiting" in log
+    assert "Traceback" not in log

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Router
@@ -28,6 +28,7 @@ from taskcore.entrypoints.http.request_id import RequestIdPlugin
 from taskcore.entrypoints.http.submit_schema import SubmitBodySchemaPlugin
 from taskcore.entrypoints.http.tasks_controller import TaskController, TaskEndpoints
 from taskcore.entrypoints.lifecycle import dependencies, open_resources
+from taskcore.entrypoints.stopping import StartupStopped
 
 log = logging.getLogger("taskcore.http")
 
@@ -44,7 +45,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_resources(container), _listening(container):
+        stop = container.stop_request()
+        stop.attach()
+        async with AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(open_resources(container))
+            except StartupStopped as exc:
+                # uvicorn has its stop already: start-up "succeeds" with
+                # nothing open, and the server exits at once, with 0.
+                log.info("API %s before it started: exiting", exc)
+                yield
+                return
+            await stack.enter_async_context(_listening(container))
             if not embedded_worker:
                 yield
                 return
