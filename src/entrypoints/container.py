@@ -20,6 +20,7 @@ from dependency_injector import containers, providers
 
 from taskcore.adapters.memory import (
     MemoryCache,
+    MemoryCensus,
     MemoryChangeFeed,
     MemoryDashboard,
     MemoryDatabase,
@@ -30,6 +31,7 @@ from taskcore.adapters.memory import (
     MemoryWorkers,
 )
 from taskcore.adapters.postgres import (
+    PostgresCensus,
     PostgresDashboard,
     PostgresDatabase,
     PostgresRecovery,
@@ -152,6 +154,7 @@ class Container(containers.DeclarativeContainer):
     recovery = _port_on(database_backend, database, MemoryRecovery, PostgresRecovery)
     dashboard = _port_on(database_backend, database, MemoryDashboard, PostgresDashboard)
     roster = _port_on(database_backend, database, MemoryWorkers, PostgresWorkers)
+    census = _port_on(database_backend, database, MemoryCensus, PostgresCensus)
     queue = providers.Selector(
         providers.Callable(_backend, settings.provided.amqp_url, "rabbitmq"),
         memory=providers.Singleton(MemoryQueue, clock),
@@ -226,6 +229,8 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         config=core_config,
         telemetry=telemetry,
+        census=census,
+        depths=providers.Callable(_queue_depths, queue),
     )
     # The API's one subscription, shared by every waiting request.
     listener = providers.Singleton(ChangeListener, changes)

@@ -47,6 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     sweep_interval_s: Positive = 5.0
     redispatch_grace_s: Positive = 10.0
     redispatch_overdue_s: Positive = 600.0
+    lost_wake_up_grace_s: Positive = 15.0
     idempotency_ttl_s: Positive = 86_400.0
     rate_limit_submit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 6000
     wait_max_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 60.0
@@ -82,6 +83,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             sweep_interval_s=self.sweep_interval_s,
             redispatch_grace_s=self.redispatch_grace_s,
             redispatch_overdue_s=self.redispatch_overdue_s,
+            lost_wake_up_grace_s=self.lost_wake_up_grace_s,
             idempotency_ttl_s=self.idempotency_ttl_s,
         )
 

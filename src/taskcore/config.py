@@ -34,6 +34,7 @@ class CoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     sweep_interval_s: float = 5.0
     redispatch_grace_s: float = 10.0
     redispatch_overdue_s: float = 600.0
+    lost_wake_up_grace_s: float = 15.0  # a census deficit must last this long before tasks are woken again
     idempotency_ttl_s: float = 86_400.0
 
     @property

@@ -9,6 +9,7 @@ service.
 """
 
 from taskcore.adapters.memory.cache import MemoryCache
+from taskcore.adapters.memory.census import MemoryCensus
 from taskcore.adapters.memory.changes import MemoryChangeFeed
 from taskcore.adapters.memory.dashboard import MemoryDashboard, MemoryWorkers
 from taskcore.adapters.memory.database import MemoryDatabase
@@ -20,6 +21,7 @@ from taskcore.adapters.memory.telemetry import MemoryTelemetry
 
 __all__ = [
     "MemoryCache",
+    "MemoryCensus",
     "MemoryChangeFeed",
     "MemoryDashboard",
     "MemoryDatabase",

@@ -32,6 +32,7 @@ class MemoryDatabase:
         self.dispatched_at: dict[int, datetime] = {}
         self.idempotency_keys: dict[tuple[str, str], tuple[str, int, datetime]] = {}
         self.workers: dict[str, WorkerReport] = {}
+        self.census_deficit_since: datetime | None = None  # the wake-up census's one row
         self.available = True
         self._next_id = 1
 

@@ -73,6 +73,10 @@ class MemoryConsumer:
         """Like a broker connection: down while the queue is switched off."""
         return self.queue.available and not self.closed
 
+    @property
+    def held(self) -> int:
+        return len(self.unsettled)
+
     def _release(self, delivery: MemoryDelivery) -> None:
         self.unsettled.pop(delivery.tag, None)
         self.queue._wake()

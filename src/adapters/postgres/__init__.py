@@ -7,6 +7,7 @@ open()`` the database at start-up and ``await close()`` it at shutdown; run
 ``await migrate(url)`` before the processes start.
 """
 
+from taskcore.adapters.postgres.census import PostgresCensus
 from taskcore.adapters.postgres.dashboard import PostgresDashboard, PostgresWorkers
 from taskcore.adapters.postgres.database import PostgresDatabase
 from taskcore.adapters.postgres.errors import RepositoryError
@@ -16,6 +17,7 @@ from taskcore.adapters.postgres.tasks import PostgresTasks
 
 __all__ = [
     "Migration",
+    "PostgresCensus",
     "PostgresDashboard",
     "PostgresDatabase",
     "PostgresRecovery",

@@ -239,16 +239,53 @@ ORDER BY minute;
 WITH forgotten AS (
     DELETE FROM workers WHERE seen_at < %(seen_at)s::timestamptz - interval '1 day' AND id <> %(id)s
 )
-INSERT INTO workers (id, started_at, seen_at, in_flight, processed)
-VALUES (%(id)s, %(started_at)s, %(seen_at)s, %(in_flight)s, %(processed)s)
+INSERT INTO workers (id, started_at, seen_at, in_flight, processed, held)
+VALUES (%(id)s, %(started_at)s, %(seen_at)s, %(in_flight)s, %(processed)s, %(held)s)
 ON CONFLICT (id) DO UPDATE
     SET started_at = EXCLUDED.started_at,
         seen_at = EXCLUDED.seen_at,
         in_flight = EXCLUDED.in_flight,
-        processed = EXCLUDED.processed;
+        processed = EXCLUDED.processed,
+        held = EXCLUDED.held;
 
 -- name: workers_seen
-SELECT id, started_at, seen_at, in_flight, processed
+SELECT id, started_at, seen_at, in_flight, processed, held
 FROM workers
 WHERE seen_at >= %(since)s
 ORDER BY seen_at DESC, id;
+
+-- name: census_lock
+-- One wake-up census at a time, whatever the number of sweepers: the others
+-- skip it (held until the census's transaction ends).
+SELECT pg_try_advisory_xact_lock(%(key)s) AS locked;
+
+-- name: census_counts
+-- Due PENDING tasks whose message was confirmed before %(settled_before)s
+-- (for a delayed one: also past its due time by a tenth of its delay, the
+-- lateness the delay buckets allow), and the messages the workers seen
+-- since %(held_since)s hold unsettled.
+SELECT (SELECT count(*) FROM tasks
+        WHERE status = 'PENDING' AND dispatched_at < %(settled_before)s
+          AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(settled_before)s) AS due,
+       (SELECT coalesce(sum(held), 0) FROM workers WHERE seen_at >= %(held_since)s) AS held;
+
+-- name: census_deficit
+-- Since when there is a deficit (kept from the first census that saw it), or NULL.
+UPDATE wake_up_census
+SET deficit_since = CASE WHEN %(deficit)s THEN coalesce(deficit_since, %(now)s::timestamptz) END
+RETURNING deficit_since;
+
+-- name: take_missing_wake_ups
+-- The tasks to wake again, highest priority and oldest confirmation first;
+-- stamped as confirmed now, so the next census counts them as sent again.
+UPDATE tasks
+SET dispatched_at = %(now)s
+WHERE id IN (
+        SELECT id FROM tasks
+        WHERE status = 'PENDING' AND dispatched_at < %(settled_before)s
+          AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(settled_before)s
+        ORDER BY priority DESC, dispatched_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
+RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
+          created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority;

@@ -75,7 +75,19 @@ CREATE TABLE workers (
     started_at timestamptz NOT NULL,
     seen_at timestamptz NOT NULL,
     in_flight integer NOT NULL CONSTRAINT workers_in_flight_not_negative CHECK (in_flight >= 0),
-    processed bigint NOT NULL CONSTRAINT workers_processed_not_negative CHECK (processed >= 0)
+    processed bigint NOT NULL CONSTRAINT workers_processed_not_negative CHECK (processed >= 0),
+    -- messages the worker holds from the broker, unsettled (the wake-up census)
+    held integer NOT NULL DEFAULT 0 CONSTRAINT workers_held_not_negative CHECK (held >= 0)
 );
 
 CREATE INDEX workers_seen_at_idx ON workers (seen_at);
+
+-- Lost wake-ups: since when the due confirmed PENDING tasks have outnumbered
+-- the messages the broker and the workers hold for them, if they do.
+CREATE TABLE wake_up_census (
+    id boolean PRIMARY KEY DEFAULT true CONSTRAINT wake_up_census_one_row CHECK (id),
+    deficit_since timestamptz
+);
+INSERT INTO wake_up_census (id) VALUES (true);
+
+CREATE INDEX tasks_pending_dispatched_at_idx ON tasks (dispatched_at) WHERE status = 'PENDING';

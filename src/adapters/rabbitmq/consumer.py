@@ -110,6 +110,10 @@ class RabbitConsumer:
         connection, channel = self._subscription
         return connection.connected.is_set() and not channel.is_closed
 
+    @property
+    def held(self) -> int:
+        return self._inbox.qsize() + len(self._unsettled)
+
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         self._inbox.put_nowait(message)
 

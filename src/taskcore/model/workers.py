@@ -13,3 +13,4 @@ class WorkerReport(msgspec.Struct, frozen=True, kw_only=True):
     seen_at: datetime
     in_flight: int  # tasks running now
     processed: int  # attempts run to a verdict since start
+    held: int = 0  # messages it holds from the broker, unsettled: waiting in its buffer or running

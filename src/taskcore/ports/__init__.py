@@ -10,6 +10,7 @@ their driver's.
 
 from taskcore.ports.broker import Consumer, Delivery, TaskQueue
 from taskcore.ports.cache import ChangeFeed, TaskCache
+from taskcore.ports.census import WakeUpCensus
 from taskcore.ports.clock import Clock
 from taskcore.ports.dashboard import DashboardReads, QueueDepths, WorkerRoster
 from taskcore.ports.tasks import (
@@ -42,6 +43,7 @@ __all__ = [
     "TaskReader",
     "TaskStore",
     "TransitionStore",
+    "WakeUpCensus",
     "WorkTelemetry",
     "WorkerRoster",
 ]

@@ -35,6 +35,13 @@ class Consumer(Protocol):
         down, or the broker cancelled the subscription)."""
         ...
 
+    @property
+    def held(self) -> int:
+        """Messages this consumer holds unsettled: received and waiting for
+        ``next()``, or handed out and not yet acked. The broker counts them
+        as neither ready nor gone (the wake-up census adds them back)."""
+        ...
+
 
 class TaskQueue(Protocol):
     """Wake-ups for workers. A message only says "look at this task"."""

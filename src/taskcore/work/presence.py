@@ -30,8 +30,8 @@ def worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-Tally = Callable[[], tuple[int, int]]
-"""Reads ``(in_flight, processed)`` off the running worker."""
+Tally = Callable[[], tuple[int, int, int]]
+"""Reads ``(in_flight, processed, held)`` off the running worker."""
 
 
 class WorkerPresence:
@@ -49,13 +49,18 @@ class WorkerPresence:
         self._interval_s = interval_s
         self._started_at: datetime | None = None
 
-    async def report(self, in_flight: int, processed: int) -> None:
+    async def report(self, in_flight: int, processed: int, held: int = 0) -> None:
         """Store one report now; ``ServiceUnavailable`` if the repository is down."""
         now = self._clock.now()
         if self._started_at is None:
             self._started_at = now
         report = WorkerReport(
-            id=self.worker, started_at=self._started_at, seen_at=now, in_flight=in_flight, processed=processed
+            id=self.worker,
+            started_at=self._started_at,
+            seen_at=now,
+            in_flight=in_flight,
+            processed=processed,
+            held=held,
         )
         await self._roster.report_worker(report)
 

@@ -22,14 +22,17 @@ from datetime import datetime, timedelta
 from taskcore.config import CoreConfig
 from taskcore.errors import ServiceUnavailable
 from taskcore.model.status import TaskStatus
-from taskcore.ports import Clock, RecoveryStore, RecoveryTelemetry
+from taskcore.ports import Clock, QueueDepths, RecoveryStore, RecoveryTelemetry, WakeUpCensus
 from taskcore.ports.telemetry import Recovery
 from taskcore.telemetry import NoTelemetry
 from taskcore.transitions.writer import Transitions
+from taskcore.work.presence import REPORT_INTERVAL_S
 
 log = logging.getLogger("taskcore.sweeper")
 
 BATCH = 500
+# Reports older than this are from workers that are gone (their messages went back to the queue).
+HELD_REPORTS_S = 3 * REPORT_INTERVAL_S
 KEY_BATCHES_PER_SWEEP = 20  # at most 10,000 expired keys deleted per sweep
 
 
@@ -38,10 +41,11 @@ class SweepReport:
     released: int = 0
     failed: int = 0
     redispatched: int = 0
+    woken: int = 0  # found by the wake-up census: confirmed once, but the broker no longer has them
     keys_forgotten: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.released or self.failed or self.redispatched or self.keys_forgotten)
+        return bool(self.released or self.failed or self.redispatched or self.woken or self.keys_forgotten)
 
 
 class Sweeper:
@@ -53,8 +57,15 @@ class Sweeper:
         clock: Clock,
         config: CoreConfig,
         telemetry: RecoveryTelemetry | None = None,
+        census: WakeUpCensus | None = None,
+        depths: QueueDepths | None = None,
     ) -> None:
+        """``census`` and ``depths`` (the broker's ready count) together turn on
+        the wake-up census; without them, a lost message waits for
+        ``redispatch_overdue_s``."""
         self._recovery = recovery
+        self._census = census
+        self._depths = depths
         self._transitions = transitions
         self._clock = clock
         self._config = config
@@ -81,25 +92,57 @@ class Sweeper:
         ):
             if await self._transitions.republish(task):
                 report.redispatched += 1
+        report.woken = await self._wake_lost(now)
         await self._transitions.catch_up()
         report.keys_forgotten = await self._forget_expired_keys(now)
         recoveries: dict[Recovery, int] = {
             "released": report.released,
             "failed": report.failed,
-            "redispatched": report.redispatched,
+            "redispatched": report.redispatched + report.woken,
         }
         for action, count in recoveries.items():
             if count:
                 self._telemetry.tasks_recovered(action, count)
         if report:
             log.info(
-                "sweep: %d released, %d failed, %d dispatched again, %d expired idempotency keys forgotten",
+                "sweep: %d released, %d failed, %d dispatched again, %d woken again (lost wake-ups),"
+                " %d expired idempotency keys forgotten",
                 report.released,
                 report.failed,
                 report.redispatched,
+                report.woken,
                 report.keys_forgotten,
             )
         return report
+
+    async def _wake_lost(self, now: datetime) -> int:
+        """The wake-up census: publish again the tasks whose messages the broker
+        lost, once the loss has lasted ``lost_wake_up_grace_s`` (a moment's
+        difference is messages on their way). Read the broker before the
+        database: a message consumed in between then counts on both sides, never
+        on neither, so a healthy backlog shows no deficit."""
+        if self._census is None or self._depths is None:
+            return 0
+        try:
+            ready = await self._depths.depth()
+        except ServiceUnavailable as exc:
+            log.debug("wake-up census skipped: %s", exc)
+            return 0
+        config = self._config
+        missing = await self._census.take_missing(
+            ready=ready,
+            now=now,
+            settled_before=now - timedelta(seconds=config.redispatch_grace_s),
+            held_since=now - timedelta(seconds=HELD_REPORTS_S),
+            persisting=timedelta(seconds=config.lost_wake_up_grace_s),
+            limit=BATCH,
+        )
+        woken = 0
+        for task in missing:
+            woken += await self._transitions.republish(task)
+        if missing:
+            log.warning("wake-up census: %d PENDING tasks had no message on the broker; woken again", woken)
+        return woken
 
     async def _forget_expired_keys(self, now: datetime) -> int:
         """On its own: a database that fails here must not cost the sweep its

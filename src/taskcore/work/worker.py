@@ -71,6 +71,7 @@ class Worker:
         self._beat = monotonic()
         self._cut_off_since: float | None = None
         self._presence = presence
+        self._consumer: Consumer | None = None
 
     @property
     def in_flight(self) -> int:
@@ -109,6 +110,7 @@ class Worker:
 
     async def _consume(self) -> None:
         async with self._queue.consume(prefetch=self._concurrency) as consumer:
+            self._consumer = consumer
             stop_wait: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
             watching = asyncio.create_task(self._watch(consumer))
             try:
@@ -124,6 +126,7 @@ class Worker:
                 stop_wait.cancel()
                 watching.cancel()
                 await self._drain()
+                self._consumer = None
 
     async def _watch(self, consumer: Consumer) -> None:
         """Beside the consume loop: a heartbeat that proves the event loop turns,
@@ -219,7 +222,8 @@ class Worker:
             reporting.cancel()
             await asyncio.gather(reporting, return_exceptions=True)
 
-    def _tally(self) -> tuple[int, int]:
-        """(running now, attempts run to a verdict so far)."""
+    def _tally(self) -> tuple[int, int, int]:
+        """(running now, attempts run to a verdict so far, messages held from the broker)."""
         ran = (Outcome.COMPLETED, Outcome.RETRY_SCHEDULED, Outcome.FAILED, Outcome.SUPERSEDED)
-        return self.in_flight, sum(self.outcomes[outcome] for outcome in ran)
+        held = self._consumer.held if self._consumer is not None else 0
+        return self.in_flight, sum(self.outcomes[outcome] for outcome in ran), held

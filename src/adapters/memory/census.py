@@ -1,0 +1,47 @@
+"""The wake-up census in memory, with the same rules as the PostgreSQL one."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from taskcore.adapters.memory.database import MemoryDatabase
+from taskcore.model.status import TaskStatus
+from taskcore.model.task import Task
+
+
+class MemoryCensus:
+    def __init__(self, database: MemoryDatabase) -> None:
+        self.db = database
+
+    def _settled(self, task: Task, settled_before: datetime) -> bool:
+        at = self.db.dispatched_at.get(task.id)
+        if task.status is not TaskStatus.PENDING or at is None or at >= settled_before:
+            return False
+        lateness = max(task.run_at - at, timedelta(0)) / 10
+        return task.run_at + lateness < settled_before
+
+    async def take_missing(
+        self,
+        *,
+        ready: int,
+        now: datetime,
+        settled_before: datetime,
+        held_since: datetime,
+        persisting: timedelta,
+        limit: int,
+    ) -> list[Task]:
+        self.db.check()
+        due = [task for task in self.db.tasks.values() if self._settled(task, settled_before)]
+        held = sum(report.held for report in self.db.workers.values() if report.seen_at >= held_since)
+        deficit = len(due) - ready - held
+        if deficit <= 0:
+            self.db.census_deficit_since = None
+            return []
+        since = self.db.census_deficit_since = self.db.census_deficit_since or now
+        if now - since < persisting:
+            return []
+        due.sort(key=lambda task: (-task.priority, self.db.dispatched_at[task.id]))
+        taken = due[: min(deficit, limit)]
+        for task in taken:
+            self.db.dispatched_at[task.id] = now
+        return sorted(taken, key=lambda task: (-task.priority, task.id))

@@ -1,0 +1,41 @@
+"""The port of the wake-up census: finding PENDING tasks whose message was lost.
+
+The database says which tasks wait for a worker; the broker only carries
+their wake-ups, and a broker can lose them (a classic queue's node replaced
+without its disk, a queue purged by hand). The sweeper counts both sides; when
+the tasks outnumber the messages for a while, the difference is woken again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from taskcore.model.task import Task
+
+
+class WakeUpCensus(Protocol):
+    async def take_missing(
+        self,
+        *,
+        ready: int,
+        now: datetime,
+        settled_before: datetime,
+        held_since: datetime,
+        persisting: timedelta,
+        limit: int,
+    ) -> list[Task]:
+        """PENDING tasks to publish again because their messages are gone.
+
+        Counts the due PENDING tasks whose message the broker confirmed before
+        ``settled_before`` (a delayed one also past its due time by a tenth of
+        its delay, the lateness the delay buckets allow), against ``ready``
+        (messages waiting on the work queue) plus the messages the workers
+        seen since ``held_since`` hold. While the tasks outnumber them, the
+        census remembers since when; once that has lasted ``persisting``, up
+        to the difference (at most ``limit``) of those tasks, highest priority
+        and oldest confirmation first, are stamped as dispatched ``now`` and
+        returned. One census at a time across all sweepers: the others get
+        ``[]``, as does a census without a lasting deficit.
+        """
+        ...
