@@ -17,14 +17,13 @@ from typing import Any
 
 import pytest
 
+from tests.requirements import unavailable
+
 pytestmark = pytest.mark.integration
 
 
 def _unavailable(what: str, exc: BaseException) -> None:
-    message = f"{what} unavailable: set TASKCORE_TEST_{what.upper()}_URL or run Docker ({exc})"
-    if os.environ.get("TASKCORE_TEST_REQUIRE_SERVICES") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"{what} unavailable: set TASKCORE_TEST_{what.upper()}_URL or run Docker ({exc})")
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ never a 500, and everything resumes by itself once the link is back.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import redis
 
 from tests.integration.e2e.conftest import Process, Stack
 
@@ -29,6 +31,8 @@ T = TypeVar("T")
 FINAL = ("COMPLETED", "FAILED", "CANCELLED")
 SUBMIT_BOUND_S = 3.0  # generous: a submit must not wait out broker timeouts
 RECOVERY_S = 30.0
+# aio-pika's robust connection logs this for each reconnect the (cut) proxy refuses.
+RECONNECT_REFUSED = "Connection refused. Reconnecting after"
 
 
 @pytest.fixture
@@ -115,8 +119,12 @@ def test_submits_while_the_broker_is_unreachable_complete_once_it_is_back(
     assert status == 503
     assert ready["checks"]["rabbitmq"].startswith("unavailable"), ready
 
-    # Past the re-dispatch grace: the worker's sweeper tries (and fails) meanwhile.
-    time.sleep(3)
+    # Past the re-dispatch grace the worker's sweeper tries to publish every one, and fails.
+    wait_for(
+        lambda: all(f"task {task_id} stored but not published" in worker.output() for task_id in ids),
+        RECOVERY_S,
+        "the worker's sweeper to try (and fail) to publish every task",
+    )
     assert {stack.get(task_id)["status"] for task_id in ids} == {"PENDING"}
     broker.restore()
     restored = time.monotonic()
@@ -144,9 +152,15 @@ def test_an_idle_worker_resubscribes_after_its_broker_connection_is_cut(
 
     pickups: list[float] = []
     for cycle in range(2):
+        refused = worker.output().count(RECONNECT_REFUSED)
         broker.cut()
         during = stack.submit(f"during {cycle}")["id"]
-        time.sleep(3)
+        # Until the worker has lost its connection and been refused at least once on its way back.
+        wait_for(
+            lambda refused=refused: worker.output().count(RECONNECT_REFUSED) > refused,
+            RECOVERY_S,
+            "the worker to try to reconnect",
+        )
         assert stack.get(during)["status"] == "PENDING"
         # Its message was confirmed (the API reaches the broker), so the sweeper
         # will not publish it again: only the re-subscribed consumer can run it.
@@ -160,7 +174,10 @@ def test_an_idle_worker_resubscribes_after_its_broker_connection_is_cut(
         assert_completed(stack.wait_final(during, timeout=5), f"during {cycle}"[::-1])
         assert broker.accepted > accepted  # the worker did reconnect through the proxy
     assert worker.popen.poll() is None
-    print(f"\nidle worker cut twice for 3 s: a task submitted after each restore completed in {pickups} s")
+    print(
+        "\nidle worker cut twice, until a reconnect was refused:"
+        f" a task submitted after each restore completed in {pickups} s"
+    )
 
 
 def test_a_silent_broker_delays_a_submit_by_the_publish_timeout_at_most(
@@ -278,23 +295,32 @@ def test_reads_never_go_back_once_redis_is_back(
     stack = fault_stack
     cache = proxies(stack.redis_url)
     stack.start_api(TASKCORE_REDIS_URL=cache.url)
-    start_worker(stack, TASKCORE_REDIS_URL=cache.url)
+    worker = start_worker(stack, TASKCORE_REDIS_URL=cache.url)
     task_id = stack.submit({"key": "nap", "seconds": 4}, type="sleep_async")["id"]
     wait_for(lambda: runs(fault_dir, "nap"), 20, "the nap to be running")  # claimed: PROCESSING is cached
 
     cache.cut()
     assert_completed(stack.wait_final(task_id, timeout=RECOVERY_S), "slept nap")  # from the database
     cache.restore()
-    # The breaker (5 s reset) lets the cache be read again within seconds: watch past that.
+    # Keep reading until the worker, once its breaker (5 s reset) lets it reach Redis
+    # again, has written the completion it missed there: from then on no older state can
+    # replace the entry (writes are version-guarded), so nothing can make a read go back.
     restored = time.monotonic()
     reads: list[tuple[float, str]] = []
-    while time.monotonic() - restored < 8:
+
+    def replayed() -> bool:
         task = stack.get(task_id)
         if not reads or reads[-1][1] != task["status"]:
             reads.append((round(time.monotonic() - restored, 1), task["status"]))
-        time.sleep(0.1)
+        return "missed writes replayed" in worker.output()
+
+    wait_for(replayed, RECOVERY_S, "the worker to write the completion it missed into the cache")
     assert [status for _, status in reads] == ["COMPLETED"], f"(seconds after the restore, status): {reads}"
     assert_completed(stack.get(task_id), "slept nap")
+    with redis.Redis.from_url(stack.redis_url) as client:
+        entry = client.get(f"{stack.cache_prefix}task:{task_id}")
+    assert entry is not None, "the replayed completion is not in the cache"
+    assert json.loads(entry.partition(b":")[2])["status"] == "COMPLETED", entry
     assert stack.sql("SELECT status::text, result FROM tasks WHERE id = %s", task_id) == [
         ("COMPLETED", "slept nap")
     ]
@@ -363,13 +389,27 @@ def test_the_api_answers_503_and_writes_nothing_while_postgres_is_unreachable(
 def test_the_api_answers_503_when_postgres_stops_answering(fault_stack: Stack, proxies: Proxies) -> None:
     stack = fault_stack
     database = proxies(stack.database_url)
-    stack.start_api(TASKCORE_DATABASE_URL=database.url, TASKCORE_DATABASE_TIMEOUT_S="2")
+    api_session = f"{stack.queue_name}-api"  # its database sessions' application_name
+    stack.start_api(
+        TASKCORE_DATABASE_URL=database.url, TASKCORE_DATABASE_TIMEOUT_S="2", PGAPPNAME=api_session
+    )
     start_worker(stack)  # straight to the database
-    before = stack.submit("before")["id"]
+    # Delayed a little, so it is still PENDING when the submit's batched confirmation
+    # (an UPDATE 50 ms after the publish, of PENDING rows only) records it.
+    before = stack.submit("before", delay_s=0.3)["id"]
     assert_completed(stack.wait_final(before), "erofeb")
-    # Let the submit's batched confirmation (an UPDATE 50 ms later) finish, so the
-    # pool holds an idle connection when the database goes silent.
-    time.sleep(0.5)
+    # Until that confirmation is written and the API's sessions are idle, so its pool
+    # holds an idle connection when the database goes silent.
+    settled = (
+        "SELECT (SELECT dispatched_at IS NOT NULL FROM tasks WHERE id = %s) AND NOT EXISTS"
+        " (SELECT FROM pg_stat_activity WHERE application_name = %s AND state <> 'idle')"
+    )
+    wait_for(
+        lambda: stack.sql(settled, before, api_session) == [(True,)],
+        RECOVERY_S,
+        "the submit's confirmation to be written and the API's connections to be idle",
+        interval=0.02,
+    )
 
     database.pause()
     with httpx.Client(timeout=10) as client:

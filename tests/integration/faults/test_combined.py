@@ -100,7 +100,12 @@ def test_600_tasks_survive_worker_kills_a_broker_outage_and_a_drain(fault_stack:
         submitter.wait_for(260)
         proxy.cut()  # the API's broker connection is reset and refused
         cut_at, cut_count = time.monotonic(), submitter.count
-        time.sleep(3.5)
+        # For 3.5 s, and at least until a submit has met the outage.
+        wait_until(
+            lambda: time.monotonic() - cut_at >= 3.5 and "stored but not published" in api.output(),
+            30,
+            lambda: f"no submit met the broker outage ({submitter.count - cut_count} POSTs since the cut)",
+        )
         proxy.restore()
         outage = (submitter.count - cut_count, time.monotonic() - cut_at)
         faults.append(f"broker outage {outage[1]:.1f} s ({outage[0]} POSTs)")

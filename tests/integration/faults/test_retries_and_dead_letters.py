@@ -159,7 +159,7 @@ def test_a_handler_that_always_fails_ends_failed_and_can_be_requeued(
 ) -> None:
     stack = fault_stack
     stack.start_api()
-    start_worker(stack)
+    worker = start_worker(stack)
     task_id = stack.submit("doomed", type="always_fails")["id"]
     failed = stack.wait_final(task_id)
     assert_task(
@@ -191,7 +191,12 @@ def test_a_handler_that_always_fails_ends_failed_and_can_be_requeued(
     )
     assert failed_again["finished_at"] is not None
     assert failed_again["finished_at"] > failed["finished_at"]
-    time.sleep(1)  # nothing runs after the last attempt
+    # Nothing runs after the last attempt. A retry scheduled by mistake would wait in a delay
+    # bucket (its handler's back-off is at most 0.5 s): a task delayed longer, submitted
+    # now, arrives after it, and the worker's drain at its stop counts whatever it received.
+    sentinel = stack.submit("sentinel", type="record", delay_s=1.0)["id"]
+    assert_task(stack.wait_final(sentinel), status="COMPLETED", result="lenitnes", attempts=1)
+    assert stop_worker(worker) == {"retry_scheduled": 4, "failed": 2, "completed": 1}
     assert len(runs(fault_dir, "doomed")) == 6
     listed = httpx.get(f"{stack.base_url}/tasks", params={"status": "FAILED"}, timeout=10).json()
     assert [item["id"] for item in listed["items"]] == [task_id]
@@ -241,13 +246,13 @@ def test_poison_messages_go_to_the_dead_letter_queue_and_the_worker_keeps_going(
     task_id = stack.submit("still working", type="record")["id"]
     assert_task(stack.wait_final(task_id), status="COMPLETED", result="gnikrow llits", attempts=1)
     assert len(runs(fault_dir, "still working")) == 1
-    # No crash loop: nothing went back to the work queue, nothing was dead-lettered twice.
-    time.sleep(1)
+    # No crash loop: stopped (its drain settles what it holds), the worker dealt with each
+    # message once; nothing went back to the work queue, nothing was dead-lettered twice.
+    outcomes = stop_worker(worker)
+    assert outcomes == {"dead_lettered": len(POISON), "completed": 1}
     assert depth(stack, stack.queue_name) == 0
     assert take_all(stack, dead_letter_queue(stack)) == []
     assert "unexpected error processing a delivery" not in worker.output()
-    outcomes = stop_worker(worker)
-    assert outcomes == {"dead_lettered": len(POISON), "completed": 1}
 
 
 def test_a_task_delivered_many_times_runs_once(fault_stack: Stack, fault_dir: Path) -> None:

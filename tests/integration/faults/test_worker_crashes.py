@@ -301,14 +301,18 @@ def test_a_verdict_stored_just_before_a_kill_reaches_the_cache(fault_stack: Stac
 
     # The broker hands the unacked message to the next worker, which finds the task finished.
     second = start_ready_worker(stack)
-    deadline = time.monotonic() + 8
-    while (view := stack.get(task_id))["status"] != "COMPLETED" and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(  # 30 s: generous, and well short of the stale entry's 60 s TTL that would hide the bug
+        lambda: stack.get(task_id)["status"] == "COMPLETED",
+        30,
+        lambda: (
+            f"GET /tasks/{task_id} still says {stack.get(task_id)['status']} while the database"
+            f" says COMPLETED\n{second.output()[-3000:]}"
+        ),
+    )
+    view = stack.get(task_id)
     assert second.stop(signal.SIGTERM) == 0
     assert "'skipped': 1" in outcomes(second)  # the redelivery came and was dropped
-    assert (view["status"], view["result"], view["attempts"]) == ("COMPLETED", "slept window", 1), (
-        f"GET /tasks/{task_id} still says {view['status']} while the database says COMPLETED"
-    )
+    assert (view["status"], view["result"], view["attempts"]) == ("COMPLETED", "slept window", 1)
     assert len(runs(fault_dir, "window")) == 1
 
 
@@ -533,8 +537,13 @@ def test_a_verdict_stored_when_the_grace_period_ends_is_not_handed_back(
     assert stack.sql(row, task_id) == [("COMPLETED", "slept late", 1)]
 
     second = start_ready_worker(stack)
-    time.sleep(2)  # time for a redelivered message to arrive
+    # A message handed back would wait at the head of the queue: once a task submitted
+    # now has completed on this worker, such a redelivery has reached it as well (and the
+    # drain at its stop settles and counts whatever it received).
+    probe = stack.submit("probe", type="record")["id"]
+    assert stack.wait_final(probe)["status"] == "COMPLETED"
     assert second.stop(signal.SIGTERM) == 0
+    assert runs(fault_dir, "probe") == [second.popen.pid]
     assert len(runs(fault_dir, "late")) == 1
     assert stack.sql(row, task_id) == [("COMPLETED", "slept late", 1)]
     # The verdict was stored during the drain: it counts as completed, and its

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +11,7 @@ from taskcore.adapters.rabbitmq import RabbitQueue
 from taskcore.errors import QueueUnavailable
 from tests.integration.faults.proxies import TcpProxy
 from tests.integration.rabbitmq.conftest import MakeQueue
+from tests.requirements import require_tool, unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -127,13 +127,19 @@ async def test_a_delivery_from_a_cut_connection_is_redelivered_and_settling_it_i
         await again.ack()
 
 
+INSTALL_RABBITMQCTL = (
+    "install RabbitMQ's command line tools where the test runs, able to reach the broker"
+    " (`apt-get install -y rabbitmq-server`, sharing the broker's Erlang cookie)"
+)
+
+
 async def _rabbitmqctl(*args: str) -> str:
     process = await asyncio.create_subprocess_exec(
         "rabbitmqctl", "--quiet", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     out, err = await process.communicate()
     if process.returncode != 0:
-        pytest.skip(f"rabbitmqctl {args[0]} failed: {err.decode().strip()[:200]}")
+        unavailable(f"rabbitmqctl {args[0]} failed: {err.decode().strip()[:200]}; {INSTALL_RABBITMQCTL}")
     return out.decode()
 
 
@@ -146,10 +152,10 @@ async def close_connection_named(name: str) -> None:
     await _rabbitmqctl("close_connection", pids[0], "taskcore test: cut while idle")
 
 
-@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl on this machine")
 async def test_idle_consumer_resubscribes_after_the_broker_closes_its_connection(
     make_queue: MakeQueue, queue_name: str
 ) -> None:
+    require_tool("rabbitmqctl", INSTALL_RABBITMQCTL)  # before any connection is made
     worker = await make_queue(connection_name=f"{queue_name}.worker", reconnect_interval_s=0.5)
     publisher = await make_queue(connection_name=f"{queue_name}.publisher")
     async with worker.consume(prefetch=1) as consumer:

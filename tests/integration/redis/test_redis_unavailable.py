@@ -3,7 +3,6 @@ nothing at all while the breaker is open, and never a redis exception."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import statistics
 import time
@@ -15,6 +14,7 @@ import pytest
 from taskcore.adapters.redis import BreakerState, RedisCache
 from taskcore.errors import CacheUnavailable, ConfigurationError
 from tests.contracts.cache import MakeTask, task_factory
+from tests.integration.polling import until
 from tests.integration.redis.conftest import OpenCache
 from tests.integration.redis_servers import RedisServer
 
@@ -94,9 +94,9 @@ async def test_breaker_lets_a_trial_through_and_closes_once_redis_is_back(
         await timed_failure(lambda: cache.get(task.id))
     own_redis.start()
     assert await timed_failure(lambda: cache.get(task.id)) < 0.005  # still open: no network
-    assert cache.breaker.retry_in_s > 0
+    assert 0 < cache.breaker.retry_in_s <= 0.3  # a trial is due within its 0.3 s reset
 
-    await asyncio.sleep(0.35)
+    await until(lambda: cache.breaker.retry_in_s == 0, "the breaker to let a trial through", timeout_s=5)
 
     assert await cache.get(task.id) is None  # the trial reached the restarted (empty) server
     assert cache.breaker.state is BreakerState.CLOSED
