@@ -17,10 +17,12 @@ from datetime import UTC, datetime, timedelta
 from taskcore import CoreConfig, HandlerRegistry, RetryPolicy, TaskProcessor, TaskService
 from taskcore.adapters.memory import (
     MemoryCache,
+    MemoryCensus,
     MemoryChangeFeed,
     MemoryDashboard,
     MemoryDatabase,
     MemoryQueue,
+    MemoryQueueDepths,
     MemoryRecovery,
     MemoryTasks,
     MemoryTelemetry,
@@ -168,6 +170,12 @@ def build_core(
             telemetry=telemetry,
         ),
         sweeper=Sweeper(
-            recovery=recovery, transitions=transitions, clock=clock, config=config, telemetry=telemetry
+            recovery=recovery,
+            transitions=transitions,
+            clock=clock,
+            config=config,
+            telemetry=telemetry,
+            census=MemoryCensus(db),
+            depths=MemoryQueueDepths(queue),
         ),
     )

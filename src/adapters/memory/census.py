@@ -13,12 +13,12 @@ class MemoryCensus:
     def __init__(self, database: MemoryDatabase) -> None:
         self.db = database
 
-    def _settled(self, task: Task, settled_before: datetime) -> bool:
+    def _confirmed_before(self, task: Task, before: datetime, due_by: datetime) -> bool:
         at = self.db.dispatched_at.get(task.id)
-        if task.status is not TaskStatus.PENDING or at is None or at >= settled_before:
+        if task.status is not TaskStatus.PENDING or at is None or at >= before:
             return False
         lateness = max(task.run_at - at, timedelta(0)) / 10
-        return task.run_at + lateness < settled_before
+        return task.run_at + lateness < due_by
 
     async def take_missing(
         self,
@@ -29,9 +29,12 @@ class MemoryCensus:
         held_since: datetime,
         persisting: timedelta,
         limit: int,
+        read_at: datetime | None = None,
     ) -> list[Task]:
         self.db.check()
-        due = [task for task in self.db.tasks.values() if self._settled(task, settled_before)]
+        read_at = read_at or now
+        tasks = self.db.tasks.values()
+        due = [task for task in tasks if self._confirmed_before(task, read_at, read_at)]
         held = sum(report.held for report in self.db.workers.values() if report.seen_at >= held_since)
         deficit = len(due) - ready - held
         if deficit <= 0:
@@ -40,8 +43,11 @@ class MemoryCensus:
         since = self.db.census_deficit_since = self.db.census_deficit_since or now
         if now - since < persisting:
             return []
-        due.sort(key=lambda task: (-task.priority, self.db.dispatched_at[task.id]))
-        taken = due[: min(deficit, limit)]
+        # Confirmed before the deficit began: one woken during it is not picked again first.
+        before = min(settled_before, since)
+        missing = [task for task in tasks if self._confirmed_before(task, before, settled_before)]
+        missing.sort(key=lambda task: (-task.priority, self.db.dispatched_at[task.id]))
+        taken = missing[: min(deficit, limit)]
         for task in taken:
             self.db.dispatched_at[task.id] = now
         return sorted(taken, key=lambda task: (-task.priority, task.id))

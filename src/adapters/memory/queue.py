@@ -164,6 +164,14 @@ class MemoryQueue:
             self._timer.cancel()
             self._timer = None
 
+    def purge(self) -> int:
+        """Drop every message waiting for a consumer, as RabbitMQ's ``queue.purge``
+        does (unsettled and delayed ones stay); how many were dropped."""
+        dropped = self.depth
+        for waiting in self._ready:
+            waiting.clear()
+        return dropped
+
     @property
     def delayed(self) -> int:
         """Messages published with a delay that is not over yet."""

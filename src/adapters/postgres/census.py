@@ -31,6 +31,7 @@ class PostgresCensus:
         held_since: datetime,
         persisting: timedelta,
         limit: int,
+        read_at: datetime | None = None,
     ) -> list[Task]:
         async def census(connection: Connection) -> list[Task]:
             async with connection.cursor(row_factory=dict_row) as cursor:
@@ -38,7 +39,7 @@ class PostgresCensus:
                 locked = await cursor.fetchone()
                 if not locked or not locked["locked"]:
                     return []  # another sweeper is counting
-                window = {"settled_before": settled_before, "held_since": held_since}
+                window = {"read_at": read_at or now, "held_since": held_since}
                 await cursor.execute(queries["census_counts"], window)
                 counts = await cursor.fetchone()
                 assert counts is not None
@@ -49,7 +50,12 @@ class PostgresCensus:
             if deficit <= 0 or since is None or now - since < persisting:
                 return []
             async with connection.cursor(row_factory=task_row) as tasks:
-                params = {"now": now, "settled_before": settled_before, "limit": min(deficit, limit)}
+                params = {
+                    "now": now,
+                    "settled_before": settled_before,
+                    "deficit_since": since,
+                    "limit": min(deficit, limit),
+                }
                 await tasks.execute(queries["take_missing_wake_ups"], params)
                 found = await tasks.fetchall()
             return sorted(found, key=lambda task: (-task.priority, task.id))

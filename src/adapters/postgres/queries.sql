@@ -260,13 +260,14 @@ ORDER BY seen_at DESC, id;
 SELECT pg_try_advisory_xact_lock(%(key)s) AS locked;
 
 -- name: census_counts
--- Due PENDING tasks whose message was confirmed before %(settled_before)s
--- (for a delayed one: also past its due time by a tenth of its delay, the
--- lateness the delay buckets allow), and the messages the workers seen
--- since %(held_since)s hold unsettled.
+-- Due PENDING tasks whose message was confirmed before the broker's queue was
+-- read (%(read_at)s; a delayed one also past its due time by a tenth of its
+-- delay, the lateness the delay buckets allow), and the messages the workers
+-- seen since %(held_since)s hold unsettled. A task confirmed later may have
+-- its message missing from that reading: it is not counted either.
 SELECT (SELECT count(*) FROM tasks
-        WHERE status = 'PENDING' AND dispatched_at < %(settled_before)s
-          AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(settled_before)s) AS due,
+        WHERE status = 'PENDING' AND dispatched_at < %(read_at)s
+          AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(read_at)s) AS due,
        (SELECT coalesce(sum(held), 0) FROM workers WHERE seen_at >= %(held_since)s) AS held;
 
 -- name: census_deficit
@@ -276,13 +277,16 @@ SET deficit_since = CASE WHEN %(deficit)s THEN coalesce(deficit_since, %(now)s::
 RETURNING deficit_since;
 
 -- name: take_missing_wake_ups
--- The tasks to wake again, highest priority and oldest confirmation first;
--- stamped as confirmed now, so the next census counts them as sent again.
+-- The tasks to wake again, highest priority and oldest confirmation first,
+-- among those confirmed before the deficit began (a task woken during it is
+-- not picked again ahead of one still missing) and before %(settled_before)s;
+-- stamped as confirmed now.
 UPDATE tasks
 SET dispatched_at = %(now)s
 WHERE id IN (
         SELECT id FROM tasks
-        WHERE status = 'PENDING' AND dispatched_at < %(settled_before)s
+        WHERE status = 'PENDING'
+          AND dispatched_at < least(%(settled_before)s::timestamptz, %(deficit_since)s::timestamptz)
           AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(settled_before)s
         ORDER BY priority DESC, dispatched_at
         LIMIT %(limit)s

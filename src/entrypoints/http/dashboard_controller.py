@@ -79,6 +79,9 @@ class WorkerView(msgspec.Struct, kw_only=True):
     seen_at: datetime
     in_flight: int
     processed: Annotated[int, msgspec.Meta(description="Attempts run to a verdict since it started.")]
+    held: Annotated[
+        int, msgspec.Meta(description="Messages it holds from the broker, waiting in its buffer or running.")
+    ] = 0
 
     @classmethod
     def of(cls, worker: WorkerReport) -> WorkerView:

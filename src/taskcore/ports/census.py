@@ -24,17 +24,20 @@ class WakeUpCensus(Protocol):
         held_since: datetime,
         persisting: timedelta,
         limit: int,
+        read_at: datetime | None = None,
     ) -> list[Task]:
         """PENDING tasks to publish again because their messages are gone.
 
-        Counts the due PENDING tasks whose message the broker confirmed before
-        ``settled_before`` (a delayed one also past its due time by a tenth of
-        its delay, the lateness the delay buckets allow), against ``ready``
-        (messages waiting on the work queue) plus the messages the workers
-        seen since ``held_since`` hold. While the tasks outnumber them, the
-        census remembers since when; once that has lasted ``persisting``, up
-        to the difference (at most ``limit``) of those tasks, highest priority
-        and oldest confirmation first, are stamped as dispatched ``now`` and
+        Counts the due PENDING tasks whose message was confirmed before
+        ``read_at`` (when ``ready`` was read from the broker; default ``now``;
+        a delayed task also past its due time by a tenth of its delay, the
+        lateness the delay buckets allow) against ``ready`` (messages waiting
+        on the work queue) plus the messages the workers seen since
+        ``held_since`` hold. While the tasks outnumber them, the census
+        remembers since when; once that has lasted ``persisting``, up to the
+        difference (at most ``limit``) of the tasks confirmed before both
+        ``settled_before`` and the deficit's start, highest priority and
+        oldest confirmation first, are stamped as dispatched ``now`` and
         returned. One census at a time across all sweepers: the others get
         ``[]``, as does a census without a lasting deficit.
         """

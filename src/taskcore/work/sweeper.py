@@ -123,6 +123,7 @@ class Sweeper:
         on neither, so a healthy backlog shows no deficit."""
         if self._census is None or self._depths is None:
             return 0
+        read_at = self._clock.now()
         try:
             ready = await self._depths.depth()
         except ServiceUnavailable as exc:
@@ -136,6 +137,7 @@ class Sweeper:
             held_since=now - timedelta(seconds=HELD_REPORTS_S),
             persisting=timedelta(seconds=config.lost_wake_up_grace_s),
             limit=BATCH,
+            read_at=read_at,
         )
         woken = 0
         for task in missing:

@@ -3,7 +3,7 @@
 
 ``database`` is this test's own empty, migrated database; ``db`` a
 ``PostgresDatabase`` (the pools) opened on it, and ``tasks``, ``recovery``,
-``dashboard`` and ``roster`` the per-port adapters over that one ``db``, as
+``dashboard``, ``roster`` and ``census`` the per-port adapters over that one ``db``, as
 the container wires them. A test that needs pools of its own (a replica,
 other sizes, a reopened database) opens them through ``pools``.
 """
@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from taskcore.adapters.postgres import (
+    PostgresCensus,
     PostgresDashboard,
     PostgresDatabase,
     PostgresRecovery,
@@ -81,3 +82,8 @@ def dashboard(db: PostgresDatabase) -> PostgresDashboard:
 @pytest.fixture
 def roster(db: PostgresDatabase) -> PostgresWorkers:
     return PostgresWorkers(db)
+
+
+@pytest.fixture
+def census(db: PostgresDatabase) -> PostgresCensus:
+    return PostgresCensus(db)
