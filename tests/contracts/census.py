@@ -229,3 +229,17 @@ class WakeUpCensusContract:
         first = await take(census, 115, limit=2)
         second = await take(census, 116, ready=2, limit=2)  # the first two's messages are ready now
         assert ids(first) | ids(second) == ids(added)
+
+    async def test_tasks_confirmed_after_the_deficit_began_are_picked_once_it_begins_again(
+        self, census: WakeUpCensus, tasks: Tasks
+    ) -> None:
+        """Tasks lost after the deficit began are not among its picks; once the
+        picks run out while the deficit lasts, it begins again and they are."""
+        first = [await confirmed(tasks, at=1) for _ in range(2)]
+        assert await take(census, 100) == []  # two missing: remembered since later(100)
+        late = [await confirmed(tasks, at=105) for _ in range(2)]  # confirmed after that, lost too
+        assert ids(await take(census, 115)) == ids(first)
+        # The woken two are back on the queue; the late two are still missing.
+        assert await take(census, 116, ready=2) == []  # nothing left to pick: it begins again
+        assert await take(census, 130, ready=2) == []
+        assert ids(await take(census, 131, ready=2)) == ids(late)

@@ -42,7 +42,10 @@ class FakeClock:
 
 
 def bearer(sub: str) -> dict[str, str]:
-    claims = {"sub": sub, "exp": int(time.time()) + 600, "scope": "tasks:read tasks:write"}
+    """Minted at import, which a full ``make test`` does long before this module's
+    tests run (after the integration suite): a token that lasted ten minutes
+    expired on the way (401 instead of 201). This one outlives any run."""
+    claims = {"sub": sub, "exp": int(time.time()) + 30 * 86_400, "scope": "tasks:read tasks:write"}
     return {"authorization": f"Bearer {jwt.encode(claims, SECRET, algorithm='HS256')}"}
 
 

@@ -48,6 +48,8 @@ class MemoryCensus:
         missing = [task for task in tasks if self._confirmed_before(task, before, settled_before)]
         missing.sort(key=lambda task: (-task.priority, self.db.dispatched_at[task.id]))
         taken = missing[: min(deficit, limit)]
+        if not taken:  # all it counts came (or came back) during the deficit: it begins again now
+            self.db.census_deficit_since = now
         for task in taken:
             self.db.dispatched_at[task.id] = now
         return sorted(taken, key=lambda task: (-task.priority, task.id))

@@ -58,6 +58,8 @@ class PostgresCensus:
                 }
                 await tasks.execute(queries["take_missing_wake_ups"], params)
                 found = await tasks.fetchall()
+            if not found:
+                await connection.execute(queries["census_restart"], {"now": now})
             return sorted(found, key=lambda task: (-task.priority, task.id))
 
         return await self._db.transaction(census, action="count the wake-ups")

@@ -270,6 +270,12 @@ SELECT (SELECT count(*) FROM tasks
           AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(read_at)s) AS due,
        (SELECT coalesce(sum(held), 0) FROM workers WHERE seen_at >= %(held_since)s) AS held;
 
+-- name: census_restart
+-- A lasting deficit with nothing left to pick (the tasks it counts were
+-- confirmed after it began, or woken during it and lost again): count it as
+-- beginning now, so they can be picked once it has lasted again.
+UPDATE wake_up_census SET deficit_since = %(now)s;
+
 -- name: census_deficit
 -- Since when there is a deficit (kept from the first census that saw it), or NULL.
 UPDATE wake_up_census

@@ -38,7 +38,10 @@ class WakeUpCensus(Protocol):
         difference (at most ``limit``) of the tasks confirmed before both
         ``settled_before`` and the deficit's start, highest priority and
         oldest confirmation first, are stamped as dispatched ``now`` and
-        returned. One census at a time across all sweepers: the others get
-        ``[]``, as does a census without a lasting deficit.
+        returned. A lasting deficit with none of those left (the tasks it
+        counts were confirmed after it began, or woken during it and lost
+        again) begins again at ``now``. One census at a time across all
+        sweepers: the others get ``[]``, as does a census without a lasting
+        deficit.
         """
         ...

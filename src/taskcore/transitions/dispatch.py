@@ -55,8 +55,12 @@ class Dispatcher:
         return True
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(self._flush_delay_s)
-        await self.flush()
+        """Until nothing is buffered: a confirmation that arrives while a
+        flush waits on the database must not wait for the next publish (the
+        API has no sweeper to write it otherwise)."""
+        while self._confirmed:
+            await asyncio.sleep(self._flush_delay_s)
+            await self.flush()
 
     async def flush(self) -> None:
         ids, self._confirmed = self._confirmed, []

@@ -462,7 +462,7 @@ def test_sigterm_drains_hands_back_the_rest_and_exits_0(fault_stack: Stack, faul
     assert 16 <= len(finished_first) + len(handed_back) <= 17
     assert len(never_started) == 20 - len(finished_first) - len(handed_back)
     # Cancelled at the deadline, a task whose verdict was being stored still completes.
-    draining = re.search(r"handing back (\d+) task", worker.output())
+    draining = re.search(r"cancelling (\d+) task", worker.output())
     assert (int(draining[1]) if draining else 0) >= len(handed_back)
     counted = re.search(r"'completed': (\d+)", outcomes(worker))
     assert (int(counted[1]) if counted else 0) == len(finished_first), worker.output()
