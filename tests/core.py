@@ -89,6 +89,7 @@ class Core:
     recovery: MemoryRecovery
     dashboard: MemoryDashboard
     roster: MemoryWorkers
+    census: MemoryCensus
     queue: MemoryQueue
     cache: MemoryCache
     changes: MemoryChangeFeed
@@ -131,6 +132,7 @@ def build_core(
     changes = changes if changes is not None else MemoryChangeFeed()
     telemetry = telemetry if telemetry is not None else MemoryTelemetry()
     recovery = MemoryRecovery(db)
+    census = MemoryCensus(db)
     dispatcher = Dispatcher(log=tasks, queue=queue, clock=clock, flush_delay_s=flush_delay_s)
     announcer = ChangeAnnouncer(changes)
     status_cache = StatusCache(cache, config, announcer, completed_memo=completed_memo)
@@ -144,6 +146,7 @@ def build_core(
         recovery=recovery,
         dashboard=MemoryDashboard(db),
         roster=MemoryWorkers(db),
+        census=census,
         queue=queue,
         cache=cache,
         changes=changes,
@@ -175,7 +178,7 @@ def build_core(
             clock=clock,
             config=config,
             telemetry=telemetry,
-            census=MemoryCensus(db),
+            census=census,
             depths=MemoryQueueDepths(queue),
         ),
     )

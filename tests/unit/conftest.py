@@ -1,11 +1,24 @@
-"""Fixtures for the unit suite: the system composed on the memory adapters (``tests.core``)."""
+"""Fixtures for the unit suite: the system composed on the memory adapters (``tests.core``).
+
+Every port's fixture views the same fresh ``MemoryDatabase``, so the memory runners
+of the contract suites (``test_*_contract_memory.py``) need no fixtures of their own.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from taskcore import CoreConfig, HandlerRegistry, TaskProcessor, TaskService
-from taskcore.adapters.memory import MemoryCache, MemoryDatabase, MemoryQueue, MemoryTasks
+from taskcore.adapters.memory import (
+    MemoryCache,
+    MemoryCensus,
+    MemoryDashboard,
+    MemoryDatabase,
+    MemoryQueue,
+    MemoryRecovery,
+    MemoryTasks,
+    MemoryWorkers,
+)
 from taskcore.transitions.dispatch import Dispatcher
 from taskcore.work.sweeper import Sweeper
 from tests.core import Core, ManualClock, build_core, quick_config, reverse_registry
@@ -41,6 +54,26 @@ def db(core: Core) -> MemoryDatabase:
 @pytest.fixture
 def tasks(core: Core) -> MemoryTasks:
     return core.tasks
+
+
+@pytest.fixture
+def recovery(core: Core) -> MemoryRecovery:
+    return core.recovery
+
+
+@pytest.fixture
+def dashboard(core: Core) -> MemoryDashboard:
+    return core.dashboard
+
+
+@pytest.fixture
+def roster(core: Core) -> MemoryWorkers:
+    return core.roster
+
+
+@pytest.fixture
+def census(core: Core) -> MemoryCensus:
+    return core.census
 
 
 @pytest.fixture
