@@ -118,9 +118,13 @@ def _listening(port: int) -> bool:
 
 
 def free_base_port() -> int:
-    """A base port whose 50 ports (see the module docstring) are all free now."""
+    """A base port whose 50 ports (see the module docstring) are all free now.
+
+    Below Linux's ephemeral range (32768 up), so no outgoing connection takes
+    one of them between this check and the nodes' start.
+    """
     while True:
-        base = random.randrange(20_000, 60_000, 50)
+        base = random.randrange(10_000, 32_700, 50)
         if all(_port_free(base + offset) for offset in (0, 1, 2, 10, 11, 12, 20, *range(30, 50))):
             return base
 
@@ -286,13 +290,18 @@ class RabbitCluster:
         node = self._nodes[i]
         while not _listening(self.amqp_ports[i]):
             if node.poll() is not None or time.monotonic() > deadline:
-                raise ClusterError(f"{self.nodes[i]} did not start (exit {node.poll()}):\n{self.log_tail(i)}")
+                raise ClusterError(f"{self.nodes[i]} did not start (exit {node.poll()})")
             time.sleep(0.1)
         self.ctl(i, "await_startup", "--timeout", str(max(5, int(deadline - time.monotonic()))))
 
     def log_tail(self, i: int, lines: int = 30) -> str:
-        log = self.base_dir / f"node{i + 1}" / "log" / f"{self.nodes[i]}.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+        folder = self.base_dir / f"node{i + 1}"
+        tails = []
+        for log in (folder / "stdout.log", folder / "log" / f"{self.nodes[i]}.log"):
+            if log.exists():
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                tails.append("\n".join([f"== {log.name}", *tail]))
+        return "\n".join(tails)
 
     def start(self, timeout: float = 180) -> None:
         """Boot the nodes in parallel, join 2..N to node 1, wait until all N run."""
@@ -321,6 +330,10 @@ class RabbitCluster:
                 if time.monotonic() > deadline:
                     raise ClusterError(f"only {self.running_nodes()} of {self.nodes} run after {timeout:g} s")
                 time.sleep(0.5)
+        except Exception as exc:
+            logs = "\n".join(f"-- {self.nodes[i]}\n{self.log_tail(i)}" for i in range(self.size))
+            self.stop()
+            raise ClusterError(f"the cluster did not start: {exc}\n{logs}") from exc
         except BaseException:
             self.stop()
             raise
@@ -372,9 +385,14 @@ def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitC
     require_tool("rabbitmq-server", INSTALL)
     if not (SBIN / "rabbitmq-server").exists():
         unavailable(f"{SBIN / 'rabbitmq-server'} missing: {INSTALL}")
-    cluster = RabbitCluster(tmp_path_factory.mktemp("rabbit-cluster"), free_base_port())
     started = time.monotonic()
-    cluster.start()
+    cluster = RabbitCluster(tmp_path_factory.mktemp("rabbit-cluster"), free_base_port())
+    try:
+        cluster.start()
+    except ClusterError as exc:  # once more on other ports: a busy machine may have taken one
+        print(f"\nprivate RabbitMQ cluster failed to start, trying other ports: {exc}")
+        cluster = RabbitCluster(tmp_path_factory.mktemp("rabbit-cluster"), free_base_port())
+        cluster.start()
     took = time.monotonic() - started
     print(f"\nprivate RabbitMQ cluster {cluster.nodes} on ports {cluster.amqp_ports} up in {took:.1f} s")
     try:
