@@ -303,9 +303,12 @@ class _NodeRotatingConnection(aio_pika.RobustConnection):
 
     aio-pika reconnects to the one URL it was given. Each of its attempts
     begins by setting ``transport`` to ``None`` while it is ``None`` already
-    (a close sets it from a live transport to ``None``): that is where the
-    next node is chosen, so a node that is gone costs one failed attempt, and
-    after a lost connection the first attempt goes to another node.
+    (after a failed attempt) or still holds the lost connection's dead
+    transport (the first attempt after a connection was lost); ``close()``
+    sets it from a live transport to ``None``. The first two are where the
+    next node is chosen, so a node that is gone costs no attempt when it was
+    the one in use, and one failed attempt (plus the reconnect interval) when
+    a later attempt reaches it.
     """
 
     def __init__(self, urls: list[URL], **kwargs: Any) -> None:
@@ -320,7 +323,8 @@ class _NodeRotatingConnection(aio_pika.RobustConnection):
     @transport.setter
     def transport(self, value: Any) -> None:
         nodes: list[URL] | None = self.__dict__.get("_nodes")
-        if value is None and self.transport is None and nodes:  # an attempt begins
+        current = self.transport
+        if value is None and nodes and (current is None or current.connection.is_closed):  # an attempt begins
             self._node = (self._node + 1) % len(nodes)
             self.url = nodes[self._node]
         self.__dict__["_transport"] = value

@@ -24,6 +24,7 @@ from taskcore.adapters.rabbitmq import RabbitQueue
 from taskcore.adapters.rabbitmq.topology import delay_bucket_ms, delay_queue
 from taskcore.errors import QueueUnavailable
 from tests.integration.e2e.conftest import Process, Stack, free_port
+from tests.integration.faults.proxies import TcpProxy
 from tests.integration.rabbitmq_cluster import RabbitCluster
 
 pytestmark = pytest.mark.integration
@@ -80,6 +81,44 @@ async def test_a_dead_first_node_costs_one_open(rabbit_cluster: RabbitCluster, r
         assert await take(queue, 1) == [b"1"]
     finally:
         await queue.close()
+
+
+async def test_a_lost_connection_reconnects_to_the_next_node_at_once(
+    rabbit_cluster: RabbitCluster, run_id: str
+) -> None:
+    """The first attempt after a lost connection goes to another node, not the lost one again
+    (which fails, and the next attempt waits out the reconnect interval)."""
+    name = f"{run_id}.{uuid.uuid4().hex[:8]}"
+    interval_s = 5.0
+    with TcpProxy(rabbit_cluster.url(0)) as first:
+        urls = [first.url, *rabbit_cluster.urls()[1:]]
+        queue = RabbitQueue(
+            ",".join(urls),
+            queue_name=name,
+            queue_type="quorum",
+            reconnect_interval_s=interval_s,
+            publish_timeout_s=1,
+        )
+        await queue.open()
+        try:
+            await queue.publish(b"before")
+            # aio-pika sleeps the reconnect interval after every connect before it
+            # looks at a lost connection: lose it after that, as a long-lived process would.
+            await asyncio.sleep(interval_s + 0.5)
+            first.cut()  # node 1 is gone, as far as this client can tell
+            loop = asyncio.get_running_loop()
+            cut_at = loop.time()
+            async with asyncio.timeout(interval_s - 2):  # less than the wait before a second attempt
+                while True:
+                    try:
+                        await queue.publish(b"after")  # fails fast until connected to another node
+                        break
+                    except QueueUnavailable:
+                        await asyncio.sleep(0.02)
+            print(f"\npublished through another node {loop.time() - cut_at:.2f} s after the cut")
+            assert sorted(await take(queue, 2)) == [b"after", b"before"]
+        finally:
+            await queue.close()
 
 
 # -- end to end: one API, two workers, the leader's node killed mid-run
