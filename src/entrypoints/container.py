@@ -162,6 +162,7 @@ class Container(containers.DeclarativeContainer):
             RabbitQueue,
             settings.provided.amqp_url,
             queue_name=settings.provided.queue_name,
+            queue_type=settings.provided.amqp_queue_type,
             connect_timeout_s=settings.provided.amqp_timeout_s,
             publish_timeout_s=settings.provided.amqp_timeout_s,
             connection_name=providers.Callable(_connection_name),

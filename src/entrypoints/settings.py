@@ -32,6 +32,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_cluster: bool = False
     amqp_url: str | None = None
     queue_name: Annotated[str, msgspec.Meta(min_length=1)] = "taskcore.tasks"
+    amqp_queue_type: Literal["classic", "quorum"] = "classic"
     cache_prefix: str = "taskcore:"
     app: str | None = None
     reverse_delay_s: NonNegative = 5.0

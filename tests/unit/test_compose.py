@@ -48,7 +48,8 @@ def test_compose_refuses_to_run_without_a_jwt_secret() -> None:
 def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {
-        "postgres", "redis", "rabbitmq", "migrate", "api", "worker", "prometheus", "grafana"
+        "postgres", "redis", "rabbitmq", "migrate", "api", "worker", "prometheus", "grafana",
+        "rabbit1", "rabbit2", "rabbit3",
     }  # fmt: skip
     for name, service in services.items():
         if name != "migrate":
@@ -85,6 +86,53 @@ def test_monitoring_is_a_profile_of_its_own(compose: dict[str, Any]) -> None:
         assert "profiles" not in services[name]  # `docker compose up` starts them as before
     for mount in services["prometheus"]["volumes"] + services["grafana"]["volumes"]:
         assert (ROOT / mount.split(":")[0]).exists(), mount
+
+
+def test_the_ha_profile_is_a_three_node_rabbitmq_cluster(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    nodes = ["rabbit1", "rabbit2", "rabbit3"]
+    cookies = set()
+    for name in nodes:
+        node = services[name]
+        assert node["profiles"] == ["ha"]
+        assert node["hostname"] == name
+        assert node["image"] == services["rabbitmq"]["image"]
+        cookies.add(node["environment"]["RABBITMQ_ERLANG_COOKIE"])
+        assert "./deploy/rabbitmq/ha.conf:/etc/rabbitmq/conf.d/20-ha.conf:ro" in node["volumes"]
+    assert len(cookies) == 1
+    config = (ROOT / "deploy/rabbitmq/ha.conf").read_text()
+    assert "cluster_formation.peer_discovery_backend = classic_config" in config
+    for n, name in enumerate(nodes, 1):
+        assert f"cluster_formation.classic_config.nodes.{n} = rabbit@{name}" in config
+    # deploy/rabbitmq/ha.env points the API and the workers at all three, with quorum queues
+    env = dict(
+        line.split("=", 1)
+        for line in (ROOT / "deploy/rabbitmq/ha.env").read_text().splitlines()
+        if "=" in line
+    )
+    assert [url.split("@")[1] for url in env["TASKCORE_AMQP_URL"].split(",")] == [f"{n}:5672/" for n in nodes]
+    assert env["TASKCORE_AMQP_QUEUE_TYPE"] == "quorum"
+    app_env = services["api"]["environment"]
+    assert app_env["TASKCORE_AMQP_URL"] == "${TASKCORE_AMQP_URL:-amqp://taskcore:taskcore@rabbitmq:5672/}"
+    assert app_env["TASKCORE_AMQP_QUEUE_TYPE"] == "${TASKCORE_AMQP_QUEUE_TYPE:-classic}"
+
+
+def test_the_ha_profile_validates() -> None:
+    docker_compose = require_tool("docker-compose", INSTALL_COMPOSE)
+    env = {**os.environ, "TASKCORE_JWT_SECRET": "only-for-validation"}
+    command = [
+        docker_compose,
+        "-f",
+        "compose.yaml",
+        "--profile",
+        "ha",
+        "--env-file",
+        "deploy/rabbitmq/ha.env",
+    ]
+    rendered = subprocess.run(
+        [*command, "config"], cwd=ROOT, check=True, env=env, capture_output=True, text=True
+    )
+    assert "rabbit1:5672/,amqp://taskcore:taskcore@rabbit2:5672/" in rendered.stdout
 
 
 def test_prometheus_scrapes_the_api_and_every_worker_replica() -> None:

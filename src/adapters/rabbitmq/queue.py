@@ -11,6 +11,12 @@ re-dispatches a task whose message never made it.
 
 Each consumer gets its own channel, so its prefetch is its own and closing it
 hands its unacked messages back to the broker.
+
+The URL may list the nodes of a cluster, comma-separated; every connection
+attempt (the first, and each reconnect) goes to the next node in turn, so a
+process carries on through the other nodes when the one it used goes away.
+With ``queue_type="quorum"`` the work, delay and dead-letter queues are
+quorum queues, replicated over the cluster (``topology``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import PublishError
+from yarl import URL
 
 from taskcore.adapters.rabbitmq import topology
 from taskcore.adapters.rabbitmq.consumer import RabbitConsumer
@@ -51,8 +58,11 @@ class RabbitQueue:
         connection_name: str = "taskcore",
         reconnect_interval_s: float = 2.0,
         longest_delay_ms: int = topology.LONGEST_BUCKET_MS,
+        queue_type: topology.QueueType = "classic",
     ) -> None:
-        self._url = url
+        self._urls = node_urls(url)
+        self._queue_type: topology.QueueType = queue_type
+        self._work_arguments = topology.work_queue_arguments(queue_type)
         self._queue_name = queue_name
         self._dlq_name = topology.dead_letter_queue(queue_name)
         self._connect_timeout_s = connect_timeout_s
@@ -86,8 +96,8 @@ class RabbitQueue:
         # Built by hand rather than through connect_robust() (which does the
         # same) so that a failed or timed-out first attempt can close the
         # connection and stop its background reconnect loop.
-        connection = aio_pika.RobustConnection(
-            aio_pika.connection.make_url(self._url),
+        connection = _NodeRotatingConnection(
+            self._urls,
             client_properties={"connection_name": self._connection_name},
             reconnect_interval=self._reconnect_interval_s,
         )
@@ -100,12 +110,16 @@ class RabbitQueue:
                     await self._declare_topology(channel)
         except BaseException:
             await _close_quietly(connection, self._connect_timeout_s)
+            # The first attempt of the next open() goes to the next node.
+            self._urls = self._urls[1:] + self._urls[:1]
             raise
         self._connection, self._channel = connection, channel
 
     async def _declare_topology(self, channel: AbstractChannel) -> None:
-        await channel.declare_queue(self._queue_name, durable=True, arguments=topology.WORK_QUEUE_ARGUMENTS)
-        await channel.declare_queue(self._dlq_name, durable=True)
+        await channel.declare_queue(self._queue_name, durable=True, arguments=self._work_arguments)
+        await channel.declare_queue(
+            self._dlq_name, durable=True, arguments=topology.dead_letter_queue_arguments(self._queue_type)
+        )
         self._declared.update((self._queue_name, self._dlq_name))
 
     async def close(self) -> None:
@@ -187,7 +201,7 @@ class RabbitQueue:
             await channel.declare_queue(
                 name,
                 durable=True,
-                arguments=topology.delay_queue_arguments(self._queue_name, bucket_ms),
+                arguments=topology.delay_queue_arguments(self._queue_name, bucket_ms, self._queue_type),
                 robust=False,  # re-declared on use, not on every reconnect
             )
             self._buckets[bucket_ms] = now
@@ -237,7 +251,7 @@ class RabbitQueue:
                     await channel
                     await channel.set_qos(prefetch_count=prefetch)
                     queue = await channel.declare_queue(
-                        self._queue_name, durable=True, arguments=topology.WORK_QUEUE_ARGUMENTS
+                        self._queue_name, durable=True, arguments=self._work_arguments
                     )
                     await queue.consume(consumer.on_message, no_ack=False)
                     consumer.subscribed(connection, channel)
@@ -274,6 +288,46 @@ class RabbitQueue:
         if self._channel is None:
             raise QueueUnavailable("the queue is not open")
         return self._channel
+
+
+def node_urls(url: str) -> list[URL]:
+    """``amqp://a:5672/,amqp://b:5672/``: one URL per node, in the order given."""
+    urls = [aio_pika.connection.make_url(part.strip()) for part in url.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("no broker URL given")
+    return urls
+
+
+class _NodeRotatingConnection(aio_pika.RobustConnection):
+    """A robust connection that tries the next node at every connection attempt.
+
+    aio-pika reconnects to the one URL it was given. Each of its attempts
+    begins by setting ``transport`` to ``None`` while it is ``None`` already
+    (after a failed attempt) or still holds the lost connection's dead
+    transport (the first attempt after a connection was lost); ``close()``
+    sets it from a live transport to ``None``. The first two are where the
+    next node is chosen, so a node that is gone costs no attempt when it was
+    the one in use, and one failed attempt (plus the reconnect interval) when
+    a later attempt reaches it.
+    """
+
+    def __init__(self, urls: list[URL], **kwargs: Any) -> None:
+        super().__init__(urls[0], **kwargs)
+        self._nodes = urls
+        self._node = -1
+
+    @property
+    def transport(self) -> Any:
+        return self.__dict__.get("_transport")
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        nodes: list[URL] | None = self.__dict__.get("_nodes")
+        current = self.transport
+        if value is None and nodes and (current is None or current.connection.is_closed):  # an attempt begins
+            self._node = (self._node + 1) % len(nodes)
+            self.url = nodes[self._node]
+        self.__dict__["_transport"] = value
 
 
 class _Closable(Protocol):

@@ -22,13 +22,38 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from taskcore.model.task import MAX_PRIORITY
+
+QueueType = Literal["classic", "quorum"]
 
 # Messages carry their task's priority (0 to 9). Declared from the start:
 # RabbitMQ cannot add x-max-priority to an existing queue.
 WORK_QUEUE_ARGUMENTS: dict[str, Any] = {"x-max-priority": MAX_PRIORITY}  # the core's bound
+
+# Quorum queues are replicated (Raft) over the cluster's nodes and survive
+# the loss of a minority of them. RabbitMQ before 3.12 refuses x-max-priority
+# on them (PRECONDITION_FAILED), and 3.12+ keeps two levels only, so a quorum
+# work queue delivers in publishing order: priority still orders the sweeper's
+# and the census's re-publishing, not the broker's backlog.
+QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+# A quorum delay bucket dead-letters due messages at least once (the default
+# is at most once, which can drop one if a leader fails mid-way); RabbitMQ
+# applies that strategy only with reject-publish overflow.
+QUORUM_DEAD_LETTERING: dict[str, Any] = {
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
+
+
+def work_queue_arguments(queue_type: QueueType = "classic") -> dict[str, Any]:
+    return dict(QUORUM) if queue_type == "quorum" else dict(WORK_QUEUE_ARGUMENTS)
+
+
+def dead_letter_queue_arguments(queue_type: QueueType = "classic") -> dict[str, Any]:
+    return dict(QUORUM) if queue_type == "quorum" else {}
+
 
 REASON_HEADER = "x-taskcore-reason"
 
@@ -63,13 +88,16 @@ def delay_bucket_ms(delay: timedelta) -> int:
     return ms
 
 
-def delay_queue_arguments(queue: str, bucket_ms: int) -> dict[str, Any]:
-    return {
+def delay_queue_arguments(queue: str, bucket_ms: int, queue_type: QueueType = "classic") -> dict[str, Any]:
+    arguments: dict[str, Any] = {
         "x-message-ttl": bucket_ms,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": queue,
         "x-expires": bucket_ms + BUCKET_IDLE_MS,
     }
+    if queue_type == "quorum":
+        arguments |= QUORUM | QUORUM_DEAD_LETTERING
+    return arguments
 
 
 def due_ms(delay: timedelta) -> int:

@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractConnection
 from taskcore.adapters.rabbitmq import RabbitQueue
 from taskcore.adapters.rabbitmq.topology import REASON_HEADER
 from tests.contracts.queue import DeadLetters
+from tests.integration.rabbitmq_cluster import rabbit_cluster  # noqa: F401  (test_cluster.py)
 
 MakeQueue = Callable[..., Awaitable[RabbitQueue]]
 
