@@ -161,8 +161,12 @@ class RabbitQueue:
             raise QueueUnavailable("the broker stopped confirming; publishing paused briefly")
         try:
             await self._publish(channel, body, delay, min(max(priority, 0), MAX_PRIORITY))
-        except QueueUnavailable:
-            self._silent_until = loop.time() + self._publish_timeout_s
+        except QueueUnavailable as exc:
+            # Only a broker that stopped answering pauses publishing; a refused
+            # or reset connection (a node going away) is reconnected at once,
+            # to the next node, and the next publish should try it.
+            if isinstance(exc.__cause__, TimeoutError):
+                self._silent_until = loop.time() + self._publish_timeout_s
             raise
 
     async def _publish(

@@ -27,7 +27,9 @@ from tests.integration.e2e.conftest import Process, Stack, free_port
 from tests.integration.faults.proxies import TcpProxy
 from tests.integration.rabbitmq_cluster import RabbitCluster
 
-pytestmark = pytest.mark.integration
+# A private cluster starts in 20-35 s on a busy 2-core machine (up to its own 180 s
+# bound, tried twice on other ports), and pytest-timeout counts the fixture too.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
 
 TASKS = 1000
 KILL_AFTER = 300  # submitted before the leader's node is killed
