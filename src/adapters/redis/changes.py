@@ -109,7 +109,7 @@ class RedisChangeFeed:
             yield self._receive(pubsub)
         finally:
             try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed since redis 8
             except Exception as exc:
                 log.debug("closing a redis subscription failed: %r", exc)
 
