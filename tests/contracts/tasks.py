@@ -55,7 +55,7 @@ TRANSITIONS: dict[str, Callable[[Task, datetime], Task]] = {
     "complete": lambda task, now: task.complete({"answer": 42}, now),
     "fail with a retry": lambda task, now: task.fail("boom", now, timedelta(seconds=5)),
     "fail for good": lambda task, now: task.fail("boom", now, None),
-    "release": lambda task, now: task.release(now, "lease lapsed"),
+    "release": lambda task, now: task.release(now),
     "unclaim": lambda task, now: task.unclaim(now),
     "cancel": lambda task, now: task.cancel(now),
 }
@@ -316,6 +316,28 @@ class AttemptStoreContract:
         assert outcomes[20:] == [None, None, None]  # a duplicate, one not due, one unknown
         assert await tasks.get(not_due.id) == not_due
 
+    async def test_a_claim_alone_is_stored_as_such(self, tasks: Tasks) -> None:
+        task = await tasks.add(new_task())
+        claimed = await tasks.claim(task.id, later(1), LEASE, alone=True)
+        assert claimed == task.claim(later(1), LEASE, alone=True)
+        assert claimed is not None
+        assert claimed.alone
+        assert await tasks.get(task.id, fresh=True) == claimed
+
+    async def test_a_suspect_task_is_claimed_only_alone(self, tasks: Tasks) -> None:
+        """A worker died while it ran beside others: only a claim that runs it
+        alone gets it, also when both come in one batch."""
+        claimed = await claimed_task(tasks)
+        suspect = claimed.release(later(40))
+        assert suspect.suspect
+        assert await tasks.save(suspect)
+        assert await tasks.get(suspect.id, fresh=True) == suspect
+        assert await tasks.claim(suspect.id, later(41), LEASE) is None
+        outcomes = await asyncio.gather(
+            tasks.claim(suspect.id, later(41), LEASE), tasks.claim(suspect.id, later(41), LEASE, alone=True)
+        )
+        assert outcomes == [None, suspect.claim(later(41), LEASE, alone=True)]
+
     async def test_renew_lease_extends_only_the_current_attempt(self, tasks: Tasks) -> None:
         claimed = await claimed_task(tasks)
         assert await tasks.renew_lease(claimed.id, claimed.version, later(100))
@@ -340,7 +362,7 @@ class TransitionStoreContract:
         done = [task.complete({"n": task.id}, later(2)) for task in claimed[:8]]
         failed = [task.fail("boom", later(2), None) for task in claimed[8:10]]
         stale = claimed[10].complete("late", later(2))
-        await tasks.save(claimed[10].release(later(2), "lapsed"))  # someone else moved it on first
+        await tasks.save(claimed[10].release(later(2)))  # someone else moved it on first
         cancelled = claimed[11].cancel(later(2))
         retried = cancelled.retry(later(3))
 

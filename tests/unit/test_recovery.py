@@ -111,14 +111,41 @@ async def test_a_lapsed_lease_is_released_and_dispatched_again(
 ) -> None:
     task = await service.submit("reverse", "a")
     await drain(queue)
-    await tasks.claim(task.id, clock.now(), config.lease)  # a worker that then dies
+    await tasks.claim(task.id, clock.now(), config.lease, alone=True)  # a worker that then dies
     assert (await sweeper.sweep_once()).released == 0
     clock.advance(config.lease_s + 1)
     assert (await sweeper.sweep_once()).released == 1
     released = db.tasks[task.id]
-    assert (released.status, released.attempts) == (TaskStatus.PENDING, 1)
+    assert (released.status, released.attempts, released.suspect) == (TaskStatus.PENDING, 1, False)
     assert "lease expired" in (released.error or "")
     assert await drain(queue) == [str(task.id).encode()]
+
+
+async def test_tasks_of_a_worker_that_died_running_several_run_alone_uncharged(
+    service: TaskService,
+    sweeper: Sweeper,
+    queue: MemoryQueue,
+    tasks: MemoryTasks,
+    db: MemoryDatabase,
+    clock: ManualClock,
+    config: CoreConfig,
+) -> None:
+    """Which of them killed it cannot be told: none is charged, each runs alone next."""
+    a, b = await service.submit("reverse", "a"), await service.submit("reverse", "b")
+    await drain(queue)
+    for task in (a, b):
+        await tasks.claim(task.id, clock.now(), config.lease)  # side by side on a worker that dies
+    clock.advance(config.lease_s + 1)
+    assert (await sweeper.sweep_once()).released == 2
+    for task in (a, b):
+        released = db.tasks[task.id]
+        assert (released.status, released.attempts, released.suspect) == (TaskStatus.PENDING, 0, True)
+    # Their wake-ups say so; a worker that would run one beside others cannot claim it.
+    assert sorted(await drain(queue)) == sorted(f"{t.id} alone".encode() for t in (a, b))
+    assert await tasks.claim(a.id, clock.now(), config.lease) is None
+    claimed = await tasks.claim(a.id, clock.now(), config.lease, alone=True)
+    assert claimed is not None
+    assert (claimed.alone, claimed.attempts) == (True, 1)
 
 
 async def test_a_task_that_keeps_killing_workers_ends_failed(
@@ -130,8 +157,12 @@ async def test_a_task_that_keeps_killing_workers_ends_failed(
     config: CoreConfig,
 ) -> None:
     task = await service.submit("reverse", "a")
+    # Beside others first (not counted, suspect), then alone until its attempts are spent.
+    assert await tasks.claim(task.id, clock.now(), config.lease) is not None
+    clock.advance(config.lease_s + 1)
+    await sweeper.sweep_once()
     for _ in range(task.max_attempts):
-        assert await tasks.claim(task.id, clock.now(), config.lease) is not None
+        assert await tasks.claim(task.id, clock.now(), config.lease, alone=True) is not None
         clock.advance(config.lease_s + 1)
         await sweeper.sweep_once()
     final = db.tasks[task.id]
@@ -153,7 +184,7 @@ async def test_the_sweeper_does_not_undo_a_completion_that_won_the_race(
     clock.advance(config.lease_s + 1)
     lapsed = await core.recovery.lapsed(clock.now(), 10)  # the sweeper has read the row...
     assert await tasks.save(claimed.complete("a", clock.now()))  # ...the worker completes...
-    released = lapsed[0].release(clock.now(), "lease expired")
+    released = lapsed[0].release(clock.now())
     assert not await tasks.save(released)  # ...and the sweeper's write does not land
     assert db.tasks[task.id].status is TaskStatus.COMPLETED
     assert (await sweeper.sweep_once()).released == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -63,12 +64,46 @@ def test_fail_without_retry_is_final_at_once() -> None:
     assert failed.attempts == 1
 
 
-def test_release_counts_the_lost_attempt() -> None:
-    task = pending(max_attempts=1).claim(T0, LEASE)
-    assert task.release(T0, "lease lapsed").status is TaskStatus.FAILED
-    again = pending(max_attempts=2).claim(T0, LEASE).release(T0, "lease lapsed")
-    assert again.status is TaskStatus.PENDING
-    assert again.attempts == 1
+def test_release_of_an_attempt_that_ran_alone_counts_it() -> None:
+    task = pending(max_attempts=1).claim(T0, LEASE, alone=True)
+    assert task.release(T0).status is TaskStatus.FAILED
+    again = pending(max_attempts=2).claim(T0, LEASE, alone=True).release(T0)
+    assert (again.status, again.attempts, again.suspect) == (TaskStatus.PENDING, 1, False)
+    assert again.error == "attempt 1 abandoned: its lease expired"
+
+
+def test_release_of_an_attempt_beside_others_does_not_count_it_and_makes_the_task_suspect() -> None:
+    later = T0 + LEASE
+    released = pending(max_attempts=1).claim(T0, LEASE).release(later)
+    assert (released.status, released.attempts, released.suspect) == (TaskStatus.PENDING, 0, True)
+    assert (released.lease_until, released.started_at, released.run_at) == (None, None, later)
+    assert "not counted, it runs alone next" in (released.error or "")
+    # Suspect: it starts only alone, and an attempt alone counts.
+    assert not released.may_claim(alone=False)
+    with pytest.raises(InvalidTransition):
+        released.claim(later, LEASE)
+    alone = released.claim(later, LEASE, alone=True)
+    assert (alone.alone, alone.attempts) == (True, 1)
+    assert alone.release(later).status is TaskStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    "verdict",
+    [
+        lambda t: t.complete("cba", T0),
+        lambda t: t.fail("boom", T0, timedelta(seconds=1)),
+        lambda t: t.fail("boom", T0, None),
+    ],
+)
+def test_a_verdict_clears_suspicion(verdict: Callable[[Task], Task]) -> None:
+    """Its worker lived to store a verdict: this run killed nobody."""
+    suspect = pending().claim(T0, LEASE).release(T0)
+    assert not verdict(suspect.claim(T0, LEASE, alone=True)).suspect
+
+
+def test_an_unclaim_keeps_suspicion() -> None:
+    suspect = pending().claim(T0, LEASE).release(T0)
+    assert suspect.claim(T0, LEASE, alone=True).unclaim(T0).suspect
 
 
 def test_unclaim_does_not_count_the_attempt() -> None:
@@ -112,7 +147,7 @@ def test_retry_gives_cancelled_tasks_another_run() -> None:
     [
         (lambda: pending(), lambda t: t.complete(1, T0)),
         (lambda: pending(), lambda t: t.fail("x", T0, None)),
-        (lambda: pending(), lambda t: t.release(T0, "x")),
+        (lambda: pending(), lambda t: t.release(T0)),
         (lambda: pending(), lambda t: t.retry(T0)),
         (lambda: pending(), lambda t: t.unclaim(T0)),
         (lambda: pending().claim(T0, LEASE), lambda t: t.retry(T0)),

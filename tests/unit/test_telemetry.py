@@ -158,10 +158,10 @@ async def test_sweeper_recoveries_are_counted(
     await tasks.claim(lapsing.id, clock.now(), config.lease)  # a worker that then dies
     dying = await service.submit("reverse", "b")
     for _ in range(dying.max_attempts - 1):
-        await tasks.claim(dying.id, clock.now(), config.lease)
+        await tasks.claim(dying.id, clock.now(), config.lease, alone=True)
         clock.advance(config.lease_s + 1)
         await sweeper.sweep_once()
-    await tasks.claim(dying.id, clock.now(), config.lease)  # its last attempt
+    await tasks.claim(dying.id, clock.now(), config.lease, alone=True)  # its last attempt
     clock.advance(config.lease_s + 1)
     await sweeper.sweep_once()
     assert telemetry.recovered["released"] == 1 + (dying.max_attempts - 1)  # a once, b until its last

@@ -81,7 +81,7 @@ async def test_record_of_an_active_state_caches_it_with_the_active_ttl(core: Cor
     running = await claimed(core, await stored(core))
     core.cache.entries.clear()
     # A lapsed lease released by the sweeper: PENDING again, so it also gets a wake-up.
-    released = running.release(core.clock.now(), "lease lapsed")
+    released = running.release(core.clock.now())
 
     assert await core.transitions.record(released)
 
@@ -164,7 +164,7 @@ async def test_a_record_the_database_refuses_raises_and_changes_nothing(
 
 async def test_a_wake_up_the_broker_refuses_leaves_the_row_unconfirmed(core: Core) -> None:
     running = await claimed(core, await stored(core))
-    released = running.release(core.clock.now(), "lease lapsed")
+    released = running.release(core.clock.now())
     core.queue.available = False
 
     assert await core.transitions.record(released)  # stored all the same: the sweeper publishes it

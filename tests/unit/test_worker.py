@@ -18,6 +18,7 @@ import pytest
 
 from taskcore import CoreConfig, HandlerRegistry, Outcome, TaskProcessor, TaskService, TaskStatus, Worker
 from taskcore.adapters.memory import MemoryDatabase, MemoryQueue
+from taskcore.model.messages import encode_task_message
 from tests.core import Core, LoopClock, build_core
 
 pytestmark = pytest.mark.looptime
@@ -275,3 +276,92 @@ async def test_stop_starts_the_grace_period_at_once_when_every_slot_is_busy(
     assert all(t.status is TaskStatus.PENDING and t.attempts == 0 for t in db.tasks.values())
     assert queue.depth == 3  # the third was never taken; the two running were unclaimed
     assert queue.published == 3
+
+
+async def suspect_task(core: Core, input_data: object) -> int:
+    """A task whose worker died while it ran beside others: PENDING and
+    suspect. Its wake-ups are taken off the queue: the test publishes one."""
+    task = await core.service.submit("nap", input_data)
+    await core.tasks.claim(task.id, core.clock.now(), core.config.lease)  # beside others, then it died
+    await asyncio.sleep(core.config.lease_s + 1)
+    assert (await core.sweeper.sweep_once()).released == 1
+    assert core.db.tasks[task.id].suspect
+    core.queue.purge()
+    return task.id
+
+
+async def test_a_suspect_task_runs_alone_and_nothing_starts_beside_it(
+    core: Core, registry: HandlerRegistry
+) -> None:
+    spans: dict[str, tuple[float, float]] = {}
+
+    @registry.handler
+    async def nap(key: str) -> None:
+        started = now()
+        await asyncio.sleep(0.1)
+        spans[key] = (started, now())
+
+    suspect = await suspect_task(core, "suspect")
+    # Two tasks are running when its wake-up comes, and two more wait behind it.
+    for key in ("a", "b"):
+        await core.service.submit("nap", key)
+    await core.queue.publish(encode_task_message(suspect, alone=True))
+    for key in ("c", "d"):
+        await core.service.submit("nap", key)
+    worker = make_worker(core.processor, core.queue, concurrency=4)
+    await run_until(worker, lambda: worker.outcomes[Outcome.COMPLETED] == 5)
+    alone_from, alone_to = spans["suspect"]
+    for key in ("a", "b", "c", "d"):
+        start, end = spans[key]
+        assert end <= alone_from or start >= alone_to, f"{key} ran beside the suspect task: {spans}"
+    assert spans["a"] == spans["b"]  # the two before it ran together,
+    assert spans["a"][1] == alone_from  # and it started as soon as they ended
+    assert spans["c"][0] == spans["d"][0] == alone_to  # and the two after it as soon as it ended
+    done = core.db.tasks[suspect]
+    assert (done.status, done.attempts, done.alone, done.suspect) == (TaskStatus.COMPLETED, 1, True, False)
+
+
+async def test_a_wake_up_without_the_flag_does_not_start_a_suspect_task_beside_others(
+    core: Core, registry: HandlerRegistry
+) -> None:
+    """An older wake-up of the task (the dead worker's redelivered one) is dropped;
+    the task waits for its own, which runs it alone."""
+
+    @registry.handler
+    async def nap(key: str) -> str:
+        return key
+
+    suspect = await suspect_task(core, "suspect")
+    await core.queue.publish(encode_task_message(suspect))
+    worker = make_worker(core.processor, core.queue, concurrency=4)
+    await run_until(worker, lambda: worker.outcomes[Outcome.SKIPPED] == 1)
+    assert core.db.tasks[suspect].status is TaskStatus.PENDING
+    await core.queue.publish(encode_task_message(suspect, alone=True))
+    worker = make_worker(core.processor, core.queue, concurrency=4)
+    await run_until(worker, lambda: worker.outcomes[Outcome.COMPLETED] == 1)
+    assert core.db.tasks[suspect].attempts == 1
+
+
+async def test_stop_while_a_suspect_task_waits_for_the_others_hands_it_back(
+    core: Core, registry: HandlerRegistry
+) -> None:
+    started = asyncio.Event()
+
+    @registry.handler
+    async def nap(key: str) -> None:
+        started.set()
+        await asyncio.sleep(10)
+
+    suspect = await suspect_task(core, "suspect")
+    await core.service.submit("nap", "long")
+    await core.queue.publish(encode_task_message(suspect, alone=True))
+    worker = Worker(processor=core.processor, queue=core.queue, concurrency=4, grace_s=1)
+    running = asyncio.create_task(worker.run())
+    await started.wait()
+    await eventually(lambda: core.queue.depth == 0)  # the suspect's wake-up is taken, and waits
+    stopped_at = now()
+    worker.stop()
+    await asyncio.wait_for(running, 30)
+    assert now() - stopped_at == pytest.approx(1, abs=0.01)  # the grace period, not the long nap
+    assert core.db.tasks[suspect].status is TaskStatus.PENDING
+    assert core.queue.depth == 2  # its wake-up handed back, and the long task's after the unclaim

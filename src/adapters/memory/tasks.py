@@ -50,12 +50,14 @@ class MemoryTasks:
         found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
         return found[: query.limit]
 
-    async def claim(self, task_id: int, now: datetime, lease: timedelta) -> Task | None:
+    async def claim(
+        self, task_id: int, now: datetime, lease: timedelta, *, alone: bool = False
+    ) -> Task | None:
         self.db.check()
         task = self.db.tasks.get(task_id)
-        if task is None or not task.is_due(now):
+        if task is None or not task.is_due(now) or not task.may_claim(alone=alone):
             return None
-        claimed = task.claim(now, lease)
+        claimed = task.claim(now, lease, alone=alone)
         self.db.tasks[task_id] = claimed
         return claimed
 

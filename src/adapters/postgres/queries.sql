@@ -1,6 +1,7 @@
 -- Every statement the adapter runs, one named block each ("-- name: <key>"),
--- loaded once by sql.py. Statements that return tasks list the columns of
--- ``Task`` by name, so a column added later does not reach the row factory.
+-- loaded once by sql.py. Statements that return tasks return whole rows: the
+-- row factory (rows.py) keeps the columns ``Task`` has and drops the others
+-- (the outbox's dispatched_at), so a new column needs no change here.
 
 -- name: add_task
 -- A new task starts as Task.created makes it: PENDING, no attempt, version 1.
@@ -8,8 +9,7 @@ INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created
                    priority)
 VALUES (%(type)s, %(input)s, 'PENDING', 0, %(max_attempts)s, 1, %(created_at)s, %(created_at)s, %(run_at)s,
         %(owner)s, %(priority)s)
-RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
-          created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority;
+RETURNING *;
 
 -- name: add_tasks
 -- Several add_task in one statement (concurrent submits, coalesced). The ids
@@ -28,16 +28,14 @@ WITH new AS (
     OVERRIDING SYSTEM VALUE
     SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority
     FROM new
-    RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
-              created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority
+    RETURNING *
 )
 SELECT added.*
 FROM added JOIN new USING (id)
 ORDER BY new.position;
 
 -- name: get_task
-SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority
+SELECT *
 FROM tasks
 WHERE id = %(id)s;
 
@@ -45,17 +43,19 @@ WHERE id = %(id)s;
 -- Task.claim for one or more tasks (concurrent deliveries, coalesced) as one
 -- guarded UPDATE, with one clock reading and lease end for the batch: of
 -- concurrent claimers the row lock lets one through, and the others re-check
--- the WHERE against its new version.
+-- the WHERE against its new version. The ids in %(alone)s are claimed by a
+-- worker that runs them alone; a suspect task is claimed by no other.
 UPDATE tasks
 SET status = 'PROCESSING',
     attempts = attempts + 1,
     lease_until = %(lease_until)s,
     started_at = %(now)s,
     updated_at = %(now)s,
-    version = version + 1
+    version = version + 1,
+    alone = id = ANY(%(alone)s::bigint[])
 WHERE id = ANY(%(ids)s::bigint[]) AND status = 'PENDING' AND run_at <= %(now)s
-RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
-          created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority;
+  AND (NOT suspect OR id = ANY(%(alone)s::bigint[]))
+RETURNING *;
 
 -- name: save_task
 -- Compare-and-set on the version the transition was computed from.
@@ -70,6 +70,8 @@ SET status = %(status)s::task_status,
     finished_at = %(finished_at)s,
     updated_at = %(updated_at)s,
     version = %(version)s,
+    alone = %(alone)s,
+    suspect = %(suspect)s,
     -- back to PENDING means a new message is needed; the caller marks it once confirmed
     dispatched_at = CASE WHEN %(status)s::task_status = 'PENDING' THEN NULL ELSE dispatched_at END
 WHERE id = %(id)s AND version = %(version)s - 1;
@@ -90,13 +92,15 @@ SET status = v.status,
     finished_at = v.finished_at,
     updated_at = v.updated_at,
     version = v.version,
+    alone = v.alone,
+    suspect = v.suspect,
     dispatched_at = CASE WHEN v.status = 'PENDING' THEN NULL ELSE t.dispatched_at END
 FROM unnest(%(ids)s::bigint[], %(statuses)s::task_status[], %(results)s::jsonb[], %(errors)s::text[],
             %(attempts)s::integer[], %(run_at)s::timestamptz[], %(lease_until)s::timestamptz[],
             %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[], %(updated_at)s::timestamptz[],
-            %(versions)s::integer[])
+            %(versions)s::integer[], %(alone)s::boolean[], %(suspect)s::boolean[])
      AS v(id, status, result, error, attempts, run_at, lease_until, started_at, finished_at, updated_at,
-          version)
+          version, alone, suspect)
 WHERE t.id = v.id AND t.version = v.version - 1
 RETURNING t.id;
 
@@ -115,8 +119,7 @@ WHERE id = ANY(%(ids)s) AND status = 'PENDING';
 
 -- name: lapsed_tasks
 -- PROCESSING rows whose worker stopped renewing the lease (crashed, partitioned).
-SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority
+SELECT *
 FROM tasks
 WHERE status = 'PROCESSING' AND lease_until < %(now)s
 ORDER BY lease_until
@@ -127,8 +130,7 @@ LIMIT %(limit)s;
 -- API died between commit and publish), and due rows whose message is long
 -- overdue (lost with a broker that lost its queue). Duplicates are harmless:
 -- the claim lets one through.
-SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority
+SELECT *
 FROM tasks
 WHERE status = 'PENDING'
   AND ((dispatched_at IS NULL AND updated_at < %(unconfirmed_before)s)
@@ -139,8 +141,7 @@ LIMIT %(limit)s;
 -- name: list_tasks
 -- Keyset pagination, newest first. Each filter is optional (NULL: any); the
 -- row comparison on (created_at, id) resumes strictly after the last page.
-SELECT id, type, input, status, result, error, attempts, max_attempts, version,
-       created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority
+SELECT *
 FROM tasks
 WHERE (%(owner)s::text IS NULL OR owner = %(owner)s::text)
   AND (%(status)s::task_status IS NULL OR status = %(status)s::task_status)
@@ -297,5 +298,4 @@ WHERE id IN (
         ORDER BY priority DESC, dispatched_at
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED)
-RETURNING id, type, input, status, result, error, attempts, max_attempts, version,
-          created_at, updated_at, run_at, lease_until, started_at, finished_at, owner, priority;
+RETURNING *;

@@ -13,19 +13,23 @@ from taskcore.model.status import TaskStatus
 from taskcore.model.task import Task
 
 _TIMESTAMPS = ("created_at", "updated_at", "run_at", "lease_until", "started_at", "finished_at")
+_FIELDS = frozenset(Task.__struct_fields__)
 
 
 def task_row(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[Task]:
     """Rows become ``Task``s.
 
-    Timestamps arrive in the session's time zone, which is whatever the server
-    or database is set to; they are normalised to UTC so callers get the same
-    kind of value the system clock gives, whatever the server's setting.
+    Statements return whole rows; the columns ``Task`` has no field for (the
+    outbox's ``dispatched_at``) are left out here. Timestamps arrive in the
+    session's time zone, which is whatever the server or database is set to;
+    they are normalised to UTC so callers get the same kind of value the
+    system clock gives, whatever the server's setting.
     """
     names = [column.name for column in cursor.description or ()]
+    kept = [(index, name) for index, name in enumerate(names) if name in _FIELDS]
 
     def make(values: Sequence[Any]) -> Task:
-        row = dict(zip(names, values, strict=True))
+        row = {name: values[index] for index, name in kept}
         row["status"] = TaskStatus(row["status"])
         for name in _TIMESTAMPS:
             if row[name] is not None:

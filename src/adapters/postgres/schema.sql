@@ -26,6 +26,11 @@ CREATE TABLE tasks (
     owner text,
     -- 0 to 9, higher runs first: carried by every message of the task.
     priority smallint NOT NULL DEFAULT 0 CONSTRAINT tasks_priority_range CHECK (priority BETWEEN 0 AND 9),
+    -- Crash attribution: this attempt runs alone on its worker (its death is
+    -- this task's doing); a worker died while this task ran beside others, so
+    -- it runs alone until an attempt ends with a verdict.
+    alone boolean NOT NULL DEFAULT false,
+    suspect boolean NOT NULL DEFAULT false,
     -- A PROCESSING row without a lease would never be swept; a lease on any
     -- other row would make the sweeper release a task nobody holds.
     CONSTRAINT tasks_lease_iff_processing CHECK ((status = 'PROCESSING') = (lease_until IS NOT NULL)),

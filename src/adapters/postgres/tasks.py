@@ -31,7 +31,7 @@ from taskcore.model.idempotency import AddedOnce, IdempotencyKey
 from taskcore.model.query import TaskQuery
 from taskcore.model.task import MAX_TASK_ID, NewTask, Task
 
-Claim = tuple[int, datetime, timedelta]
+Claim = tuple[int, datetime, timedelta, bool]  # task id, now, lease, alone
 
 
 def _add_params(new: NewTask) -> dict[str, Any]:
@@ -60,6 +60,8 @@ def _save_params(task: Task) -> dict[str, Any]:
         "finished_at": task.finished_at,
         "updated_at": task.updated_at,
         "version": task.version,
+        "alone": task.alone,
+        "suspect": task.suspect,
     }
 
 
@@ -89,6 +91,8 @@ _SAVE_COLUMNS = {
     "finished_at": "finished_at",
     "updated_at": "updated_at",
     "versions": "version",
+    "alone": "alone",
+    "suspect": "suspect",
 }
 
 
@@ -155,27 +159,36 @@ class PostgresTasks:
         }
         return await self._db.run("list_tasks", params, action="list tasks", rows=task_row, replica=True)
 
-    async def claim(self, task_id: int, now: datetime, lease: timedelta) -> Task | None:
-        return await self._claims.call((task_id, now, lease))
+    async def claim(
+        self, task_id: int, now: datetime, lease: timedelta, *, alone: bool = False
+    ) -> Task | None:
+        return await self._claims.call((task_id, now, lease, alone))
 
     async def _claim_batch(self, claims: list[Claim]) -> list[Task | None]:
         """Concurrent claims as one UPDATE, at the latest of their clock readings.
         The lease end is computed as Task.claim computes it (in SQL, adding an
         interval with days follows the session time zone's calendar across DST).
         Of two claims of one task in a batch, the first gets it, as the row
-        lock would decide between two statements."""
-        now = max(claimed_at for _, claimed_at, _ in claims)
+        lock would decide between two statements (the one that runs it alone,
+        if either does)."""
+        now = max(claimed_at for _, claimed_at, _, _ in claims)
+        # An id beyond bigint names no task; in the array it would fail the whole batch's cast.
+        valid = [claim for claim in claims if claim[0] <= MAX_TASK_ID]
         params = {
-            # An id beyond bigint names no task; in the array it would fail the whole batch's cast.
-            "ids": list({task_id for task_id, _, _ in claims if task_id <= MAX_TASK_ID}),
+            "ids": list({task_id for task_id, _, _, _ in valid}),
+            "alone": list({task_id for task_id, _, _, alone in valid if alone}),
             "now": now,
-            "lease_until": max(now + lease for _, _, lease in claims),
+            "lease_until": max(now + lease for _, _, lease, _ in claims),
         }
         claimed = await self._db.run(
             "claim_tasks", params, action=f"claim {len(claims)} tasks", rows=task_row
         )
         by_id = {task.id: task for task in claimed}
-        return [by_id.pop(task_id, None) for task_id, _, _ in claims]
+        # A task claimed alone goes to the claim that runs it alone.
+        return [
+            by_id.pop(task_id) if task_id in by_id and (alone or not by_id[task_id].alone) else None
+            for task_id, _, _, alone in claims
+        ]
 
     async def save(self, task: Task) -> bool:
         return await self._saves.call(task)

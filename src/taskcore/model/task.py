@@ -67,6 +67,12 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: datetime | None = None
     owner: str | None = None
     priority: int = DEFAULT_PRIORITY  # 0 to 9, higher runs first; kept by retries and re-dispatches
+    # Crash attribution. ``alone``: the current (or last) attempt runs alone on
+    # its worker, so if that worker dies, this task is what killed it.
+    # ``suspect``: a worker died while this task ran beside others, so it may
+    # be the killer; it runs alone until an attempt ends with a verdict.
+    alone: bool = False
+    suspect: bool = False
 
     @classmethod
     def created(cls, task_id: int, new: NewTask) -> Task:
@@ -105,16 +111,29 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     def _next(self, now: datetime, **changes: Any) -> Task:
         return msgspec.structs.replace(self, version=self.version + 1, updated_at=now, **changes)
 
-    def claim(self, now: datetime, lease: timedelta) -> Task:
-        """Start an attempt. The attempt is counted here, at the claim, so a
-        handler that kills its worker still uses up its attempts."""
+    def may_claim(self, *, alone: bool) -> bool:
+        """A suspect task only starts on a worker that runs nothing else beside it."""
+        return self.status is TaskStatus.PENDING and (alone or not self.suspect)
+
+    def claim(self, now: datetime, lease: timedelta, *, alone: bool = False) -> Task:
+        """Start an attempt, ``alone`` if the worker runs nothing else meanwhile.
+        The attempt is counted here, at the claim, so a handler that kills its
+        worker still uses up its attempts (``release`` gives it back when the
+        worker ran other tasks too)."""
         self._require("claim", TaskStatus.PENDING)
+        if not self.may_claim(alone=alone):
+            raise InvalidTransition(
+                f"cannot claim task {self.id} beside other tasks: it runs alone since its worker died",
+                task_id=self.id,
+                status=self.status,
+            )
         return self._next(
             now,
             status=TaskStatus.PROCESSING,
             attempts=self.attempts + 1,
             lease_until=now + lease,
             started_at=now,
+            alone=alone,
         )
 
     def complete(self, result: Any, now: datetime) -> Task:
@@ -126,12 +145,14 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             error=None,
             lease_until=None,
             finished_at=now,
+            suspect=False,
         )
 
     def fail(self, error: str, now: datetime, retry_in: timedelta | None) -> Task:
         """End the current attempt with an error: back to PENDING at
         ``now + retry_in`` while attempts remain, otherwise FAILED."""
         self._require("fail", TaskStatus.PROCESSING)
+        # Its worker lived to tell the verdict: whatever killed a worker before, it was not this run.
         if retry_in is not None and self.attempts < self.max_attempts:
             return self._next(
                 now,
@@ -139,6 +160,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
                 error=error,
                 lease_until=None,
                 run_at=now + retry_in,
+                suspect=False,
             )
         return self._next(
             now,
@@ -146,13 +168,36 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             error=error,
             lease_until=None,
             finished_at=now,
+            suspect=False,
         )
 
-    def release(self, now: datetime, error: str) -> Task:
+    def release(self, now: datetime) -> Task:
         """End an attempt whose lease lapsed (its worker died or was cut off),
-        without a verdict. The attempt still counts, so a task that keeps killing its
-        worker ends FAILED instead of looping forever."""
+        without a verdict.
+
+        Which task killed a worker that ran several cannot be told, so an
+        attempt that ran beside others is not counted: the task becomes
+        ``suspect`` and runs alone next. An attempt that ran alone counts, so
+        a task that keeps killing its worker ends FAILED after its attempts
+        instead of looping forever, and a task that only ran beside the
+        killer is never charged for it.
+        """
         self._require("release", TaskStatus.PROCESSING)
+        if not self.alone:
+            return self._next(
+                now,
+                status=TaskStatus.PENDING,
+                attempts=max(self.attempts - 1, 0),
+                error=(
+                    f"attempt {self.attempts} abandoned: its lease expired while its worker ran"
+                    " other tasks too; not counted, it runs alone next"
+                ),
+                lease_until=None,
+                started_at=None,
+                run_at=now,
+                suspect=True,
+            )
+        error = f"attempt {self.attempts} abandoned: its lease expired"
         if self.attempts < self.max_attempts:
             return self._next(now, status=TaskStatus.PENDING, error=error, lease_until=None, run_at=now)
         return self._next(now, status=TaskStatus.FAILED, error=error, lease_until=None, finished_at=now)

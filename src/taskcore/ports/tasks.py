@@ -65,11 +65,15 @@ class DispatchLog(Protocol):
 class AttemptStore(TaskReader, Protocol):
     """The worker: start attempts and keep them alive."""
 
-    async def claim(self, task_id: int, now: datetime, lease: timedelta) -> Task | None:
-        """Atomically apply ``Task.claim`` if the task is PENDING and due.
+    async def claim(
+        self, task_id: int, now: datetime, lease: timedelta, *, alone: bool = False
+    ) -> Task | None:
+        """Atomically apply ``Task.claim`` if the task is PENDING and due, and
+        not ``suspect`` unless the attempt runs ``alone``.
 
         ``None`` means nothing was claimed: the id is unknown, the task is not
-        PENDING (a duplicate delivery, a cancelled task) or not due yet.
+        PENDING (a duplicate delivery, a cancelled task), not due yet, or
+        suspect and this attempt would not run alone.
         """
         ...
 

@@ -42,7 +42,7 @@ class Dispatcher:
         delay = task.run_at - self._clock.now()
         try:
             await self._queue.publish(
-                encode_task_message(task.id),
+                encode_task_message(task.id, alone=task.suspect),
                 delay=delay if delay.total_seconds() > 0 else None,
                 priority=task.priority,
             )

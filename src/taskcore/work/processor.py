@@ -84,7 +84,10 @@ class TaskProcessor:
         self._executor = executor
         self._telemetry = telemetry or NoTelemetry()
 
-    async def process(self, delivery: Delivery) -> Outcome:
+    async def process(self, delivery: Delivery, *, alone: bool = False) -> Outcome:
+        """``alone``: the worker runs nothing else while this delivery's task
+        runs, so a suspect task may start, and the attempt is charged if the
+        worker dies (``Task.release``)."""
         try:
             task_id = decode_task_message(delivery.body)
         except InvalidMessage as exc:
@@ -93,7 +96,7 @@ class TaskProcessor:
             return Outcome.DEAD_LETTERED
         with log_context.handling(task_id):
             try:
-                return await self._process(task_id, delivery)
+                return await self._process(task_id, delivery, alone)
             except asyncio.CancelledError:
                 await asyncio.shield(requeue_quietly(delivery))
                 raise
@@ -102,9 +105,9 @@ class TaskProcessor:
                 await delivery.requeue()
                 return Outcome.REQUEUED
 
-    async def _process(self, task_id: int, delivery: Delivery) -> Outcome:
+    async def _process(self, task_id: int, delivery: Delivery, alone: bool) -> Outcome:
         now = self._clock.now()
-        claimed = await self._attempts.claim(task_id, now, self._config.lease)
+        claimed = await self._attempts.claim(task_id, now, self._config.lease, alone=alone)
         if claimed is None:
             return await self._settle_unclaimed(task_id, delivery)
         log_context.claimed(claimed)

@@ -75,9 +75,11 @@ class Sweeper:
         report = SweepReport()
         now = self._clock.now()
         for task in await self._recovery.lapsed(now, BATCH):
-            released = task.release(now, f"attempt {task.attempts} abandoned: its lease expired")
+            released = task.release(now)  # charged only if it ran alone: see Task.release
             if not await self._transitions.record(released):
                 continue  # its worker finished (or another sweeper won) meanwhile
+            if released.suspect and not task.suspect:
+                log.warning("task %s runs alone next: its worker died while running it among others", task.id)
             if released.status is TaskStatus.FAILED:
                 report.failed += 1
                 self._telemetry.task_settled(released.type, "failed")

@@ -2,7 +2,10 @@
 
 Concurrency is bounded by a semaphore taken *before* the next delivery is
 requested, so a worker never holds more messages than it can run (the broker's
-prefetch is the same number). Stopping means: take no new message, give
+prefetch is the same number). A wake-up that asks for its task to run alone
+(a suspect task: its worker died while running it among others) takes every
+slot: the worker waits for what runs to finish and starts nothing beside it,
+so if the worker dies again, the task that killed it is known. Stopping means: take no new message, give
 running tasks ``grace_s`` to finish, then cancel the rest; a cancelled task's
 message is requeued unacked so another worker gets it.
 
@@ -23,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from taskcore.model.messages import runs_alone
 from taskcore.ports import Consumer, Delivery, TaskQueue, WorkTelemetry
 from taskcore.telemetry import NoTelemetry
 from taskcore.work.presence import WorkerPresence
@@ -60,7 +64,7 @@ class Worker:
         self._grace_s = grace_s
         self._sweeper = sweeper
         self._slots = asyncio.Semaphore(concurrency)
-        self._running: set[asyncio.Task[Outcome | None]] = set()
+        self._running: dict[asyncio.Task[Outcome | None], int] = {}  # each with the slots it holds
         self._stop = asyncio.Event()
         self.outcomes: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
         self._telemetry = telemetry or NoTelemetry()
@@ -119,7 +123,11 @@ class Worker:
                     if delivery is None:
                         self._slots.release()
                         break
-                    self._start(delivery)
+                    alone = self._concurrency == 1 or runs_alone(delivery.body)
+                    if alone and not await self._every_slot_or_stop(stop_wait):
+                        await requeue_quietly(delivery)
+                        break
+                    self._start(delivery, alone=alone)
             finally:
                 self._subscribed = False
                 self._ended = "stopped"
@@ -158,6 +166,18 @@ class Worker:
             return False
         return acquired
 
+    async def _every_slot_or_stop(self, stop_wait: asyncio.Future[Any]) -> bool:
+        """Holding one slot, take the others too: wait until nothing else runs.
+        ``False`` (and none held) when asked to stop first."""
+        if self._concurrency > 1:
+            log.info("a task runs alone next: waiting for %d running task(s) to finish", len(self._running))
+        for held in range(1, self._concurrency):
+            if not await self._slot_or_stop(stop_wait):
+                for _ in range(held):
+                    self._slots.release()
+                return False
+        return True
+
     async def _delivery_or_stop(self, consumer: Consumer, stop_wait: asyncio.Future[Any]) -> Delivery | None:
         """The next delivery, or ``None`` when asked to stop first. A message
         that arrives together with the stop is requeued, not started."""
@@ -175,22 +195,22 @@ class Worker:
             return None
         return delivery
 
-    def _start(self, delivery: Delivery) -> None:
-        task = asyncio.create_task(self._handle(delivery))
-        self._running.add(task)
+    def _start(self, delivery: Delivery, *, alone: bool) -> None:
+        task = asyncio.create_task(self._handle(delivery, alone))
+        self._running[task] = self._concurrency if alone else 1
         task.add_done_callback(self._finished)
         self._telemetry.tasks_in_flight(len(self._running))
 
     def _finished(self, task: asyncio.Task[Outcome | None]) -> None:
-        self._running.discard(task)
-        self._slots.release()
+        for _ in range(self._running.pop(task, 1)):
+            self._slots.release()
         self._telemetry.tasks_in_flight(len(self._running))
         if not task.cancelled() and (outcome := task.result()) is not None:
             self.outcomes[outcome] += 1
 
-    async def _handle(self, delivery: Delivery) -> Outcome | None:
+    async def _handle(self, delivery: Delivery, alone: bool) -> Outcome | None:
         try:
-            return await self._processor.process(delivery)
+            return await self._processor.process(delivery, alone=alone)
         except asyncio.CancelledError:
             raise  # the processor has requeued the delivery
         except Exception:

@@ -120,7 +120,9 @@ def test_sweeper_racing_completions_never_reruns_a_completed_task(
         finally:
             os.kill(worker.popen.pid, signal.SIGCONT)
 
-    wait_until(lambda: status_counts(stack)["COMPLETED"] == 200, 60, lambda: str(status_counts(stack)))
+    # The tasks released from a frozen worker are suspect (it ran them beside others):
+    # each runs alone next, one at a time per worker, so the rest takes a while.
+    wait_until(lambda: status_counts(stack)["COMPLETED"] == 200, 150, lambda: str(status_counts(stack)))
     for worker in workers:
         assert worker.stop(signal.SIGTERM) == 0, worker.output()
 
@@ -135,16 +137,17 @@ def test_sweeper_racing_completions_never_reruns_a_completed_task(
     for task_id, key in key_of.items():
         attempts, version = rows[task_id]
         executions = len(runs(fault_dir, key))
-        # Each claim ran the handler once, and no run came after the completion.
-        assert executions == attempts, f"{key}: ran {executions} times in {attempts} attempts"
-        # Every attempt but the last was released by a sweeper; the completion was written once.
-        assert version == 2 * attempts + 1, f"{key}: version {version} after {attempts} attempts"
+        # Every claim but the last was released by a sweeper, the completion was
+        # written once, and each claim ran the handler once: no run came after the
+        # completion. (A release charges the attempt only if it ran alone.)
+        assert version == 2 * executions + 1, f"{key}: version {version} after {executions} runs"
+        assert 1 <= attempts <= executions, f"{key}: {attempts} attempts charged for {executions} runs"
     # Exactly one worker recorded each completion.
     completed = [int(re.search(r"'completed': (\d+)", outcomes(w)).group(1)) for w in workers]  # type: ignore[union-attr]
     assert sum(completed) == 200, completed
 
     log = "".join(w.output() for w in workers)
-    rerun = sorted(attempts for attempts, _ in rows.values() if attempts > 1)
+    rerun = sorted(n for key in key_of.values() if (n := len(runs(fault_dir, key))) > 1)
     print(
         f"\ncompletions per worker: {completed}; tasks run more than once: {len(rerun)} {rerun};"
         f" verdicts discarded after a takeover: {log.count('result of attempt')};"
