@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Protocol, TypeVar
 
-from taskcore.adapters.postgres import migrate
+from taskcore.adapters.postgres import PostgresDatabase, ReadReplica, migrate
 from taskcore.entrypoints.container import Container
 from taskcore.entrypoints.settings import Settings
 from taskcore.entrypoints.stopping import StopRequest
@@ -36,13 +36,18 @@ class Adapter(Protocol):
 
 
 def dependencies(container: Container) -> dict[str, Adapter]:
-    """The process's adapters by the service name operators know them by."""
+    """The process's adapters by the service name operators know them by; a
+    PostgreSQL read replica on its own line, ``postgres-replica``."""
     settings = container.settings()
-    return {
-        "postgres" if settings.database_url else "memory-repository": container.database(),
+    database = container.database()
+    adapters: dict[str, Adapter] = {
+        "postgres" if settings.database_url else "memory-repository": database,
         "redis" if settings.redis_url else "memory-cache": container.cache(),
         "rabbitmq" if settings.amqp_url else "memory-queue": container.queue(),
     }
+    if isinstance(database, PostgresDatabase) and database.has_replica:
+        adapters["postgres-replica"] = ReadReplica(database)
+    return adapters
 
 
 async def with_retries(

@@ -9,7 +9,7 @@ open()`` the database at start-up and ``await close()`` it at shutdown; run
 
 from taskcore.adapters.postgres.census import PostgresCensus
 from taskcore.adapters.postgres.dashboard import PostgresDashboard, PostgresWorkers
-from taskcore.adapters.postgres.database import PostgresDatabase
+from taskcore.adapters.postgres.database import PostgresDatabase, ReadReplica
 from taskcore.adapters.postgres.errors import RepositoryError
 from taskcore.adapters.postgres.migrate import Migration, migrate, migration_files
 from taskcore.adapters.postgres.recovery import PostgresRecovery
@@ -23,6 +23,7 @@ __all__ = [
     "PostgresRecovery",
     "PostgresTasks",
     "PostgresWorkers",
+    "ReadReplica",
     "RepositoryError",
     "migrate",
     "migration_files",

@@ -1,9 +1,9 @@
 """``/health/live`` and ``/health/ready`` for orchestrators and load balancers.
 
 Liveness says the process serves HTTP. Readiness checks each dependency with a
-short timeout and reports it by name. Redis is optional at run time (reads
-fall back to PostgreSQL), so a Redis outage is reported but does not make the
-API unready.
+short timeout and reports it by name. Redis and a PostgreSQL read replica are
+optional at run time (reads fall back to PostgreSQL, to the primary), so their
+outages are reported but do not make the API unready.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from taskcore.entrypoints.lifecycle import Adapter
 from taskcore.errors import TaskcoreError
 
 CHECK_TIMEOUT_S = 1.0
-OPTIONAL = frozenset({"redis", "memory-cache"})
+OPTIONAL = frozenset({"redis", "memory-cache", "postgres-replica"})
 
 
 class Dependencies:
