@@ -1,10 +1,13 @@
-"""A private three-node RabbitMQ cluster for tests that stop a node (stdlib only).
+"""A private three-node RabbitMQ cluster for tests that stop a node (stdlib only),
+or a private single node (``size=1``) for tests that restart the broker.
 
 Nodes ``tc1..tc3@localhost`` on free ports, for a base port ``B``: AMQP on
 ``B..B+2``, Erlang distribution on ``B+10..B+12``, a private epmd on
 ``B+20``, the CLI's distribution ports in ``B+30..B+49``. Starting takes
 25-35 s on a loaded machine (three boots in parallel, then two joins);
-stopping about a second.
+stopping about a second. A single node boots in 5-15 s; ``shutdown_node``
+stops one cleanly and ``start_node`` boots it again on its own data (durable
+queues and persistent messages survive).
 
 Kept apart from the machine's own node (``rabbit@localhost`` on 5672):
 
@@ -161,7 +164,8 @@ class ClusterError(RuntimeError):
 
 
 class RabbitCluster:
-    """Three private nodes; ``stop_node(i)`` kills one, ``stop()`` all and removes ``base_dir``."""
+    """Private nodes (three, or ``size``); ``stop_node(i)`` kills one, ``shutdown_node(i)`` stops
+    one cleanly and ``start_node(i)`` boots it again, ``stop()`` kills all and removes ``base_dir``."""
 
     def __init__(self, base_dir: Path, base_port: int, size: int = 3) -> None:
         self.base_dir = base_dir.resolve()
@@ -318,8 +322,7 @@ class RabbitCluster:
                     raise ClusterError(f"the private epmd on port {self.epmd_port} did not start")
                 time.sleep(0.02)
             for i in range(self.size):
-                log = self.base_dir / f"node{i + 1}" / "stdout.log"
-                self._nodes[i] = self._spawn([str(SBIN / "rabbitmq-server")], self._node_env(i), log)
+                self._boot(i)
             for i in range(self.size):
                 self._wait_node(i, deadline)
             for i in range(1, self.size):
@@ -337,6 +340,31 @@ class RabbitCluster:
         except BaseException:
             self.stop()
             raise
+
+    def _boot(self, i: int) -> None:
+        log = self.base_dir / f"node{i + 1}" / "stdout.log"
+        self._nodes[i] = self._spawn([str(SBIN / "rabbitmq-server")], self._node_env(i), log)
+
+    def shutdown_node(self, i: int, timeout: float = 60) -> None:
+        """Shut node ``i`` down cleanly (``rabbitmqctl shutdown``: clients are told
+        the connection is closing, durable queues are written out); return once
+        its process has exited."""
+        node = self._nodes[i]
+        if node.poll() is None:
+            self.ctl(i, "shutdown", timeout=timeout)
+            node.wait(timeout=30)
+        self.stop_node(i)  # anything of it still left
+
+    def start_node(self, i: int, timeout: float = 120) -> None:
+        """Boot a stopped node ``i`` again on its ports and data; return once it runs its app."""
+        if self._nodes[i].poll() is None:
+            return
+        deadline = time.monotonic() + timeout
+        self._boot(i)
+        try:
+            self._wait_node(i, deadline)
+        except (ClusterError, subprocess.TimeoutExpired) as exc:
+            raise ClusterError(f"{self.nodes[i]} did not come back: {exc}\n{self.log_tail(i)}") from exc
 
     def running_nodes(self) -> list[str]:
         """The cluster's running nodes, as node 1 (or the first live one) sees them."""
@@ -379,25 +407,46 @@ class RabbitCluster:
         return _marked_pids(str(self.base_dir))
 
 
-@pytest.fixture(scope="module")
-def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
-    """A cluster started once for the module; killed, and its folder removed, afterwards."""
+def started_cluster(tmp_path_factory: pytest.TempPathFactory, size: int) -> RabbitCluster:
+    """A private cluster of ``size`` nodes, running; tried once more on other ports."""
     require_tool("rabbitmq-server", INSTALL)
     if not (SBIN / "rabbitmq-server").exists():
         unavailable(f"{SBIN / 'rabbitmq-server'} missing: {INSTALL}")
     started = time.monotonic()
-    cluster = RabbitCluster(tmp_path_factory.mktemp("rabbit-cluster"), free_base_port())
+    cluster = RabbitCluster(tmp_path_factory.mktemp("rabbit-cluster"), free_base_port(), size)
     try:
         cluster.start()
     except ClusterError as exc:  # once more on other ports: a busy machine may have taken one
-        print(f"\nprivate RabbitMQ cluster failed to start, trying other ports: {exc}")
-        cluster = RabbitCluster(tmp_path_factory.mktemp("rabbit-cluster"), free_base_port())
+        print(f"\nprivate RabbitMQ failed to start, trying other ports: {exc}")
+        cluster = RabbitCluster(tmp_path_factory.mktemp("rabbit-cluster"), free_base_port(), size)
         cluster.start()
     took = time.monotonic() - started
-    print(f"\nprivate RabbitMQ cluster {cluster.nodes} on ports {cluster.amqp_ports} up in {took:.1f} s")
+    print(f"\nprivate RabbitMQ {cluster.nodes} on ports {cluster.amqp_ports} up in {took:.1f} s")
+    return cluster
+
+
+def stopped(cluster: RabbitCluster) -> None:
+    started = time.monotonic()
+    cluster.stop()
+    print(f"\nprivate RabbitMQ {cluster.nodes} stopped in {time.monotonic() - started:.1f} s")
+
+
+@pytest.fixture(scope="module")
+def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+    """A cluster started once for the module; killed, and its folder removed, afterwards."""
+    cluster = started_cluster(tmp_path_factory, 3)
     try:
         yield cluster
     finally:
-        started = time.monotonic()
-        cluster.stop()
-        print(f"\nprivate RabbitMQ cluster stopped in {time.monotonic() - started:.1f} s")
+        stopped(cluster)
+
+
+@pytest.fixture(scope="module")
+def rabbit_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+    """A single private node (``tc1@localhost``) for the module, to restart at will; killed, and
+    its folder removed, afterwards."""
+    node = started_cluster(tmp_path_factory, 1)
+    try:
+        yield node
+    finally:
+        stopped(node)

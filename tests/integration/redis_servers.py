@@ -99,6 +99,13 @@ class RedisServer:
 
         _wait_for(up, f"redis-server on port {self.port}")
 
+    def kill(self) -> None:
+        """SIGKILL, a crash: with no RDB or AOF, ``start()`` again comes back empty."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is None:

@@ -72,8 +72,9 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_api(self, **env: str) -> Process:
-        port = free_port()
+    def start_api(self, port: int | None = None, **env: str) -> Process:
+        """An API on ``port`` (a new free one when not given); returns once it answers."""
+        port = port or free_port()
         process = self.start("api", "--host", "127.0.0.1", "--port", str(port), name="api", **env)
         self.base_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
