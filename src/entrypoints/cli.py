@@ -7,7 +7,8 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
 import click
@@ -28,6 +29,8 @@ from taskcore.entrypoints.verify import VerificationFailed
 from taskcore.entrypoints.verify import verify as run_verify
 from taskcore.entrypoints.worker_process import run_worker
 from taskcore.errors import ConfigurationError, ServiceUnavailable
+from taskcore.model.queues import QueueView, UnknownQueue
+from taskcore.queues.admin import QueueAdmin
 
 log = logging.getLogger("taskcore")
 
@@ -195,12 +198,29 @@ def _build_app(container: Container, *, embedded_worker: bool, default_auth: Aut
 @click.option(
     "--concurrency", type=int, default=None, help="Tasks run at once (TASKCORE_WORKER_CONCURRENCY)."
 )
-def worker(app_spec: str | None, concurrency: int | None) -> None:
-    """A worker: consumes the queue and runs tasks until SIGTERM, then drains.
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME",
+    help="Consume only this queue; repeat for several. Default: every queue of the registry "
+    "(TASKCORE_WORKER_QUEUES, comma-separated).",
+)
+def worker(app_spec: str | None, concurrency: int | None, queues: tuple[str, ...]) -> None:
+    """A worker: consumes its queues and runs tasks until SIGTERM, then drains.
     Serves /metrics and /health/live on TASKCORE_WORKER_METRICS_PORT (0: off)."""
     _, container = _compose(
-        app_spec, networked=True, log_format="json", worker=worker_id(), worker_concurrency=concurrency
+        app_spec,
+        networked=True,
+        log_format="json",
+        worker=worker_id(),
+        worker_concurrency=concurrency,
+        worker_queues=",".join(queues) or None,
     )
+    try:
+        container.worker_queues()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
     _run(run_worker(container))
 
 
@@ -229,6 +249,69 @@ def ready(app_spec: str | None) -> None:
     click.echo(msgspec.json.encode(result).decode())
     if result.status != "ready":
         sys.exit(1)
+
+
+@main.group()
+def queue() -> None:
+    """List, pause and resume the named queues (needs TASKCORE_DATABASE_URL;
+    the broker's counts also TASKCORE_AMQP_URL)."""
+
+
+def _queue_command(app_spec: str | None, action: Callable[[QueueAdmin], Awaitable[Any]]) -> Any:
+    settings, container = _compose(app_spec, startup_attempts=1, migrate_on_start=False)
+    if not settings.database_url:
+        raise click.ClickException("TASKCORE_DATABASE_URL not set: pauses live in the database")
+
+    async def run() -> Any:
+        async with AsyncExitStack() as stack:
+            database = container.database()
+            await database.open()
+            stack.push_async_callback(database.close)
+            if settings.amqp_url:
+                broker = container.queue()
+                await broker.open()
+                stack.push_async_callback(broker.close)
+            return await action(container.queue_admin())
+
+    try:
+        return _run(run())
+    except UnknownQueue as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _show(view: QueueView) -> str:
+    unknown = "?"
+    ready = unknown if view.ready is None else view.ready
+    dead = unknown if view.dead_letters is None else view.dead_letters
+    state = "paused" if view.paused else "running"
+    return (
+        f"{view.name}: {state}; tasks running {view.running}, waiting {view.waiting},"
+        f" scheduled {view.scheduled}; wake-ups ready {ready}, dead letters {dead}"
+    )
+
+
+@queue.command("list")
+@_app_option
+def queue_list(app_spec: str | None) -> None:
+    """Every queue of the registry, paused or not, and what it holds."""
+    for view in _queue_command(app_spec, lambda admin: admin.overview()):
+        click.echo(_show(view))
+
+
+@queue.command("pause")
+@_app_option
+@click.argument("name")
+def queue_pause(app_spec: str | None, name: str) -> None:
+    """Pause NAME: submits are accepted, running tasks finish, nothing new starts."""
+    click.echo(_show(_queue_command(app_spec, lambda admin: admin.pause(name))))
+
+
+@queue.command("resume")
+@_app_option
+@click.argument("name")
+def queue_resume(app_spec: str | None, name: str) -> None:
+    """Resume NAME: its backlog runs again, in priority order."""
+    click.echo(_show(_queue_command(app_spec, lambda admin: admin.resume(name))))
 
 
 @main.command()

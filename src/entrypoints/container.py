@@ -26,6 +26,7 @@ from taskcore.adapters.memory import (
     MemoryDatabase,
     MemoryQueue,
     MemoryQueueDepths,
+    MemoryQueues,
     MemoryRecovery,
     MemoryTasks,
     MemoryWorkers,
@@ -34,6 +35,7 @@ from taskcore.adapters.postgres import (
     PostgresCensus,
     PostgresDashboard,
     PostgresDatabase,
+    PostgresQueues,
     PostgresRecovery,
     PostgresTasks,
     PostgresWorkers,
@@ -46,8 +48,10 @@ from taskcore.config import CoreConfig
 from taskcore.dashboard.stats import StatsService
 from taskcore.entrypoints.settings import Settings
 from taskcore.entrypoints.stopping import StopRequest
+from taskcore.errors import ConfigurationError
 from taskcore.handlers.registry import HandlerRegistry
 from taskcore.ports import QueueDepths
+from taskcore.queues.admin import QueueAdmin
 from taskcore.submit.reads import TaskReads
 from taskcore.submit.service import TaskService
 from taskcore.submit.waiting import ChangeListener, TaskWatcher
@@ -56,6 +60,7 @@ from taskcore.transitions.announcer import ChangeAnnouncer
 from taskcore.transitions.dispatch import Dispatcher
 from taskcore.transitions.status_cache import StatusCache
 from taskcore.transitions.writer import Transitions
+from taskcore.work.pauses import PauseWatcher
 from taskcore.work.presence import WorkerPresence
 from taskcore.work.processor import TaskProcessor
 from taskcore.work.sweeper import Sweeper
@@ -70,13 +75,15 @@ def _thread_pool(max_workers: int) -> Iterator[ThreadPoolExecutor]:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-async def _queue_depth_readings(queue: object, telemetry: PrometheusTelemetry) -> AsyncIterator[None]:
+async def _queue_depth_readings(
+    queue: object, telemetry: PrometheusTelemetry, queues: list[str]
+) -> AsyncIterator[None]:
     """Reads the queue depths into the gauges every few seconds while the process runs."""
     depths = _queue_depths(queue)
     if depths is None:
         yield None
         return
-    poller = QueueDepthPoller(depths, telemetry)
+    poller = QueueDepthPoller(depths, telemetry, queues=queues)
     poller.start()
     try:
         yield None
@@ -97,6 +104,21 @@ def _queue_depths(queue: object) -> QueueDepths | None:
 def _connection_name() -> str:
     """Names this process's broker connection, so an operator can find (or close) it."""
     return f"taskcore-{socket.gethostname()}-{os.getpid()}"
+
+
+def _worker_queues(settings: Settings, registry: HandlerRegistry) -> list[str]:
+    """The queues a worker consumes: those ``TASKCORE_WORKER_QUEUES`` (``--queue``)
+    names, each one the registry knows, or every queue of the registry."""
+    named = settings.worker_queue_names()
+    if named is None:
+        return registry.queues()
+    unknown = [name for name in named if name not in registry.queues()]
+    if unknown:
+        raise ConfigurationError(
+            f"TASKCORE_WORKER_QUEUES: no handler uses the queue {', '.join(map(repr, unknown))};"
+            f" the registry's queues are {', '.join(registry.queues())}"
+        )
+    return named
 
 
 def _backend(url: str | None, name: str) -> str:
@@ -124,6 +146,9 @@ class Container(containers.DeclarativeContainer):
     registry = providers.Dependency(instance_of=HandlerRegistry)
 
     core_config: providers.Provider[CoreConfig] = providers.Callable(lambda s: s.core, settings)
+    # Every named queue of the registry, and the ones this process's worker consumes.
+    queues: providers.Provider[list[str]] = providers.Callable(lambda r: r.queues(), registry)
+    worker_queues = providers.Callable(_worker_queues, settings, registry)
     clock = providers.Singleton(SystemClock)
     # SIGTERM/SIGINT before the process runs anything: start-up gives up at once.
     stop_request = providers.Singleton(StopRequest)
@@ -155,6 +180,7 @@ class Container(containers.DeclarativeContainer):
     dashboard = _port_on(database_backend, database, MemoryDashboard, PostgresDashboard)
     roster = _port_on(database_backend, database, MemoryWorkers, PostgresWorkers)
     census = _port_on(database_backend, database, MemoryCensus, PostgresCensus)
+    queue_states = _port_on(database_backend, database, MemoryQueues, PostgresQueues)
     queue = providers.Selector(
         providers.Callable(_backend, settings.provided.amqp_url, "rabbitmq"),
         memory=providers.Singleton(MemoryQueue, clock),
@@ -162,6 +188,7 @@ class Container(containers.DeclarativeContainer):
             RabbitQueue,
             settings.provided.amqp_url,
             queue_name=settings.provided.queue_name,
+            queues=queues,
             queue_type=settings.provided.amqp_queue_type,
             connect_timeout_s=settings.provided.amqp_timeout_s,
             publish_timeout_s=settings.provided.amqp_timeout_s,
@@ -196,7 +223,7 @@ class Container(containers.DeclarativeContainer):
 
     telemetry = providers.Singleton(PrometheusTelemetry)
     metered_cache = providers.Singleton(MeteredCache, cache, telemetry)
-    queue_depths = providers.Resource(_queue_depth_readings, queue, telemetry)
+    queue_depths = providers.Resource(_queue_depth_readings, queue, telemetry, queues)
 
     dispatcher = providers.Singleton(Dispatcher, log=tasks, queue=queue, clock=clock)
     # One per process, shared, so a write missed by the processor is replayed by the sweeper.
@@ -213,6 +240,8 @@ class Container(containers.DeclarativeContainer):
         telemetry=telemetry,
     )
     reads = providers.Singleton(TaskReads, tasks=tasks, cache=status_cache)
+    # The worker's view of the paused queues: its consumer and its processor share it.
+    pauses = providers.Singleton(PauseWatcher, queue_states, worker_queues)
     processor = providers.Singleton(
         TaskProcessor,
         attempts=tasks,
@@ -222,6 +251,7 @@ class Container(containers.DeclarativeContainer):
         config=core_config,
         executor=executor,
         telemetry=telemetry,
+        pauses=pauses,
     )
     sweeper = providers.Singleton(
         Sweeper,
@@ -232,6 +262,7 @@ class Container(containers.DeclarativeContainer):
         telemetry=telemetry,
         census=census,
         depths=providers.Callable(_queue_depths, queue),
+        queues=queues,
     )
     # The API's one subscription, shared by every waiting request.
     listener = providers.Singleton(ChangeListener, changes)
@@ -254,6 +285,17 @@ class Container(containers.DeclarativeContainer):
         stall_s=settings.provided.worker_stall_s,
         monotonic=monotonic,
         presence=providers.Singleton(WorkerPresence, roster=roster, clock=clock),
+        queues=worker_queues,
+        pauses=pauses,
+    )
+    # Pause, resume, and GET /queues.
+    queue_admin = providers.Singleton(
+        QueueAdmin,
+        switches=queue_states,
+        loads=queue_states,
+        registry=registry,
+        clock=clock,
+        depths=providers.Callable(_queue_depths, queue),
     )
     # The dashboard's numbers (GET /stats).
     stats = providers.Singleton(
@@ -263,6 +305,7 @@ class Container(containers.DeclarativeContainer):
         roster=roster,
         clock=clock,
         queue=providers.Callable(_queue_depths, queue),
+        queues=queues,
         monotonic=monotonic,
     )
 

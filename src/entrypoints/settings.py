@@ -37,6 +37,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     app: str | None = None
     reverse_delay_s: NonNegative = 5.0
     worker_concurrency: Count = 128
+    worker_queues: str | None = None  # comma-separated; unset: every queue of the registry
     max_body_bytes: Count = 1_048_576
     lease_s: Positive = 30.0
     task_timeout_s: Positive = 300.0
@@ -87,6 +88,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             lost_wake_up_grace_s=self.lost_wake_up_grace_s,
             idempotency_ttl_s=self.idempotency_ttl_s,
         )
+
+    def worker_queue_names(self) -> list[str] | None:
+        """The queues ``TASKCORE_WORKER_QUEUES`` names, or ``None``: every queue."""
+        if not self.worker_queues:
+            return None
+        return list(dict.fromkeys(name.strip() for name in self.worker_queues.split(",") if name.strip()))
 
     def missing_services(self) -> list[str]:
         """The service URL variables a networked process still needs."""

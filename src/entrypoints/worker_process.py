@@ -57,7 +57,12 @@ async def _consume(container: Container, running: list[Worker], stop: StopReques
         worker.stop()
     settings = container.settings()
     probe = _probe(worker, settings.worker_metrics_port)
-    log.info("worker consuming %r with concurrency %d", settings.queue_name, settings.worker_concurrency)
+    log.info(
+        "worker consuming queues %s (broker queues %r...) with concurrency %d",
+        ", ".join(worker.queues),
+        settings.queue_name,
+        settings.worker_concurrency,
+    )
     try:
         await worker.run()
     finally:

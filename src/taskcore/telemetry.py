@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from taskcore.errors import CacheUnavailable
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.task import Task
 from taskcore.ports.cache import TaskCache
 from taskcore.ports.telemetry import CacheRead, CacheTelemetry, DeadLetterReason, Recovery, Verdict
@@ -19,16 +20,16 @@ from taskcore.ports.telemetry import CacheRead, CacheTelemetry, DeadLetterReason
 class NoTelemetry:
     """Reports nothing."""
 
-    def task_submitted(self, task_type: str) -> None:
+    def task_submitted(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
         pass
 
-    def task_claimed(self, task_type: str, waited_s: float) -> None:
+    def task_claimed(self, task_type: str, waited_s: float, *, queue: str = DEFAULT_QUEUE) -> None:
         pass
 
-    def task_ran(self, task_type: str, seconds: float) -> None:
+    def task_ran(self, task_type: str, seconds: float, *, queue: str = DEFAULT_QUEUE) -> None:
         pass
 
-    def task_settled(self, task_type: str, verdict: Verdict) -> None:
+    def task_settled(self, task_type: str, verdict: Verdict, *, queue: str = DEFAULT_QUEUE) -> None:
         pass
 
     def message_dead_lettered(self, reason: DeadLetterReason) -> None:

@@ -245,6 +245,21 @@ class TaskFinderContract:
         assert ids(await tasks.find(TaskQuery(owner="carol"))) == set()
         assert (await tasks.get(a2.id, fresh=True)).owner == "alice"  # type: ignore[union-attr]
 
+    async def test_the_queue_is_stored_and_filters_a_listing(self, tasks: Tasks) -> None:
+        mail = await tasks.add(msgspec.structs.replace(new_task(), queue="emails"))
+        plain = await tasks.add(new_task())
+        many = await asyncio.gather(
+            *(tasks.add(msgspec.structs.replace(new_task(), queue=f"q{n % 2}")) for n in range(6))
+        )  # coalesced into one INSERT on PostgreSQL
+        assert (mail.queue, plain.queue) == ("emails", "default")
+        assert [task.queue for task in many] == ["q0", "q1"] * 3
+        assert await tasks.get(mail.id, fresh=True) == mail
+        assert [t.id for t in await tasks.find(TaskQuery(queue="emails"))] == [mail.id]
+        assert {t.id for t in await tasks.find(TaskQuery(queue="q1"))} == {t.id for t in many[1::2]}
+        claimed = await tasks.claim(mail.id, later(1), LEASE)
+        assert claimed is not None
+        assert claimed.queue == "emails"
+
     async def test_keyset_pages_neither_repeat_nor_skip(self, tasks: Tasks) -> None:
         created = [await tasks.add(new_task(created_at=later(i // 3))) for i in range(10)]  # ties too
         seen: list[int] = []

@@ -229,3 +229,15 @@ def test_a_verified_token_is_remembered_until_it_expires(monkeypatch: pytest.Mon
     assert decoded == 2  # checked again once it expired, and refused
     with pytest.raises(NotAuthorizedException):
         verifier.verify(raw + "x")  # a forged variant is never served from memory
+
+
+async def test_queues_are_for_admins_only(client: Client) -> None:
+    for method, path in [
+        ("GET", "/queues"),
+        ("POST", "/queues/default/pause"),
+        ("POST", "/queues/default/resume"),
+    ]:
+        refused = await client.request(method, path, headers=bearer(token()))
+        assert refused.status_code == 403, (method, path)
+        allowed = await client.request(method, path, headers=bearer(token(scope="tasks:admin")))
+        assert allowed.status_code == 200, (method, path, allowed.text)

@@ -152,6 +152,7 @@ async def test_submit_then_read_the_result(app: Litestar) -> None:
         "attempts",
         "max_attempts",
         "priority",
+        "queue",
         "created_at",
         "updated_at",
         "run_at",

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,9 @@ from taskcore.work.worker import Liveness
 from .test_http import Client, eventually, on_loop_time, serving
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256!"
+
+DEFAULT = {"queue": "default"}
+REVERSE = {"type": "reverse", "queue": "default"}
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -69,13 +72,13 @@ def test_the_adapter_counts_into_the_families_by_type() -> None:
     telemetry.cache_read("error")
     telemetry.cache_write_failed()
     get = registry.get_sample_value
-    assert get("taskcore_tasks_submitted_total", {"type": "reverse"}) == 1
-    assert get("taskcore_task_queue_wait_seconds_count", {"type": "reverse"}) == 1
-    assert get("taskcore_task_queue_wait_seconds_bucket", {"type": "reverse", "le": "0.5"}) == 1
-    assert get("taskcore_task_run_seconds_sum", {"type": "reverse"}) == pytest.approx(0.02)
-    assert get("taskcore_tasks_completed_total", {"type": "reverse"}) == 1
-    assert get("taskcore_tasks_retried_total", {"type": "reverse"}) == 1
-    assert get("taskcore_tasks_failed_total", {"type": "resize"}) == 1
+    assert get("taskcore_tasks_submitted_total", REVERSE) == 1
+    assert get("taskcore_task_queue_wait_seconds_count", REVERSE) == 1
+    assert get("taskcore_task_queue_wait_seconds_bucket", {**REVERSE, "le": "0.5"}) == 1
+    assert get("taskcore_task_run_seconds_sum", REVERSE) == pytest.approx(0.02)
+    assert get("taskcore_tasks_completed_total", REVERSE) == 1
+    assert get("taskcore_tasks_retried_total", REVERSE) == 1
+    assert get("taskcore_tasks_failed_total", {"type": "resize", "queue": "default"}) == 1
     assert get("taskcore_messages_dead_lettered_total", {"reason": "invalid_message"}) == 1
     assert get("taskcore_tasks_in_flight") == 4
     assert get("taskcore_sweeper_recoveries_total", {"action": "released"}) == 2
@@ -88,7 +91,7 @@ def test_adapters_on_one_registry_share_its_metrics() -> None:
     registry = CollectorRegistry()
     PrometheusTelemetry(registry).task_submitted("a")
     PrometheusTelemetry(registry).task_submitted("a")  # no "duplicated timeseries" error
-    assert registry.get_sample_value("taskcore_tasks_submitted_total", {"type": "a"}) == 2
+    assert registry.get_sample_value("taskcore_tasks_submitted_total", {"type": "a", "queue": "default"}) == 2
 
 
 class Depths:
@@ -96,12 +99,12 @@ class Depths:
         self.ready, self.dead = 7, 2
         self.available = True
 
-    async def depth(self) -> int:
+    async def depth(self, queue: str = "default") -> int:
         if not self.available:
             raise QueueUnavailable("down")
         return self.ready
 
-    async def dead_letter_depth(self) -> int:
+    async def dead_letter_depth(self, queue: str = "default") -> int:
         return self.dead
 
 
@@ -109,18 +112,20 @@ class Depths:
 async def test_the_poller_reads_the_depths_and_shows_nan_when_unknown() -> None:
     registry = CollectorRegistry()
     telemetry = PrometheusTelemetry(registry)
-    assert math.isnan(registry.get_sample_value("taskcore_queue_depth_messages") or 0)  # never read yet
+    assert registry.get_sample_value("taskcore_queue_depth_messages", DEFAULT) is None  # never read yet
     queue = Depths()
     poller = QueueDepthPoller(queue, telemetry, interval_s=0.01)
     poller.start()
     try:
-        await eventually(lambda: registry.get_sample_value("taskcore_queue_depth_messages") == 7)
-        assert registry.get_sample_value("taskcore_dead_letter_depth_messages") == 2
+        await eventually(lambda: registry.get_sample_value("taskcore_queue_depth_messages", DEFAULT) == 7)
+        assert registry.get_sample_value("taskcore_dead_letter_depth_messages", DEFAULT) == 2
         queue.available = False
-        await eventually(lambda: math.isnan(registry.get_sample_value("taskcore_queue_depth_messages") or 0))
-        assert math.isnan(registry.get_sample_value("taskcore_dead_letter_depth_messages") or 0)
+        await eventually(
+            lambda: math.isnan(registry.get_sample_value("taskcore_queue_depth_messages", DEFAULT) or 0)
+        )
+        assert math.isnan(registry.get_sample_value("taskcore_dead_letter_depth_messages", DEFAULT) or 0)
         queue.available, queue.ready = True, 3
-        await eventually(lambda: registry.get_sample_value("taskcore_queue_depth_messages") == 3)
+        await eventually(lambda: registry.get_sample_value("taskcore_queue_depth_messages", DEFAULT) == 3)
     finally:
         await poller.stop()
 
@@ -142,7 +147,7 @@ def test_multiprocess_mode_merges_every_process(tmp_path: Path) -> None:
     text = subprocess.run(
         [sys.executable, "-c", render], env=env, check=True, timeout=60, capture_output=True, text=True
     ).stdout
-    assert value(text, "taskcore_tasks_submitted_total", type="reverse") == 2
+    assert value(text, "taskcore_tasks_submitted_total", type="reverse", queue="default") == 2
 
 
 # -- /metrics on the API ---------------------------------------------------------------
@@ -187,7 +192,7 @@ async def test_the_api_counts_requests_by_route_template_and_status() -> None:
     assert delta("taskcore_http_request_duration_seconds_count", status_code="404", **common) == 1
     post = {"app_name": "taskcore", "method": "POST", "path": "/tasks", "status_code": "201"}
     assert delta("taskcore_http_requests_total", **post) == 1
-    assert delta("taskcore_tasks_submitted_total", type="reverse") == 1
+    assert delta("taskcore_tasks_submitted_total", type="reverse", queue="default") == 1
     scrapes = {"app_name": "taskcore", "method": "GET", "path": "/metrics", "status_code": "200"}
     assert value(after, "taskcore_http_requests_total", **scrapes) == 0  # scrapes are not counted
     assert (
@@ -250,8 +255,8 @@ class DyingQueue(MemoryQueue):
     """A queue whose consumer fails on the first ``next()``."""
 
     @asynccontextmanager
-    async def consume(self, prefetch: int) -> AsyncIterator[Any]:
-        async with super().consume(prefetch) as consumer:
+    async def consume(self, prefetch: int, queues: Collection[str] = ("default",)) -> AsyncIterator[Any]:
+        async with super().consume(prefetch, queues) as consumer:
 
             async def broken() -> None:
                 raise RuntimeError("the channel went away for good")

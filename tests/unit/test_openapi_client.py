@@ -37,6 +37,9 @@ EXPECTED = {
     ("post", "/tasks/{task_id}/cancel"): "cancelTask",
     ("post", "/tasks/{task_id}/retry"): "retryTask",
     ("get", "/stats"): "getStats",
+    ("get", "/queues"): "listQueues",
+    ("post", "/queues/{name}/pause"): "pauseQueue",
+    ("post", "/queues/{name}/resume"): "resumeQueue",
     ("get", "/health/live"): "getLiveness",
     ("get", "/health/ready"): "getReadiness",
 }
@@ -44,6 +47,7 @@ EXPECTED = {
 MODULES = {
     "tasks": {"submit_task", "list_tasks", "get_task", "stream_task_events", "cancel_task", "retry_task"},
     "dashboard": {"get_stats"},
+    "queues": {"list_queues", "pause_queue", "resume_queue"},
     "health": {"get_liveness", "get_readiness"},
 }
 

@@ -51,14 +51,14 @@ class SlowQueue:
         self.fail = fail
         self.asked = 0
 
-    async def depth(self) -> int:
+    async def depth(self, queue: str = "default") -> int:
         self.asked += 1
         await asyncio.sleep(self.delay_s)
         if self.fail:
             raise QueueUnavailable("broker down")
         return 3
 
-    async def dead_letter_depth(self) -> int:
+    async def dead_letter_depth(self, queue: str = "default") -> int:
         return 1
 
 

@@ -15,6 +15,7 @@ from taskcore.adapters.memory.dashboard import MemoryDashboard, MemoryWorkers
 from taskcore.adapters.memory.database import MemoryDatabase
 from taskcore.adapters.memory.queue import MemoryQueue
 from taskcore.adapters.memory.queue_depths import MemoryQueueDepths
+from taskcore.adapters.memory.queues import MemoryQueues
 from taskcore.adapters.memory.recovery import MemoryRecovery
 from taskcore.adapters.memory.tasks import MemoryTasks
 from taskcore.adapters.memory.telemetry import MemoryTelemetry
@@ -27,6 +28,7 @@ __all__ = [
     "MemoryDatabase",
     "MemoryQueue",
     "MemoryQueueDepths",
+    "MemoryQueues",
     "MemoryRecovery",
     "MemoryTasks",
     "MemoryTelemetry",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from taskcore.adapters.memory.database import MemoryDatabase
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import Task
 
@@ -13,9 +15,9 @@ class MemoryCensus:
     def __init__(self, database: MemoryDatabase) -> None:
         self.db = database
 
-    def _confirmed_before(self, task: Task, before: datetime, due_by: datetime) -> bool:
+    def _confirmed_before(self, task: Task, before: datetime, due_by: datetime, queues: set[str]) -> bool:
         at = self.db.dispatched_at.get(task.id)
-        if task.status is not TaskStatus.PENDING or at is None or at >= before:
+        if task.status is not TaskStatus.PENDING or at is None or at >= before or task.queue not in queues:
             return False
         lateness = max(task.run_at - at, timedelta(0)) / 10
         return task.run_at + lateness < due_by
@@ -30,11 +32,13 @@ class MemoryCensus:
         persisting: timedelta,
         limit: int,
         read_at: datetime | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> list[Task]:
         self.db.check()
         read_at = read_at or now
         tasks = self.db.tasks.values()
-        due = [task for task in tasks if self._confirmed_before(task, read_at, read_at)]
+        named = set(queues)
+        due = [task for task in tasks if self._confirmed_before(task, read_at, read_at, named)]
         held = sum(report.held for report in self.db.workers.values() if report.seen_at >= held_since)
         deficit = len(due) - ready - held
         if deficit <= 0:
@@ -45,7 +49,7 @@ class MemoryCensus:
             return []
         # Confirmed before the deficit began: one woken during it is not picked again first.
         before = min(settled_before, since)
-        missing = [task for task in tasks if self._confirmed_before(task, before, settled_before)]
+        missing = [task for task in tasks if self._confirmed_before(task, before, settled_before, named)]
         missing.sort(key=lambda task: (-task.priority, self.db.dispatched_at[task.id]))
         taken = missing[: min(deficit, limit)]
         if not taken:  # all it counts came (or came back) during the deficit: it begins again now

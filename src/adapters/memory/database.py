@@ -33,6 +33,7 @@ class MemoryDatabase:
         self.idempotency_keys: dict[tuple[str, str], tuple[str, int, datetime]] = {}
         self.workers: dict[str, WorkerReport] = {}
         self.census_deficit_since: datetime | None = None  # the wake-up census's one row
+        self.paused_queues: dict[str, datetime] = {}  # queue -> paused at
         self.available = True
         self._next_id = 1
 

@@ -5,9 +5,10 @@ consumer with unsettled messages put them back at the head of the queue, as
 RabbitMQ does when a channel closes. Delayed messages become visible when due
 by the core's ``Clock`` (a test's clock moves them; a timer on the event loop
 looks again when the earliest is due, and ``release_due()`` looks at once).
-Prefetch bounds how many unsettled messages one consumer holds. Waiting
-messages are delivered highest priority first, FIFO within a priority, as
-from a RabbitMQ queue with ``x-max-priority``.
+Prefetch bounds how many unsettled messages one consumer holds of each
+queue it subscribes to. Waiting messages of a queue are delivered highest
+priority first, FIFO within a priority, as from a RabbitMQ queue with
+``x-max-priority``; a consumer of several queues takes from them in turn.
 """
 
 from __future__ import annotations
@@ -16,25 +17,33 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from taskcore.clock import SystemClock
 from taskcore.errors import QueueUnavailable
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.task import MAX_PRIORITY  # as the work queue's x-max-priority: higher counts as 9
 from taskcore.ports import Clock
 
 
 class MemoryDelivery:
     def __init__(
-        self, consumer: MemoryConsumer, tag: int, body: bytes, redelivered: bool, priority: int = 0
+        self,
+        consumer: MemoryConsumer,
+        tag: int,
+        body: bytes,
+        redelivered: bool,
+        priority: int = 0,
+        queue: str = DEFAULT_QUEUE,
     ) -> None:
         self._consumer = consumer
         self.tag = tag
         self._body = body
         self.redelivered = redelivered
         self.priority = priority
+        self.queue = queue
         self.settled = False
 
     @property
@@ -54,17 +63,19 @@ class MemoryDelivery:
 
     async def requeue(self) -> None:
         if self._settle():
-            self._consumer.queue._put_back(self._body, self.priority)
+            self._consumer.queue._put_back(self._body, self.priority, self.queue)
 
     async def dead_letter(self, reason: str) -> None:
         if self._settle():
-            self._consumer.queue.dead_letters.append((self._body, reason))
+            self._consumer.queue.dead_letter_log.append((self._body, reason, self.queue))
 
 
 class MemoryConsumer:
-    def __init__(self, queue: MemoryQueue, prefetch: int) -> None:
+    def __init__(self, queue: MemoryQueue, prefetch: int, queues: Collection[str] = (DEFAULT_QUEUE,)) -> None:
         self.queue = queue
         self._prefetch = prefetch
+        self._queues = list(dict.fromkeys(queues))
+        self._turn = 0  # which of its queues it looks at first, in turn
         self.unsettled: dict[int, MemoryDelivery] = {}
         self.closed = False
 
@@ -81,13 +92,39 @@ class MemoryConsumer:
         self.unsettled.pop(delivery.tag, None)
         self.queue._wake()
 
+    async def consume_only(self, queues: Collection[str]) -> None:
+        """Nothing waits in a consumer here (``next`` takes from the queue), so
+        nothing goes back: it only stops taking from the others."""
+        self._queues = list(dict.fromkeys(queues))
+        self._turn = 0
+        self.queue._wake()
+
+    def _takeable(self) -> str | None:
+        """The next of its queues with a message waiting and room under its prefetch."""
+        count = len(self._queues)
+        for offset in range(count):
+            name = self._queues[(self._turn + offset) % count]
+            held = sum(1 for delivery in self.unsettled.values() if delivery.queue == name)
+            if self.queue.depth_of(name) > 0 and held < self._prefetch:
+                self._turn = (self._turn + offset + 1) % count
+                return name
+        return None
+
     async def next(self) -> MemoryDelivery:
         queue = self.queue
         queue.release_due()
         async with queue._cond:
-            await queue._cond.wait_for(lambda: queue.depth > 0 and len(self.unsettled) < self._prefetch)
-            body, redelivered, priority = queue._take()
-        delivery = MemoryDelivery(self, next(queue._tags), body, redelivered, priority)
+            name: str | None = None
+
+            def ready() -> bool:
+                nonlocal name
+                name = self._takeable()
+                return name is not None
+
+            await queue._cond.wait_for(ready)
+            assert name is not None
+            body, redelivered, priority = queue._take(name)
+        delivery = MemoryDelivery(self, next(queue._tags), body, redelivered, priority, name)
         self.unsettled[delivery.tag] = delivery
         return delivery
 
@@ -97,26 +134,54 @@ class MemoryConsumer:
         # holds them in their original order, as RabbitMQ redelivers them.
         for delivery in reversed(list(self.unsettled.values())):
             delivery.settled = True
-            self.queue._put_back(delivery.body, delivery.priority)
+            self.queue._put_back(delivery.body, delivery.priority, delivery.queue)
         self.unsettled.clear()
+
+
+class _Waiting:
+    """The messages waiting for a consumer: per queue, one FIFO per priority."""
+
+    def __init__(self) -> None:
+        self._lines: dict[str, list[deque[tuple[bytes, bool]]]] = {}  # (body, redelivered)
+
+    def depth(self, queue: str | None = None) -> int:
+        lines = self._lines.values() if queue is None else [self._lines.get(queue, [])]
+        return sum(len(waiting) for line in lines for waiting in line)
+
+    def put(self, body: bytes, priority: int, queue: str, *, redelivered: bool, front: bool) -> None:
+        line = self._lines.get(queue)
+        if line is None:
+            line = self._lines[queue] = [deque() for _ in range(MAX_PRIORITY + 1)]
+        waiting = line[min(max(priority, 0), MAX_PRIORITY)]
+        if front:
+            waiting.appendleft((body, redelivered))
+        else:
+            waiting.append((body, redelivered))
+
+    def take(self, queue: str) -> tuple[bytes, bool, int]:
+        line = self._lines.get(queue, [])
+        for priority in range(len(line) - 1, -1, -1):
+            if line[priority]:
+                body, redelivered = line[priority].popleft()
+                return body, redelivered, priority
+        raise LookupError("no message waiting")
 
 
 class MemoryQueue:
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock: Clock = clock or SystemClock()
-        # Delayed messages: (due, sequence, body, priority), earliest first.
-        self._delayed: list[tuple[datetime, int, bytes, int]] = []
+        # Delayed messages: (due, sequence, body, priority, queue), earliest first.
+        self._delayed: list[tuple[datetime, int, bytes, int, str]] = []
         self._sequence = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
-        # One FIFO per priority, index = priority: (body, redelivered).
-        self._ready: list[deque[tuple[bytes, bool]]] = [deque() for _ in range(MAX_PRIORITY + 1)]
+        self._ready = _Waiting()
         self._changed: asyncio.Condition | None = None
         self._tags = itertools.count(1)
         self._notifiers: set[asyncio.Task[None]] = set()
         self.available = True
         self.published = 0
         self.acked = 0
-        self.dead_letters: list[tuple[bytes, str]] = []
+        self.dead_letter_log: list[tuple[bytes, str, str]] = []  # body, reason, queue
 
     @property
     def _cond(self) -> asyncio.Condition:
@@ -126,15 +191,20 @@ class MemoryQueue:
 
     @property
     def depth(self) -> int:
-        """Messages waiting for a consumer (not counting delayed ones)."""
-        return sum(len(waiting) for waiting in self._ready)
+        """Messages waiting for a consumer in every queue (not counting delayed ones)."""
+        return self._ready.depth()
 
-    def _take(self) -> tuple[bytes, bool, int]:
-        for priority in range(MAX_PRIORITY, -1, -1):
-            if self._ready[priority]:
-                body, redelivered = self._ready[priority].popleft()
-                return body, redelivered, priority
-        raise LookupError("no message waiting")
+    def depth_of(self, queue: str) -> int:
+        """Messages waiting for a consumer in ``queue``."""
+        return self._ready.depth(queue)
+
+    @property
+    def dead_letters(self) -> list[tuple[bytes, str]]:
+        """Every queue's dead letters: (body, reason), oldest first."""
+        return [(body, reason) for body, reason, _ in self.dead_letter_log]
+
+    def _take(self, queue: str) -> tuple[bytes, bool, int]:
+        return self._ready.take(queue)
 
     def _wake(self) -> None:
         notifier = asyncio.get_running_loop().create_task(self._notify())
@@ -145,16 +215,14 @@ class MemoryQueue:
         async with self._cond:
             self._cond.notify_all()
 
-    def _enqueue(self, body: bytes, priority: int, *, redelivered: bool = False, front: bool = False) -> None:
-        waiting = self._ready[min(max(priority, 0), MAX_PRIORITY)]
-        if front:
-            waiting.appendleft((body, redelivered))
-        else:
-            waiting.append((body, redelivered))
+    def _enqueue(
+        self, body: bytes, priority: int, queue: str, *, redelivered: bool = False, front: bool = False
+    ) -> None:
+        self._ready.put(body, priority, queue, redelivered=redelivered, front=front)
         self._wake()
 
-    def _put_back(self, body: bytes, priority: int) -> None:
-        self._enqueue(body, priority, redelivered=True, front=True)
+    def _put_back(self, body: bytes, priority: int, queue: str) -> None:
+        self._enqueue(body, priority, queue, redelivered=True, front=True)
 
     async def open(self) -> None:
         """Nothing to connect; present so every adapter has the same lifecycle."""
@@ -168,8 +236,7 @@ class MemoryQueue:
         """Drop every message waiting for a consumer, as RabbitMQ's ``queue.purge``
         does (unsettled and delayed ones stay); how many were dropped."""
         dropped = self.depth
-        for waiting in self._ready:
-            waiting.clear()
+        self._ready = _Waiting()
         return dropped
 
     @property
@@ -182,8 +249,8 @@ class MemoryQueue:
         now = self._clock.now()
         released = 0
         while self._delayed and self._delayed[0][0] <= now:
-            _, _, body, priority = heapq.heappop(self._delayed)
-            self._enqueue(body, priority)
+            _, _, body, priority, queue = heapq.heappop(self._delayed)
+            self._enqueue(body, priority, queue)
             released += 1
         self._schedule()
         return released
@@ -201,19 +268,24 @@ class MemoryQueue:
         if not self.available:
             raise QueueUnavailable("memory queue switched off")
 
-    async def publish(self, body: bytes, *, delay: timedelta | None = None, priority: int = 0) -> None:
+    async def publish(
+        self, body: bytes, *, delay: timedelta | None = None, priority: int = 0, queue: str = DEFAULT_QUEUE
+    ) -> None:
         if not self.available:
             raise QueueUnavailable("memory queue switched off")
         self.published += 1
         if delay is None or delay.total_seconds() <= 0:
-            self._enqueue(body, priority)
+            self._enqueue(body, priority, queue)
             return
-        heapq.heappush(self._delayed, (self._clock.now() + delay, next(self._sequence), body, priority))
+        due = self._clock.now() + delay
+        heapq.heappush(self._delayed, (due, next(self._sequence), body, priority, queue))
         self._schedule()
 
     @asynccontextmanager
-    async def consume(self, prefetch: int) -> AsyncIterator[MemoryConsumer]:
-        consumer = MemoryConsumer(self, prefetch)
+    async def consume(
+        self, prefetch: int, queues: Collection[str] = (DEFAULT_QUEUE,)
+    ) -> AsyncIterator[MemoryConsumer]:
+        consumer = MemoryConsumer(self, prefetch, queues)
         try:
             yield consumer
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from taskcore.adapters.memory.queue import MemoryQueue
 from taskcore.errors import QueueUnavailable
+from taskcore.model.queues import DEFAULT_QUEUE
 
 
 class MemoryQueueDepths:
@@ -14,10 +15,10 @@ class MemoryQueueDepths:
         if not self._queue.available:
             raise QueueUnavailable("memory queue switched off")
 
-    async def depth(self) -> int:
+    async def depth(self, queue: str = DEFAULT_QUEUE) -> int:
         self._check()
-        return self._queue.depth
+        return self._queue.depth_of(queue)
 
-    async def dead_letter_depth(self) -> int:
+    async def dead_letter_depth(self, queue: str = DEFAULT_QUEUE) -> int:
         self._check()
-        return len(self._queue.dead_letters)
+        return sum(1 for _, _, name in self._queue.dead_letter_log if name == queue)

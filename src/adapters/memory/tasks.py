@@ -55,7 +55,12 @@ class MemoryTasks:
     ) -> Task | None:
         self.db.check()
         task = self.db.tasks.get(task_id)
-        if task is None or not task.is_due(now) or not task.may_claim(alone=alone):
+        if (
+            task is None
+            or not task.is_due(now)
+            or not task.may_claim(alone=alone)
+            or task.queue in self.db.paused_queues
+        ):
             return None
         claimed = task.claim(now, lease, alone=alone)
         self.db.tasks[task_id] = claimed

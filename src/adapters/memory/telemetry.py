@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Literal
 
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.ports.telemetry import DeadLetterReason, Recovery, Verdict
 
 
 class MemoryTelemetry:
     def __init__(self) -> None:
         self.submitted: Counter[str] = Counter()
+        self.submitted_to: Counter[str] = Counter()  # by queue
         self.claimed: Counter[str] = Counter()
         self.waits: list[tuple[str, float]] = []
         self.runs: list[tuple[str, float]] = []
@@ -22,17 +24,18 @@ class MemoryTelemetry:
         self.cache_reads: Counter[str] = Counter()
         self.cache_write_failures = 0
 
-    def task_submitted(self, task_type: str) -> None:
+    def task_submitted(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
         self.submitted[task_type] += 1
+        self.submitted_to[queue] += 1
 
-    def task_claimed(self, task_type: str, waited_s: float) -> None:
+    def task_claimed(self, task_type: str, waited_s: float, *, queue: str = DEFAULT_QUEUE) -> None:
         self.claimed[task_type] += 1
         self.waits.append((task_type, waited_s))
 
-    def task_ran(self, task_type: str, seconds: float) -> None:
+    def task_ran(self, task_type: str, seconds: float, *, queue: str = DEFAULT_QUEUE) -> None:
         self.runs.append((task_type, seconds))
 
-    def task_settled(self, task_type: str, verdict: Verdict) -> None:
+    def task_settled(self, task_type: str, verdict: Verdict, *, queue: str = DEFAULT_QUEUE) -> None:
         self.settled[task_type, verdict] += 1
 
     def message_dead_lettered(self, reason: DeadLetterReason) -> None:

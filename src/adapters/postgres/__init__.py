@@ -12,6 +12,7 @@ from taskcore.adapters.postgres.dashboard import PostgresDashboard, PostgresWork
 from taskcore.adapters.postgres.database import PostgresDatabase, ReadReplica
 from taskcore.adapters.postgres.errors import RepositoryError
 from taskcore.adapters.postgres.migrate import Migration, migrate, migration_files
+from taskcore.adapters.postgres.queues import PostgresQueues
 from taskcore.adapters.postgres.recovery import PostgresRecovery
 from taskcore.adapters.postgres.tasks import PostgresTasks
 
@@ -20,6 +21,7 @@ __all__ = [
     "PostgresCensus",
     "PostgresDashboard",
     "PostgresDatabase",
+    "PostgresQueues",
     "PostgresRecovery",
     "PostgresTasks",
     "PostgresWorkers",

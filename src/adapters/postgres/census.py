@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from psycopg.rows import dict_row
@@ -9,6 +10,7 @@ from psycopg.rows import dict_row
 from taskcore.adapters.postgres.database import Connection, PostgresDatabase
 from taskcore.adapters.postgres.rows import task_row
 from taskcore.adapters.postgres.sql import queries
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.task import Task
 
 # "wakeupcs" in ASCII: the key every taskcore sweeper agrees on for the census.
@@ -32,6 +34,7 @@ class PostgresCensus:
         persisting: timedelta,
         limit: int,
         read_at: datetime | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> list[Task]:
         async def census(connection: Connection) -> list[Task]:
             async with connection.cursor(row_factory=dict_row) as cursor:
@@ -39,7 +42,7 @@ class PostgresCensus:
                 locked = await cursor.fetchone()
                 if not locked or not locked["locked"]:
                     return []  # another sweeper is counting
-                window = {"read_at": read_at or now, "held_since": held_since}
+                window = {"read_at": read_at or now, "held_since": held_since, "queues": list(queues)}
                 await cursor.execute(queries["census_counts"], window)
                 counts = await cursor.fetchone()
                 assert counts is not None
@@ -55,6 +58,7 @@ class PostgresCensus:
                     "settled_before": settled_before,
                     "deficit_since": since,
                     "limit": min(deficit, limit),
+                    "queues": list(queues),
                 }
                 await tasks.execute(queries["take_missing_wake_ups"], params)
                 found = await tasks.fetchall()

@@ -6,9 +6,9 @@
 -- name: add_task
 -- A new task starts as Task.created makes it: PENDING, no attempt, version 1.
 INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created_at, updated_at, run_at, owner,
-                   priority)
+                   priority, queue)
 VALUES (%(type)s, %(input)s, 'PENDING', 0, %(max_attempts)s, 1, %(created_at)s, %(created_at)s, %(run_at)s,
-        %(owner)s, %(priority)s)
+        %(owner)s, %(priority)s, %(queue)s)
 RETURNING *;
 
 -- name: add_tasks
@@ -20,13 +20,14 @@ WITH new AS (
     SELECT nextval(pg_get_serial_sequence('tasks', 'id')) AS id, given.*
     FROM unnest(%(types)s::text[], %(inputs)s::jsonb[], %(max_attempts)s::integer[],
                 %(created_at)s::timestamptz[], %(run_at)s::timestamptz[], %(owners)s::text[],
-                %(priorities)s::smallint[]) WITH ORDINALITY
-         AS given(type, input, max_attempts, created_at, run_at, owner, priority, position)
+                %(priorities)s::smallint[], %(queues)s::text[]) WITH ORDINALITY
+         AS given(type, input, max_attempts, created_at, run_at, owner, priority, queue, position)
 ), added AS (
     INSERT INTO tasks (id, type, input, status, attempts, max_attempts, version, created_at, updated_at,
-                       run_at, owner, priority)
+                       run_at, owner, priority, queue)
     OVERRIDING SYSTEM VALUE
-    SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority
+    SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority,
+           queue
     FROM new
     RETURNING *
 )
@@ -44,7 +45,8 @@ WHERE id = %(id)s;
 -- guarded UPDATE, with one clock reading and lease end for the batch: of
 -- concurrent claimers the row lock lets one through, and the others re-check
 -- the WHERE against its new version. The ids in %(alone)s are claimed by a
--- worker that runs them alone; a suspect task is claimed by no other.
+-- worker that runs them alone; a suspect task is claimed by no other. A task
+-- of a paused queue is not claimed.
 UPDATE tasks
 SET status = 'PROCESSING',
     attempts = attempts + 1,
@@ -55,6 +57,7 @@ SET status = 'PROCESSING',
     alone = id = ANY(%(alone)s::bigint[])
 WHERE id = ANY(%(ids)s::bigint[]) AND status = 'PENDING' AND run_at <= %(now)s
   AND (NOT suspect OR id = ANY(%(alone)s::bigint[]))
+  AND NOT EXISTS (SELECT 1 FROM queues WHERE queues.name = tasks.queue AND queues.paused)
 RETURNING *;
 
 -- name: save_task
@@ -146,6 +149,7 @@ FROM tasks
 WHERE (%(owner)s::text IS NULL OR owner = %(owner)s::text)
   AND (%(status)s::task_status IS NULL OR status = %(status)s::task_status)
   AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(before_created)s::timestamptz IS NULL
        OR (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::bigint))
 ORDER BY created_at DESC, id DESC
@@ -261,13 +265,13 @@ ORDER BY seen_at DESC, id;
 SELECT pg_try_advisory_xact_lock(%(key)s) AS locked;
 
 -- name: census_counts
--- Due PENDING tasks whose message was confirmed before the broker's queue was
--- read (%(read_at)s; a delayed one also past its due time by a tenth of its
+-- Due PENDING tasks of the named %(queues)s whose message was confirmed
+-- before the broker's queues were read (%(read_at)s; a delayed one also past its due time by a tenth of its
 -- delay, the lateness the delay buckets allow), and the messages the workers
 -- seen since %(held_since)s hold unsettled. A task confirmed later may have
 -- its message missing from that reading: it is not counted either.
 SELECT (SELECT count(*) FROM tasks
-        WHERE status = 'PENDING' AND dispatched_at < %(read_at)s
+        WHERE status = 'PENDING' AND dispatched_at < %(read_at)s AND queue = ANY(%(queues)s::text[])
           AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(read_at)s) AS due,
        (SELECT coalesce(sum(held), 0) FROM workers WHERE seen_at >= %(held_since)s) AS held;
 
@@ -292,10 +296,36 @@ UPDATE tasks
 SET dispatched_at = %(now)s
 WHERE id IN (
         SELECT id FROM tasks
-        WHERE status = 'PENDING'
+        WHERE status = 'PENDING' AND queue = ANY(%(queues)s::text[])
           AND dispatched_at < least(%(settled_before)s::timestamptz, %(deficit_since)s::timestamptz)
           AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(settled_before)s
         ORDER BY priority DESC, dispatched_at
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED)
 RETURNING *;
+
+-- name: pause_queue
+-- A row if this paused the queue, none if it was paused already.
+INSERT INTO queues (name, paused, updated_at)
+VALUES (%(name)s, true, %(at)s)
+ON CONFLICT (name) DO UPDATE SET paused = true, updated_at = EXCLUDED.updated_at
+    WHERE NOT queues.paused
+RETURNING name;
+
+-- name: resume_queue
+UPDATE queues SET paused = false, updated_at = %(at)s
+WHERE name = %(name)s AND paused
+RETURNING name;
+
+-- name: paused_queues
+SELECT name FROM queues WHERE paused;
+
+-- name: queue_loads
+-- GET /queues: each queue's unfinished tasks (the status index's leading column).
+SELECT queue,
+       count(*) FILTER (WHERE status = 'PROCESSING') AS running,
+       count(*) FILTER (WHERE status = 'PENDING' AND run_at <= %(now)s) AS waiting,
+       count(*) FILTER (WHERE status = 'PENDING' AND run_at > %(now)s) AS scheduled
+FROM tasks
+WHERE status IN ('PENDING', 'PROCESSING')
+GROUP BY queue;

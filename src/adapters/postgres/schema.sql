@@ -31,6 +31,8 @@ CREATE TABLE tasks (
     -- it runs alone until an attempt ends with a verdict.
     alone boolean NOT NULL DEFAULT false,
     suspect boolean NOT NULL DEFAULT false,
+    -- The named queue it waits in (its handler's, or one the submit named).
+    queue text NOT NULL DEFAULT 'default' CONSTRAINT tasks_queue_not_empty CHECK (queue <> ''),
     -- A PROCESSING row without a lease would never be swept; a lease on any
     -- other row would make the sweeper release a task nobody holds.
     CONSTRAINT tasks_lease_iff_processing CHECK ((status = 'PROCESSING') = (lease_until IS NOT NULL)),
@@ -96,3 +98,10 @@ CREATE TABLE wake_up_census (
 INSERT INTO wake_up_census (id) VALUES (true);
 
 CREATE INDEX tasks_pending_dispatched_at_idx ON tasks (dispatched_at) WHERE status = 'PENDING';
+
+-- Paused queues: a row per queue ever paused; every claim reads it.
+CREATE TABLE queues (
+    name text PRIMARY KEY,
+    paused boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL
+);

@@ -43,6 +43,7 @@ def _add_params(new: NewTask) -> dict[str, Any]:
         "run_at": new.run_at,
         "owner": new.owner,
         "priority": new.priority,
+        "queue": new.queue,
     }
 
 
@@ -78,6 +79,7 @@ _ADD_COLUMNS = {
     "run_at": "run_at",
     "owners": "owner",
     "priorities": "priority",
+    "queues": "queue",
 }
 _SAVE_COLUMNS = {
     "ids": "id",
@@ -153,6 +155,7 @@ class PostgresTasks:
             "owner": query.owner,
             "status": query.status.value if query.status else None,
             "type": query.type,
+            "queue": query.queue,
             "before_created": before_created,
             "before_id": before_id,
             "limit": query.limit,

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from taskcore.adapters.prometheus.metrics import PrometheusTelemetry
 from taskcore.errors import ServiceUnavailable
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.ports import QueueDepths
 
 log = logging.getLogger("taskcore.metrics")
@@ -22,21 +24,31 @@ INTERVAL_S = 5.0
 
 class QueueDepthPoller:
     def __init__(
-        self, queue: QueueDepths, telemetry: PrometheusTelemetry, interval_s: float = INTERVAL_S
+        self,
+        queue: QueueDepths,
+        telemetry: PrometheusTelemetry,
+        interval_s: float = INTERVAL_S,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> None:
         self._queue = queue
+        self._queues = list(queues)
         self._telemetry = telemetry
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
 
     async def refresh(self) -> None:
-        try:
-            ready, dead = await self._queue.depth(), await self._queue.dead_letter_depth()
-        except ServiceUnavailable as exc:
-            log.debug("queue depths unknown: %s", exc)
-            self._telemetry.queue_depths(None, None)
-            return
-        self._telemetry.queue_depths(ready, dead)
+        for queue in self._queues:
+            try:
+                ready, dead = await self._queue.depth(queue), await self._queue.dead_letter_depth(queue)
+            except ServiceUnavailable as exc:
+                log.debug("depths of queue %r unknown: %s", queue, exc)
+                self._unknown()
+                return
+            self._telemetry.queue_depths(queue, ready, dead)
+
+    def _unknown(self) -> None:
+        for queue in self._queues:
+            self._telemetry.queue_depths(queue, None, None)
 
     async def _run(self) -> None:
         while True:
@@ -44,7 +56,7 @@ class QueueDepthPoller:
                 await self.refresh()
             except Exception:  # a bug here must not end the readings for good
                 log.exception("reading the queue depths failed")
-                self._telemetry.queue_depths(None, None)
+                self._unknown()
             await asyncio.sleep(self._interval_s)
 
     def start(self) -> None:

@@ -27,6 +27,7 @@ from typing import Literal
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
 
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.ports.telemetry import DeadLetterReason, Recovery, Verdict
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -39,7 +40,7 @@ class Metrics:
     """Every task metric, registered in one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        by_type = ["type"]
+        by_type = ["type", "queue"]  # a queue name comes from the registry: bounded like the types
         self.submitted = Counter(
             "taskcore_tasks_submitted_total", "Tasks stored by a submit.", by_type, registry=registry
         )
@@ -107,19 +108,18 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "taskcore_queue_depth_messages",
-            "Messages ready on the work queue (delayed ones not counted), read every few seconds.",
+            "Messages ready on a queue's work queue (delayed ones not counted), read every few seconds.",
+            ["queue"],
             registry=registry,
             multiprocess_mode="mostrecent",
         )
         self.dead_letter_depth = Gauge(
             "taskcore_dead_letter_depth_messages",
-            "Messages in the dead-letter queue, read every few seconds.",
+            "Messages in a queue's dead-letter queue, read every few seconds.",
+            ["queue"],
             registry=registry,
             multiprocess_mode="mostrecent",
         )
-        # Unknown until the first reading.
-        self.queue_depth.set(math.nan)
-        self.dead_letter_depth.set(math.nan)
 
     _made: dict[int, tuple[CollectorRegistry, Metrics]] = {}
 
@@ -138,22 +138,22 @@ class PrometheusTelemetry:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.metrics = Metrics.of(registry or REGISTRY)
 
-    def task_submitted(self, task_type: str) -> None:
-        self.metrics.submitted.labels(task_type).inc()
+    def task_submitted(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
+        self.metrics.submitted.labels(task_type, queue).inc()
 
-    def task_claimed(self, task_type: str, waited_s: float) -> None:
-        self.metrics.queue_wait.labels(task_type).observe(waited_s)
+    def task_claimed(self, task_type: str, waited_s: float, *, queue: str = DEFAULT_QUEUE) -> None:
+        self.metrics.queue_wait.labels(task_type, queue).observe(waited_s)
 
-    def task_ran(self, task_type: str, seconds: float) -> None:
-        self.metrics.run_time.labels(task_type).observe(seconds)
+    def task_ran(self, task_type: str, seconds: float, *, queue: str = DEFAULT_QUEUE) -> None:
+        self.metrics.run_time.labels(task_type, queue).observe(seconds)
 
-    def task_settled(self, task_type: str, verdict: Verdict) -> None:
+    def task_settled(self, task_type: str, verdict: Verdict, *, queue: str = DEFAULT_QUEUE) -> None:
         counter = {
             "completed": self.metrics.completed,
             "retried": self.metrics.retried,
             "failed": self.metrics.failed,
         }[verdict]
-        counter.labels(task_type).inc()
+        counter.labels(task_type, queue).inc()
 
     def message_dead_lettered(self, reason: DeadLetterReason) -> None:
         self.metrics.dead_lettered.labels(reason).inc()
@@ -175,10 +175,10 @@ class PrometheusTelemetry:
     def cache_write_failed(self) -> None:
         self.metrics.cache_errors.labels("write").inc()
 
-    def queue_depths(self, ready: int | None, dead_letters: int | None) -> None:
-        """The latest reading; ``None`` (unknown: the broker did not answer) shows as NaN."""
-        self.metrics.queue_depth.set(math.nan if ready is None else ready)
-        self.metrics.dead_letter_depth.set(math.nan if dead_letters is None else dead_letters)
+    def queue_depths(self, queue: str, ready: int | None, dead_letters: int | None) -> None:
+        """The latest reading of ``queue``; ``None`` (unknown: the broker did not answer) shows as NaN."""
+        self.metrics.queue_depth.labels(queue).set(math.nan if ready is None else ready)
+        self.metrics.dead_letter_depth.labels(queue).set(math.nan if dead_letters is None else dead_letters)
 
 
 def multiprocess_dir() -> str | None:

@@ -21,26 +21,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
+from functools import partial
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustQueue,
+)
 from aiormq.exceptions import ChannelInvalidStateError
 
 from taskcore.adapters.rabbitmq import topology
-from taskcore.adapters.rabbitmq.errors import BROKER_ERRORS
+from taskcore.adapters.rabbitmq.errors import BROKER_ERRORS, broker_errors
 from taskcore.errors import QueueUnavailable
 
 log = logging.getLogger("taskcore.adapters.rabbitmq")
 
-DeadLetterPublisher = Callable[[bytes, str], Awaitable[None]]
-EarlyPublisher = Callable[[AbstractIncomingMessage, timedelta], Awaitable[None]]
+DeadLetterPublisher = Callable[[bytes, str, str], Awaitable[None]]  # body, reason, work queue
+EarlyPublisher = Callable[[AbstractIncomingMessage, str, timedelta], Awaitable[None]]  # ..., work queue, ...
 
 
 class RabbitDelivery:
-    def __init__(self, message: AbstractIncomingMessage, consumer: RabbitConsumer) -> None:
+    def __init__(self, message: AbstractIncomingMessage, consumer: RabbitConsumer, work: str) -> None:
         self._message = message
         self._consumer = consumer
+        self.work = work  # the work queue it came from: its dead letters go to that one's
         self.settled = False
 
     @property
@@ -71,7 +78,7 @@ class RabbitDelivery:
         if not self._claim():
             return
         try:
-            await self._consumer._dead_letter(self.body, reason)
+            await self._consumer._dead_letter(self.body, reason, self.work)
         except BaseException:
             self.settled = False  # still ours: the caller may requeue it
             self._consumer._unsettled.add(self)
@@ -93,13 +100,48 @@ class RabbitConsumer:
     def __init__(self, dead_letter: DeadLetterPublisher, send_round: EarlyPublisher | None = None) -> None:
         self._dead_letter = dead_letter
         self._send_round = send_round
-        self._inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+        self._inbox: asyncio.Queue[tuple[AbstractIncomingMessage, str] | None] = asyncio.Queue()
         self._unsettled: set[RabbitDelivery] = set()
         self._subscription: tuple[AbstractRobustConnection, AbstractRobustChannel] | None = None
+        self._queues: dict[str, AbstractRobustQueue] = {}  # named queue -> its declared work queue
+        self._tags: dict[str, str] = {}  # named queue -> consumer tag, while receiving from it
 
-    def subscribed(self, connection: AbstractRobustConnection, channel: AbstractRobustChannel) -> None:
-        """Where deliveries come from, so ``connected`` can tell when they cannot."""
+    async def subscribe(
+        self,
+        connection: AbstractRobustConnection,
+        channel: AbstractRobustChannel,
+        queues: dict[str, AbstractRobustQueue],
+    ) -> None:
+        """Receive from each of ``queues`` (named queue -> its work queue,
+        declared on ``channel``); the connection and channel are where
+        deliveries come from, so ``connected`` can tell when they cannot."""
         self._subscription = (connection, channel)
+        self._queues = dict(queues)
+        await self.consume_only(self._queues)
+
+    async def consume_only(self, queues: Collection[str]) -> None:
+        """Receive from these of its queues only: cancel the others'
+        subscriptions (a robust channel then does not restore them) and hand
+        back what came from them and waits in the inbox."""
+        wanted = set(queues)
+        with broker_errors("cannot change the queues consumed"):
+            for name, queue in self._queues.items():
+                tag = self._tags.get(name)
+                if name in wanted and tag is None:
+                    self._tags[name] = await queue.consume(self.receiver(queue.name), no_ack=False)
+                elif name not in wanted and tag is not None:
+                    del self._tags[name]
+                    await queue.cancel(tag)
+        active = {self._queues[name].name for name in self._tags}
+        kept: list[tuple[AbstractIncomingMessage, str] | None] = []
+        while not self._inbox.empty():
+            received = self._inbox.get_nowait()
+            if received is not None and received[1] not in active:
+                await _requeue_quietly(received[0])
+            else:
+                kept.append(received)
+        for received in kept:
+            self._inbox.put_nowait(received)
 
     @property
     def connected(self) -> bool:
@@ -114,32 +156,37 @@ class RabbitConsumer:
     def held(self) -> int:
         return self._inbox.qsize() + len(self._unsettled)
 
-    async def on_message(self, message: AbstractIncomingMessage) -> None:
-        self._inbox.put_nowait(message)
+    def receiver(self, work: str) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        """The callback for the subscription to the work queue ``work``."""
+        return partial(self.on_message, work=work)
+
+    async def on_message(self, message: AbstractIncomingMessage, work: str) -> None:
+        self._inbox.put_nowait((message, work))
 
     async def next(self) -> RabbitDelivery:
         while True:
-            message = await self._inbox.get()
-            if message is None:
+            received = await self._inbox.get()
+            if received is None:
                 self._inbox.put_nowait(None)  # every later call fails too
                 raise QueueUnavailable("the consumer is closed")
+            message, work = received
             if _from_dead_channel(message):
                 continue
             early_by = topology.time_to_due(message.headers)
-            if early_by is not None and await self._sent_round(message, early_by):
+            if early_by is not None and await self._sent_round(message, work, early_by):
                 continue
-            delivery = RabbitDelivery(message, self)
+            delivery = RabbitDelivery(message, self, work)
             self._unsettled.add(delivery)
             return delivery
 
-    async def _sent_round(self, message: AbstractIncomingMessage, early_by: timedelta) -> bool:
+    async def _sent_round(self, message: AbstractIncomingMessage, work: str, early_by: timedelta) -> bool:
         """Publish an early message again for the rest of its delay, then ack it.
         ``False`` if that failed: it is handed out, the worker finds its task not
         due and drops it, and the sweeper dispatches the task once overdue."""
         if self._send_round is None:
             return False
         try:
-            await self._send_round(message, early_by)
+            await self._send_round(message, work, early_by)
         except QueueUnavailable as exc:
             log.warning("a message %s early could not be sent round again: %s", early_by, exc)
             return False
@@ -156,6 +203,13 @@ class RabbitConsumer:
         self._unsettled.clear()
         self._subscription = None
         self._inbox.put_nowait(None)
+
+
+async def _requeue_quietly(message: AbstractIncomingMessage) -> None:
+    try:
+        await message.nack(requeue=True)
+    except BROKER_ERRORS as exc:  # the channel is gone: the broker requeued it anyway
+        log.debug("handing back a message failed (%s: %s)", type(exc).__name__, exc)
 
 
 def _from_dead_channel(message: AbstractIncomingMessage) -> bool:

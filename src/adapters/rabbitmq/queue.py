@@ -9,8 +9,11 @@ fails with ``QueueUnavailable`` after ``publish_timeout_s`` while the broker
 is away. That is safe because a message is only a wake-up: the sweeper
 re-dispatches a task whose message never made it.
 
-Each consumer gets its own channel, so its prefetch is its own and closing it
-hands its unacked messages back to the broker.
+Each named queue (``taskcore.model.queues``) is a broker queue of its own,
+with its own delay and dead-letter queues (``topology.work_queue``); all of
+the registry's are declared at ``open()``. Each consumer gets its own
+channel, subscribed to the queues it consumes with the prefetch per queue, so
+closing it hands its unacked messages back to the broker.
 
 The URL may list the nodes of a cluster, comma-separated; every connection
 attempt (the first, and each reconnect) goes to the next node in turn, so a
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Collection
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 from typing import Any, Protocol
@@ -42,6 +45,7 @@ from taskcore.adapters.rabbitmq import topology
 from taskcore.adapters.rabbitmq.consumer import RabbitConsumer
 from taskcore.adapters.rabbitmq.errors import BROKER_ERRORS, broker_errors
 from taskcore.errors import QueueUnavailable
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.task import MAX_PRIORITY
 
 log = logging.getLogger("taskcore.adapters.rabbitmq")
@@ -53,6 +57,7 @@ class RabbitQueue:
         url: str,
         *,
         queue_name: str = "taskcore.tasks",
+        queues: Collection[str] = (DEFAULT_QUEUE,),
         connect_timeout_s: float = 5.0,
         publish_timeout_s: float = 5.0,
         connection_name: str = "taskcore",
@@ -63,8 +68,9 @@ class RabbitQueue:
         self._urls = node_urls(url)
         self._queue_type: topology.QueueType = queue_type
         self._work_arguments = topology.work_queue_arguments(queue_type)
-        self._queue_name = queue_name
+        self._queue_name = queue_name  # the default queue's broker queue; the others' names start with it
         self._dlq_name = topology.dead_letter_queue(queue_name)
+        self._queues = list(dict.fromkeys([DEFAULT_QUEUE, *queues]))  # declared at open()
         self._connect_timeout_s = connect_timeout_s
         self._publish_timeout_s = publish_timeout_s
         self._connection_name = connection_name
@@ -72,8 +78,8 @@ class RabbitQueue:
         self._longest_delay = timedelta(milliseconds=longest_delay_ms)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
-        self._buckets: dict[int, float] = {}  # bucket ms -> loop time of its last declaration
         self._declared: set[str] = set()
+        self._buckets = _DelayBuckets(queue_type, self._declared)
         self._consumers: set[RabbitConsumer] = set()
         self._silent_until = 0.0  # loop time until which publishing fails fast
 
@@ -107,7 +113,8 @@ class RabbitQueue:
                     await connection.connect(timeout=self._connect_timeout_s)
                     channel = connection.channel(publisher_confirms=True, on_return_raises=True)
                     await channel
-                    await self._declare_topology(channel)
+                    for queue in self._queues:
+                        await self._declare_work_queue(channel, self.work_queue(queue))
         except BaseException:
             await _close_quietly(connection, self._connect_timeout_s)
             # The first attempt of the next open() goes to the next node.
@@ -115,12 +122,18 @@ class RabbitQueue:
             raise
         self._connection, self._channel = connection, channel
 
-    async def _declare_topology(self, channel: AbstractChannel) -> None:
-        await channel.declare_queue(self._queue_name, durable=True, arguments=self._work_arguments)
+    def work_queue(self, queue: str = DEFAULT_QUEUE) -> str:
+        """The broker queue of the named queue ``queue``."""
+        return topology.work_queue(self._queue_name, queue)
+
+    async def _declare_work_queue(self, channel: AbstractChannel, name: str) -> None:
+        """A work queue and its dead-letter queue (delay buckets come with use)."""
+        await channel.declare_queue(name, durable=True, arguments=self._work_arguments)
+        dlq = topology.dead_letter_queue(name)
         await channel.declare_queue(
-            self._dlq_name, durable=True, arguments=topology.dead_letter_queue_arguments(self._queue_type)
+            dlq, durable=True, arguments=topology.dead_letter_queue_arguments(self._queue_type)
         )
-        self._declared.update((self._queue_name, self._dlq_name))
+        self._declared.update((name, dlq))
 
     async def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
@@ -139,8 +152,11 @@ class RabbitQueue:
         if connection.is_closed or not connection.connected.is_set() or channel.is_closed:
             raise QueueUnavailable("not connected to the broker; reconnecting")
 
-    async def publish(self, body: bytes, *, delay: timedelta | None = None, priority: int = 0) -> None:
-        """Return once the broker confirmed the message.
+    async def publish(
+        self, body: bytes, *, delay: timedelta | None = None, priority: int = 0, queue: str = DEFAULT_QUEUE
+    ) -> None:
+        """Return once the broker confirmed the message in ``queue``'s work
+        queue (or its delay bucket; a queue not declared yet is declared).
 
         ``priority`` becomes the message's AMQP priority, which it keeps while it
         waits in a delay bucket and when it is dead-lettered from there into the
@@ -160,7 +176,9 @@ class RabbitQueue:
         if loop.time() < self._silent_until:
             raise QueueUnavailable("the broker stopped confirming; publishing paused briefly")
         try:
-            await self._publish(channel, body, delay, min(max(priority, 0), MAX_PRIORITY))
+            await self._publish(
+                channel, body, delay, min(max(priority, 0), MAX_PRIORITY), self.work_queue(queue)
+            )
         except QueueUnavailable as exc:
             # Only a broker that stopped answering pauses publishing; a refused
             # or reset connection (a node going away) is reconnected at once,
@@ -170,7 +188,7 @@ class RabbitQueue:
             raise
 
     async def _publish(
-        self, channel: AbstractRobustChannel, body: bytes, delay: timedelta | None, priority: int
+        self, channel: AbstractRobustChannel, body: bytes, delay: timedelta | None, priority: int, work: str
     ) -> None:
         headers: dict[str, Any] | None = None
         if delay is not None and delay > self._longest_delay:
@@ -184,39 +202,28 @@ class RabbitQueue:
         with broker_errors("the broker did not confirm the message"):
             async with asyncio.timeout(self._publish_timeout_s):
                 await channel.ready()
+                if work not in self._declared:
+                    await self._declare_work_queue(channel, work)
                 if delay is None or delay <= timedelta(0):
-                    await channel.default_exchange.publish(message, routing_key=self._queue_name)
+                    await channel.default_exchange.publish(message, routing_key=work)
                     return
                 bucket_ms = topology.delay_bucket_ms(delay)
-                routing_key = await self._delay_queue(channel, bucket_ms)
+                routing_key = await self._buckets.declared(channel, work, bucket_ms)
                 try:
                     await channel.default_exchange.publish(message, routing_key=routing_key)
                 except PublishError:  # unroutable: the bucket expired or was deleted after we cached it
                     log.warning("delay queue %s vanished; declaring it again", routing_key)
-                    self._buckets.pop(bucket_ms, None)
-                    routing_key = await self._delay_queue(channel, bucket_ms)
+                    self._buckets.forget(work, bucket_ms)
+                    routing_key = await self._buckets.declared(channel, work, bucket_ms)
                     await channel.default_exchange.publish(message, routing_key=routing_key)
 
-    async def _delay_queue(self, channel: AbstractRobustChannel, bucket_ms: int) -> str:
-        name = topology.delay_queue(self._queue_name, bucket_ms)
-        now = asyncio.get_running_loop().time()
-        declared_at = self._buckets.get(bucket_ms)
-        if declared_at is None or now - declared_at > topology.BUCKET_IDLE_MS / 2000:
-            await channel.declare_queue(
-                name,
-                durable=True,
-                arguments=topology.delay_queue_arguments(self._queue_name, bucket_ms, self._queue_type),
-                robust=False,  # re-declared on use, not on every reconnect
-            )
-            self._buckets[bucket_ms] = now
-            self._declared.add(name)
-        return name
-
-    async def _send_round(self, message: AbstractIncomingMessage, early_by: timedelta) -> None:
+    async def _send_round(self, message: AbstractIncomingMessage, work: str, early_by: timedelta) -> None:
         """Publish a long-delayed message that arrived ``early_by`` before its due time again."""
-        await self.publish(message.body, delay=early_by, priority=message.priority or 0)
+        channel = self._require_channel()
+        priority = min(max(message.priority or 0, 0), MAX_PRIORITY)
+        await self._publish(channel, message.body, early_by, priority, work)
 
-    async def _publish_dead_letter(self, body: bytes, reason: str) -> None:
+    async def _publish_dead_letter(self, body: bytes, reason: str, work: str) -> None:
         channel = self._require_channel()
         message = aio_pika.Message(
             body,
@@ -226,15 +233,17 @@ class RabbitQueue:
         with broker_errors("the broker did not confirm the dead letter"):
             async with asyncio.timeout(self._publish_timeout_s):
                 await channel.ready()
-                await channel.default_exchange.publish(message, routing_key=self._dlq_name)
+                await channel.default_exchange.publish(message, routing_key=topology.dead_letter_queue(work))
 
     @asynccontextmanager
-    async def consume(self, prefetch: int) -> AsyncIterator[RabbitConsumer]:
+    async def consume(
+        self, prefetch: int, queues: Collection[str] = (DEFAULT_QUEUE,)
+    ) -> AsyncIterator[RabbitConsumer]:
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1 (0 would mean unlimited to RabbitMQ)")
         connection = self._require_connection()
         consumer = RabbitConsumer(self._publish_dead_letter, self._send_round)
-        channel = await self._subscribe(connection, consumer, prefetch)
+        channel = await self._subscribe(connection, consumer, prefetch, list(dict.fromkeys(queues)))
         self._consumers.add(consumer)
         try:
             yield consumer
@@ -244,8 +253,10 @@ class RabbitQueue:
             await _close_quietly(channel, self._connect_timeout_s)
 
     async def _subscribe(
-        self, connection: AbstractRobustConnection, consumer: RabbitConsumer, prefetch: int
+        self, connection: AbstractRobustConnection, consumer: RabbitConsumer, prefetch: int, queues: list[str]
     ) -> AbstractRobustChannel:
+        """One channel, one subscription per named queue; the prefetch is per
+        subscription (quorum queues have no channel-wide prefetch)."""
         channel: AbstractRobustChannel | None = None
         try:
             with broker_errors("cannot subscribe to the queue"):
@@ -254,23 +265,25 @@ class RabbitQueue:
                     channel = connection.channel(publisher_confirms=False)
                     await channel
                     await channel.set_qos(prefetch_count=prefetch)
-                    queue = await channel.declare_queue(
-                        self._queue_name, durable=True, arguments=self._work_arguments
-                    )
-                    await queue.consume(consumer.on_message, no_ack=False)
-                    consumer.subscribed(connection, channel)
+                    declared = {
+                        queue: await channel.declare_queue(
+                            self.work_queue(queue), durable=True, arguments=self._work_arguments
+                        )
+                        for queue in queues
+                    }
+                    await consumer.subscribe(connection, channel, declared)
         except BaseException:
             if channel is not None:
                 await _close_quietly(channel, self._connect_timeout_s)
             raise
         return channel
 
-    async def depth(self) -> int:
-        """Messages ready on the work queue; delayed ones sit in their buckets and are not counted."""
-        return await self._message_count(self._queue_name)
+    async def depth(self, queue: str = DEFAULT_QUEUE) -> int:
+        """Messages ready on ``queue``'s work queue; delayed ones sit in their buckets and are not counted."""
+        return await self._message_count(self.work_queue(queue))
 
-    async def dead_letter_depth(self) -> int:
-        return await self._message_count(self._dlq_name)
+    async def dead_letter_depth(self, queue: str = DEFAULT_QUEUE) -> int:
+        return await self._message_count(topology.dead_letter_queue(self.work_queue(queue)))
 
     async def _message_count(self, name: str) -> int:
         connection = self._require_connection()
@@ -292,6 +305,38 @@ class RabbitQueue:
         if self._channel is None:
             raise QueueUnavailable("the queue is not open")
         return self._channel
+
+
+class _DelayBuckets:
+    """The delay queues in use, each re-declared before its idle expiry could
+    delete it (``topology.BUCKET_IDLE_MS``): publishing does not count as use."""
+
+    def __init__(self, queue_type: topology.QueueType, declared: set[str]) -> None:
+        self._queue_type: topology.QueueType = queue_type
+        self._declared = declared  # the adapter's record of every queue it declared
+        self._last: dict[tuple[str, int], float] = {}  # (work queue, bucket ms) -> loop time declared
+
+    async def declared(self, channel: AbstractRobustChannel, work: str, bucket_ms: int) -> str:
+        """The name of ``work``'s bucket of ``bucket_ms``, declared if it may have expired."""
+        name = topology.delay_queue(work, bucket_ms)
+        now = asyncio.get_running_loop().time()
+        declared_at = self._last.get((work, bucket_ms))
+        if declared_at is None or now - declared_at > topology.BUCKET_IDLE_MS / 2000:
+            await channel.declare_queue(
+                name,
+                durable=True,
+                arguments=topology.delay_queue_arguments(work, bucket_ms, self._queue_type),
+                robust=False,  # re-declared on use, not on every reconnect
+            )
+            self._last[(work, bucket_ms)] = now
+            self._declared.add(name)
+        return name
+
+    def forget(self, work: str, bucket_ms: int) -> None:
+        self._last.pop((work, bucket_ms), None)
+
+    def clear(self) -> None:
+        self._last.clear()
 
 
 def node_urls(url: str) -> list[URL]:

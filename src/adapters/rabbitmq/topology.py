@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.task import MAX_PRIORITY
 
 QueueType = Literal["classic", "quorum"]
@@ -66,6 +67,14 @@ MAX_DELAY_MS = 2**32 - 1 - BUCKET_IDLE_MS  # x-message-ttl and x-expires are uin
 LONGEST_BUCKET_MS = 42 * 10**8  # the longest bucket delay_bucket_ms gives within MAX_DELAY_MS
 
 DUE_HEADER = "x-taskcore-due-ms"  # epoch ms; only on messages delayed beyond the longest bucket
+
+
+def work_queue(base: str, queue: str = DEFAULT_QUEUE) -> str:
+    """The broker queue of the named queue ``queue``: ``base`` itself for the
+    default one (so a deployment from before named queues keeps its queue),
+    ``base.<name>`` for the others. ``dlq`` and ``delay`` cannot name a queue,
+    so these never collide with the dead-letter and delay queues below."""
+    return base if queue == DEFAULT_QUEUE else f"{base}.{queue}"
 
 
 def dead_letter_queue(queue: str) -> str:

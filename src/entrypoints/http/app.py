@@ -23,12 +23,14 @@ from taskcore.entrypoints.http.dashboard_controller import DashboardController, 
 from taskcore.entrypoints.http.health_controller import Dependencies, HealthController
 from taskcore.entrypoints.http.metrics import MetricsController, http_metrics
 from taskcore.entrypoints.http.problems import EXCEPTION_HANDLERS
+from taskcore.entrypoints.http.queues_controller import QueueController
 from taskcore.entrypoints.http.rate_limit import rate_limit_middleware
 from taskcore.entrypoints.http.request_id import RequestIdPlugin
 from taskcore.entrypoints.http.submit_schema import SubmitBodySchemaPlugin
 from taskcore.entrypoints.http.tasks_controller import TaskController, TaskEndpoints
 from taskcore.entrypoints.lifecycle import dependencies, open_resources
 from taskcore.entrypoints.stopping import StartupStopped
+from taskcore.queues.admin import QueueAdmin
 
 log = logging.getLogger("taskcore.http")
 
@@ -81,6 +83,9 @@ def create_app(
     def provide_stats() -> StatsService:
         return container.stats()
 
+    def provide_queues() -> QueueAdmin:
+        return container.queue_admin()
+
     def provide_dependencies() -> Dependencies:
         return Dependencies(dependencies(container))
 
@@ -100,7 +105,7 @@ def create_app(
     # Only the task routes need a token; /docs and /health/* stay public.
     tasks = Router(
         path="/",
-        route_handlers=[TaskController, StatsController],
+        route_handlers=[TaskController, StatsController, QueueController],
         security=[{"BearerToken": []}] if verifier is not None else None,
     )
     # Order matters: the metrics count what auth and the rate limit answer too,
@@ -115,6 +120,7 @@ def create_app(
         dependencies={
             "tasks": Provide(provide_tasks, use_cache=True, sync_to_thread=False),
             "stats": Provide(provide_stats, sync_to_thread=False),
+            "queues": Provide(provide_queues, sync_to_thread=False),
             "dependencies": Provide(provide_dependencies, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,

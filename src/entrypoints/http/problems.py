@@ -24,6 +24,7 @@ from taskcore.errors import (
     UnstorableValue,
 )
 from taskcore.model.idempotency import IdempotencyConflict
+from taskcore.model.queues import UnknownQueue
 
 log = logging.getLogger("taskcore.http")
 
@@ -75,7 +76,7 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Probl
     return problem_response(request, status, detail, headers=headers)
 
 
-def _not_found(request: Request[Any, Any, Any], exc: TaskNotFound) -> Response[Problem]:
+def _not_found(request: Request[Any, Any, Any], exc: TaskNotFound | UnknownQueue) -> Response[Problem]:
     return problem_response(request, 404, str(exc))
 
 
@@ -103,6 +104,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ValidationException: _validation,
     HTTPException: _http,
     TaskNotFound: _not_found,
+    UnknownQueue: _not_found,
     UnknownTaskType: _unprocessable,
     InvalidInput: _unprocessable,
     UnstorableValue: _unprocessable,

@@ -52,6 +52,17 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             description="0 to 9: of the tasks waiting for a worker, higher ones start first.",
         ),
     ] = DEFAULT_PRIORITY
+    queue: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=63,
+                description="A known queue to wait in instead of its handler's (`GET /queues` lists them).",
+            ),
+        ]
+        | None
+    ) = None
 
     def delay(self, now: datetime) -> timedelta | None:
         """When the task may run, as a delay from ``now`` (``None``: now);
@@ -82,6 +93,7 @@ class TaskView(msgspec.Struct, kw_only=True):
     attempts: int
     max_attempts: int
     priority: int
+    queue: str
     created_at: datetime
     updated_at: datetime
     run_at: datetime
@@ -98,6 +110,7 @@ class TaskView(msgspec.Struct, kw_only=True):
             attempts=task.attempts,
             max_attempts=task.max_attempts,
             priority=task.priority,
+            queue=task.queue,
             created_at=task.created_at,
             updated_at=task.updated_at,
             run_at=task.run_at,

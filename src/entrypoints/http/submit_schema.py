@@ -65,9 +65,15 @@ def submit_body_json_schema(registry: HandlerRegistry) -> tuple[JSONSchema, dict
             type_schema["default"] = default_type
         else:
             required.append("type")
+        queue_schema: JSONSchema = {
+            "enum": registry.queues(),
+            "default": handler.queue,
+            "description": f"The queue to wait in; `{handler.name}`'s own is `{handler.queue}`.",
+        }
         properties = {
             **envelope["properties"],
             "type": type_schema,
+            "queue": queue_schema,
             # A $ref takes no siblings in OpenAPI 3.0 tools: wrap it to describe it.
             "input_data": {"allOf": [input_schema], "description": described}
             if "$ref" in input_schema

@@ -148,7 +148,12 @@ class TaskController(Controller):
         delay = data.delay(tasks.clock.now())  # the core's clock, the one run_at is computed on
         if idempotency_key is None:
             task = await service.submit(
-                data.type, data.input_data, owner=caller.sub, delay=delay, priority=data.priority
+                data.type,
+                data.input_data,
+                owner=caller.sub,
+                delay=delay,
+                priority=data.priority,
+                queue=data.queue,
             )
             return Response(TaskView.of(task), status_code=201, headers=_location(task.id))
         task, created = await service.submit_once(
@@ -158,6 +163,7 @@ class TaskController(Controller):
             owner=caller.sub,
             delay=delay,
             priority=data.priority,
+            queue=data.queue,
         )
         headers = _location(task.id)
         if not created:
@@ -263,6 +269,9 @@ class TaskController(Controller):
             str | None,
             QueryParameter(name="type", min_length=1, max_length=200, description="Only this type."),
         ] = None,
+        queue: Annotated[
+            str | None, QueryParameter(min_length=1, max_length=63, description="Only tasks of this queue.")
+        ] = None,
         limit: Annotated[int, Parameter(ge=1, le=500, description="Page size.")] = 50,
         cursor: Annotated[
             str | None, Parameter(max_length=200, description="`next_cursor` of the previous page.")
@@ -276,6 +285,7 @@ class TaskController(Controller):
             owner=caller.owner_filter,
             status=status,
             type=task_type,
+            queue=queue,
             limit=limit + 1,  # one more tells whether another page exists
             before=decode_cursor(cursor) if cursor else None,
         )

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from taskcore.errors import ServiceUnavailable
 from taskcore.model.query import TaskQuery
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.stats import MinuteStats, QueueReading, Stats, minute_of
 from taskcore.model.status import TaskStatus
 from taskcore.model.workers import WorkerReport
@@ -37,6 +38,7 @@ class StatsService:
         roster: WorkerRoster,
         clock: Clock,
         queue: QueueDepths | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
         window_minutes: int = WINDOW_MINUTES,
         workers_seen_s: float = WORKERS_SEEN_S,
         failures_shown: int = FAILURES_SHOWN,
@@ -51,6 +53,7 @@ class StatsService:
         self._roster = roster
         self._clock = clock
         self._queue = queue
+        self._queues = list(queues)
         self._window_minutes = window_minutes
         self._workers_seen = timedelta(seconds=workers_seen_s)
         self._failures_shown = failures_shown
@@ -101,9 +104,11 @@ class StatsService:
             return self._last_reading[1]
         try:
             async with asyncio.timeout(self._depth_timeout_s):
-                reading = QueueReading(
-                    ready=await self._queue.depth(), dead_letters=await self._queue.dead_letter_depth()
-                )
+                ready = dead_letters = 0
+                for queue in self._queues:  # every named queue, summed
+                    ready += await self._queue.depth(queue)
+                    dead_letters += await self._queue.dead_letter_depth(queue)
+                reading = QueueReading(ready=ready, dead_letters=dead_letters)
         except (ServiceUnavailable, TimeoutError):
             reading = QueueReading(ready=None, dead_letters=None)
         self._last_reading = (now, reading)

@@ -18,6 +18,7 @@ import msgspec
 
 from taskcore.config import RetryPolicy
 from taskcore.errors import HandlerRegistrationError, InvalidInput, UnknownTaskType
+from taskcore.model.queues import DEFAULT_QUEUE, check_queue_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,6 +34,7 @@ class Handler:
     max_attempts: int
     timeout_s: float | None
     retry: RetryPolicy | None = None
+    queue: str = DEFAULT_QUEUE
 
     def parse_input(self, data: Any) -> Any:
         """Convert JSON-shaped data into the handler's input type."""
@@ -75,6 +77,7 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._queues: set[str] = {DEFAULT_QUEUE}
 
     @overload
     def handler(self, fn: F, /) -> F: ...
@@ -89,6 +92,7 @@ class HandlerRegistry:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
+        queue: str = DEFAULT_QUEUE,
     ) -> Callable[[F], F]: ...
 
     def handler(
@@ -100,12 +104,15 @@ class HandlerRegistry:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
+        queue: str = DEFAULT_QUEUE,
     ) -> F | Callable[[F], F]:
         """Decorator form of ``register``: ``@registry.handler`` or
-        ``@registry.handler(name="resize", max_attempts=5, retry=RetryPolicy(base_s=2))``."""
+        ``@registry.handler(name="resize", queue="images", max_attempts=5, retry=RetryPolicy(base_s=2))``."""
 
         def decorate(f: F) -> F:
-            self.register(f, name=name, max_attempts=max_attempts, timeout_s=timeout_s, retry=retry)
+            self.register(
+                f, name=name, max_attempts=max_attempts, timeout_s=timeout_s, retry=retry, queue=queue
+            )
             return f
 
         return decorate(fn) if fn is not None else decorate
@@ -118,7 +125,9 @@ class HandlerRegistry:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
+        queue: str = DEFAULT_QUEUE,
     ) -> Handler:
+        """``queue``: where its tasks wait unless a submit names another (``model/queues.py``)."""
         task_type = name or getattr(fn, "__name__", "")
         if not task_type:
             raise HandlerRegistrationError("a handler needs a name")
@@ -128,6 +137,10 @@ class HandlerRegistry:
             raise HandlerRegistrationError("max_attempts must be at least 1")
         if timeout_s is not None and timeout_s <= 0:
             raise HandlerRegistrationError("timeout_s must be positive")
+        try:
+            check_queue_name(queue)
+        except InvalidInput as exc:
+            raise HandlerRegistrationError(f"handler {task_type!r}: {exc}") from exc
         handler = Handler(
             name=task_type,
             fn=fn,
@@ -136,6 +149,7 @@ class HandlerRegistry:
             max_attempts=max_attempts,
             timeout_s=timeout_s,
             retry=retry,
+            queue=queue,
         )
         self._handlers[task_type] = handler
         return handler
@@ -148,6 +162,19 @@ class HandlerRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._handlers)
+
+    def add_queue(self, name: str) -> None:
+        """Make a queue known that no handler declares, for submits to name
+        (say an ``urgent`` lane with workers of its own)."""
+        try:
+            self._queues.add(check_queue_name(name))
+        except InvalidInput as exc:
+            raise HandlerRegistrationError(str(exc)) from exc
+
+    def queues(self) -> list[str]:
+        """Every queue a handler declares or ``add_queue`` added, and ``default``
+        always: the queues a submit may name and a worker consumes unless told which."""
+        return sorted({*self._queues, *(handler.queue for handler in self._handlers.values())})
 
     def __contains__(self, task_type: object) -> bool:
         return task_type in self._handlers

@@ -35,10 +35,14 @@ class AddedOnce(NamedTuple):
     request_hash: str  # the hash the key was first used with
 
 
-def request_hash(task_type: str, stored_input: Any, *, priority: int = 0) -> str:
+def request_hash(task_type: str, stored_input: Any, *, priority: int = 0, queue: str | None = None) -> str:
     """A fingerprint of what was asked, independent of JSON key order. The
-    default priority is left out, so keys stored before priorities existed
-    still match."""
-    asked = [task_type, stored_input, priority] if priority else [task_type, stored_input]
+    default priority and an unnamed queue are left out, so keys stored before
+    either existed still match."""
+    asked: list[Any] = [task_type, stored_input]
+    if priority or queue:
+        asked.append(priority)
+    if queue:
+        asked.append(queue)
     canonical = msgspec.json.encode(asked, order="sorted")
     return hashlib.sha256(canonical).hexdigest()

@@ -19,6 +19,7 @@ class TaskQuery(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None = None  # None: every owner's tasks
     status: TaskStatus | None = None
     type: str | None = None
+    queue: str | None = None
     limit: int = 50
     before: tuple[datetime, int] | None = None  # (created_at, id) of the previous page's last task
 
@@ -28,5 +29,6 @@ class TaskQuery(msgspec.Struct, frozen=True, kw_only=True):
             task.visible_to(self.owner)
             and (self.status is None or task.status is self.status)
             and (self.type is None or task.type == self.type)
+            and (self.queue is None or task.queue == self.queue)
             and (self.before is None or (task.created_at, task.id) < self.before)
         )

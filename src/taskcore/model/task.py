@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from taskcore.errors import InvalidInput, InvalidTransition
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.status import TaskStatus
 
 MIN_PRIORITY = 0
@@ -44,6 +45,7 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     owner: str | None = None
     priority: int = DEFAULT_PRIORITY
+    queue: str = DEFAULT_QUEUE
 
     def __post_init__(self) -> None:
         check_priority(self.priority)
@@ -67,6 +69,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: datetime | None = None
     owner: str | None = None
     priority: int = DEFAULT_PRIORITY  # 0 to 9, higher runs first; kept by retries and re-dispatches
+    queue: str = DEFAULT_QUEUE  # the named queue it waits in (model/queues.py)
     # Crash attribution. ``alone``: the current (or last) attempt runs alone on
     # its worker, so if that worker dies, this task is what killed it.
     # ``suspect``: a worker died while this task ran beside others, so it may
@@ -87,6 +90,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             run_at=new.run_at,
             owner=new.owner,
             priority=new.priority,
+            queue=new.queue,
         )
 
     def visible_to(self, owner: str | None) -> bool:

@@ -13,6 +13,7 @@ from taskcore.ports.cache import ChangeFeed, TaskCache
 from taskcore.ports.census import WakeUpCensus
 from taskcore.ports.clock import Clock
 from taskcore.ports.dashboard import DashboardReads, QueueDepths, WorkerRoster
+from taskcore.ports.queues import QueueLoads, QueueSwitches
 from taskcore.ports.tasks import (
     AttemptStore,
     DispatchLog,
@@ -34,6 +35,8 @@ __all__ = [
     "Delivery",
     "DispatchLog",
     "QueueDepths",
+    "QueueLoads",
+    "QueueSwitches",
     "RecoveryStore",
     "RecoveryTelemetry",
     "SubmitTelemetry",

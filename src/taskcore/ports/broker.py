@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Protocol
+
+from taskcore.model.queues import DEFAULT_QUEUE
 
 
 class Delivery(Protocol):
@@ -35,6 +38,12 @@ class Consumer(Protocol):
         down, or the broker cancelled the subscription)."""
         ...
 
+    async def consume_only(self, queues: Collection[str]) -> None:
+        """From now on receive from these of its queues only (the others are
+        paused): what it received from the others and has not handed out
+        goes back to the broker. Handed-out deliveries stay its own to settle."""
+        ...
+
     @property
     def held(self) -> int:
         """Messages this consumer holds unsettled: received and waiting for
@@ -44,18 +53,23 @@ class Consumer(Protocol):
 
 
 class TaskQueue(Protocol):
-    """Wake-ups for workers. A message only says "look at this task"."""
+    """Wake-ups for workers, in named queues. A message only says "look at this task"."""
 
-    async def publish(self, body: bytes, *, delay: timedelta | None = None, priority: int = 0) -> None:
-        """Return once the broker holds the message durably.
+    async def publish(
+        self, body: bytes, *, delay: timedelta | None = None, priority: int = 0, queue: str = DEFAULT_QUEUE
+    ) -> None:
+        """Return once the broker holds the message durably in ``queue``.
 
-        Of the messages waiting, one with a higher ``priority`` (0 to 9) is
-        delivered first, FIFO within a priority; a delayed message keeps its
-        priority once due. Priority only orders a backlog: a message that finds
-        an idle consumer goes straight to it.
+        Of the messages waiting in a queue, one with a higher ``priority`` (0
+        to 9) is delivered first, FIFO within a priority; a delayed message
+        keeps its priority once due. Priority only orders a backlog: a message
+        that finds an idle consumer goes straight to it.
         """
         ...
 
-    def consume(self, prefetch: int) -> AbstractAsyncContextManager[Consumer]:
-        """Subscribe; messages left unsettled when the context exits are redelivered."""
+    def consume(
+        self, prefetch: int, queues: Collection[str] = (DEFAULT_QUEUE,)
+    ) -> AbstractAsyncContextManager[Consumer]:
+        """Subscribe to ``queues``, up to ``prefetch`` unsettled messages from
+        each; messages left unsettled when the context exits are redelivered."""
         ...

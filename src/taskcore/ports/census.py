@@ -8,9 +8,11 @@ the tasks outnumber the messages for a while, the difference is woken again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.task import Task
 
 
@@ -25,8 +27,13 @@ class WakeUpCensus(Protocol):
         persisting: timedelta,
         limit: int,
         read_at: datetime | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> list[Task]:
         """PENDING tasks to publish again because their messages are gone.
+
+        Only tasks of ``queues`` count (the named queues whose ``ready``
+        counts were summed), so tasks left in a queue no worker knows any more
+        are not woken again and again.
 
         Counts the due PENDING tasks whose message was confirmed before
         ``read_at`` (when ``ready`` was read from the broker; default ``now``;

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.stats import MinuteStats
 from taskcore.model.status import TaskStatus
 from taskcore.model.workers import WorkerReport
@@ -38,9 +39,9 @@ class WorkerRoster(Protocol):
 
 
 class QueueDepths(Protocol):
-    """How many messages wait: on the work queue (ready for a consumer) and in
+    """How many messages wait in a named queue: ready for a consumer, and in
     its dead-letter queue. Failures raise ``QueueUnavailable``."""
 
-    async def depth(self) -> int: ...
+    async def depth(self, queue: str = DEFAULT_QUEUE) -> int: ...
 
-    async def dead_letter_depth(self) -> int: ...
+    async def dead_letter_depth(self, queue: str = DEFAULT_QUEUE) -> int: ...

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
+from taskcore.model.queues import DEFAULT_QUEUE
+
 Verdict = Literal["completed", "retried", "failed"]
 """A stored verdict: COMPLETED, PENDING again for a retry, or FAILED for good."""
 
@@ -23,21 +25,21 @@ CacheRead = Literal["hit", "miss", "error"]
 
 
 class SubmitTelemetry(Protocol):
-    def task_submitted(self, task_type: str) -> None:
+    def task_submitted(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
         """A task was stored (an idempotent replay is not a new one)."""
         ...
 
 
 class WorkTelemetry(Protocol):
-    def task_claimed(self, task_type: str, waited_s: float) -> None:
+    def task_claimed(self, task_type: str, waited_s: float, *, queue: str = DEFAULT_QUEUE) -> None:
         """A worker claimed an attempt ``waited_s`` after it was due (its ``run_at``)."""
         ...
 
-    def task_ran(self, task_type: str, seconds: float) -> None:
+    def task_ran(self, task_type: str, seconds: float, *, queue: str = DEFAULT_QUEUE) -> None:
         """A handler ran for ``seconds``, whatever its result."""
         ...
 
-    def task_settled(self, task_type: str, verdict: Verdict) -> None:
+    def task_settled(self, task_type: str, verdict: Verdict, *, queue: str = DEFAULT_QUEUE) -> None:
         """A verdict was stored; a sweep that gives up on a task reports ``failed`` too."""
         ...
 
@@ -55,7 +57,7 @@ class RecoveryTelemetry(Protocol):
         """A sweep found ``count`` tasks needing ``action``."""
         ...
 
-    def task_settled(self, task_type: str, verdict: Verdict) -> None:
+    def task_settled(self, task_type: str, verdict: Verdict, *, queue: str = DEFAULT_QUEUE) -> None:
         """As ``WorkTelemetry.task_settled``: a sweep that gives up on a task."""
         ...
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from taskcore.errors import InvalidTransition, TaskNotFound
+from taskcore.errors import InvalidInput, InvalidTransition, TaskNotFound
 from taskcore.handlers.registry import HandlerRegistry
 from taskcore.model.idempotency import IdempotencyConflict, IdempotencyKey, request_hash
 from taskcore.model.task import DEFAULT_PRIORITY, NewTask, Task, check_priority
@@ -53,6 +53,7 @@ class TaskService:
         delay: timedelta | None = None,
         owner: str | None = None,
         priority: int = DEFAULT_PRIORITY,
+        queue: str | None = None,
     ) -> Task:
         """Validate, store as PENDING, wake a worker, write through to the cache.
 
@@ -60,11 +61,12 @@ class TaskService:
         is committed before the message is published, and a publish failure
         does not fail the submit: the task is stored, its message unconfirmed,
         and the sweeper publishes it once the broker is back. ``priority`` (0
-        to 9, higher first) orders the task among those waiting for a worker.
+        to 9, higher first) orders the task among those waiting for a worker;
+        ``queue`` sends it to another known queue than its handler's.
         """
-        task = await self._tasks.add(self._new_task(task_type, input_data, delay, owner, priority))
+        task = await self._tasks.add(self._new_task(task_type, input_data, delay, owner, priority, queue))
         await self._transitions.created(task)
-        self._telemetry.task_submitted(task.type)
+        self._telemetry.task_submitted(task.type, queue=task.queue)
         return task
 
     async def submit_once(
@@ -76,13 +78,14 @@ class TaskService:
         delay: timedelta | None = None,
         owner: str | None = None,
         priority: int = DEFAULT_PRIORITY,
+        queue: str | None = None,
     ) -> tuple[Task, bool]:
         """``submit`` under a client's Idempotency-Key: the first call creates
         the task, a retry with the same request returns it (``False``: not
         created now), a different request with the key is an
         ``IdempotencyConflict``."""
-        new = self._new_task(task_type, input_data, delay, owner, priority)
-        fingerprint = request_hash(task_type, new.input, priority=new.priority)
+        new = self._new_task(task_type, input_data, delay, owner, priority, queue)
+        fingerprint = request_hash(task_type, new.input, priority=new.priority, queue=queue)
         key = IdempotencyKey(
             key=idempotency_key,
             request_hash=fingerprint,
@@ -96,14 +99,23 @@ class TaskService:
                 )
             return added.task, False
         await self._transitions.created(added.task)
-        self._telemetry.task_submitted(added.task.type)
+        self._telemetry.task_submitted(added.task.type, queue=added.task.queue)
         return added.task, True
 
     def _new_task(
-        self, task_type: str, input_data: Any, delay: timedelta | None, owner: str | None, priority: int
+        self,
+        task_type: str,
+        input_data: Any,
+        delay: timedelta | None,
+        owner: str | None,
+        priority: int,
+        queue: str | None,
     ) -> NewTask:
         check_priority(priority)
         handler = self._registry.get(task_type)
+        if queue is not None and queue not in self._registry.queues():
+            known = ", ".join(self._registry.queues())
+            raise InvalidInput(f"unknown queue {queue!r}; the known queues are {known}", queue=queue)
         stored_input = handler.normalise_input(input_data)
         now = self._clock.now()
         return NewTask(
@@ -114,6 +126,7 @@ class TaskService:
             created_at=now,
             owner=owner,
             priority=priority,
+            queue=queue or handler.queue,
         )
 
     async def get(

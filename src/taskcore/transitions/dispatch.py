@@ -45,6 +45,7 @@ class Dispatcher:
                 encode_task_message(task.id, alone=task.suspect),
                 delay=delay if delay.total_seconds() > 0 else None,
                 priority=task.priority,
+                queue=task.queue,
             )
         except QueueUnavailable as exc:
             log.warning("task %s stored but not published (the sweeper will): %s", task.id, exc)

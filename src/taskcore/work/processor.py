@@ -32,6 +32,7 @@ from taskcore.ports import AttemptStore, Clock, Delivery, WorkTelemetry
 from taskcore.telemetry import NoTelemetry
 from taskcore.transitions.writer import Transitions
 from taskcore.work import log_context
+from taskcore.work.pauses import PauseWatcher
 
 log = logging.getLogger("taskcore.processor")
 
@@ -44,6 +45,7 @@ class Outcome(enum.Enum):
     SUPERSEDED = "superseded"  # the task changed under us; our verdict was discarded
     DEAD_LETTERED = "dead_lettered"
     REQUEUED = "requeued"  # a backing service failed; the message goes back to the broker
+    PAUSED = "paused"  # its queue is paused: the message goes back to the broker, to wait there
 
 
 async def requeue_quietly(delivery: Delivery) -> None:
@@ -75,8 +77,13 @@ class TaskProcessor:
         config: CoreConfig,
         executor: Executor | None = None,
         telemetry: WorkTelemetry | None = None,
+        pauses: PauseWatcher | None = None,
     ) -> None:
+        """``pauses``: the worker's view of the paused queues; without it a
+        wake-up whose queue is paused is dropped (the sweeper wakes the task
+        again much later), so a worker should have one."""
         self._attempts = attempts
+        self._pauses = pauses
         self._transitions = transitions
         self._clock = clock
         self._registry = registry
@@ -111,7 +118,8 @@ class TaskProcessor:
         if claimed is None:
             return await self._settle_unclaimed(task_id, delivery)
         log_context.claimed(claimed)
-        self._telemetry.task_claimed(claimed.type, max(0.0, (now - claimed.run_at).total_seconds()))
+        waited = max(0.0, (now - claimed.run_at).total_seconds())
+        self._telemetry.task_claimed(claimed.type, waited, queue=claimed.queue)
         # The PROCESSING write-through goes out while the handler runs: the
         # handler does not need it, and it is done before the verdict is
         # stored, so the cache and the waiters see the states in order.
@@ -130,7 +138,7 @@ class TaskProcessor:
             await delivery.ack()
             return Outcome.SUPERSEDED
         await caching
-        self._telemetry.task_ran(claimed.type, time.perf_counter() - started)
+        self._telemetry.task_ran(claimed.type, time.perf_counter() - started, queue=claimed.queue)
         # Storing the verdict and acking must not be torn apart by a
         # cancellation (a drain that ran out of grace): the verdict is ready,
         # so finishing the write and the ack is the clean way to stop.
@@ -155,6 +163,15 @@ class TaskProcessor:
             await delivery.dead_letter(f"no task with id {task_id}")
             self._telemetry.message_dead_lettered("unknown_task")
             return Outcome.DEAD_LETTERED
+        if (
+            self._pauses is not None
+            and current.is_due(self._clock.now())
+            and await self._pauses.is_paused(current.queue)
+        ):
+            # Not this worker's to drop: the wake-up waits at the broker for the
+            # resume (the watcher has taken the consumer off the queue first).
+            await delivery.requeue()
+            return Outcome.PAUSED
         # A redelivery after a worker died between its commit and its cache
         # write: refresh the cache (version-guarded, so harmless otherwise).
         await self._transitions.written(current)
@@ -240,13 +257,13 @@ class TaskProcessor:
             return Outcome.SUPERSEDED
         await delivery.ack()
         if verdict.status is TaskStatus.COMPLETED:
-            self._telemetry.task_settled(verdict.type, "completed")
+            self._telemetry.task_settled(verdict.type, "completed", queue=verdict.queue)
             log.info("task %s completed on attempt %s", verdict.id, verdict.attempts)
             return Outcome.COMPLETED
         if verdict.status is TaskStatus.PENDING:
-            self._telemetry.task_settled(verdict.type, "retried")
+            self._telemetry.task_settled(verdict.type, "retried", queue=verdict.queue)
             log.info("task %s attempt %s failed, retrying: %s", verdict.id, verdict.attempts, verdict.error)
             return Outcome.RETRY_SCHEDULED
-        self._telemetry.task_settled(verdict.type, "failed")
+        self._telemetry.task_settled(verdict.type, "failed", queue=verdict.queue)
         log.warning("task %s failed after %s attempts: %s", verdict.id, verdict.attempts, verdict.error)
         return Outcome.FAILED

@@ -16,11 +16,13 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from taskcore.config import CoreConfig
 from taskcore.errors import ServiceUnavailable
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.status import TaskStatus
 from taskcore.ports import Clock, QueueDepths, RecoveryStore, RecoveryTelemetry, WakeUpCensus
 from taskcore.ports.telemetry import Recovery
@@ -59,10 +61,12 @@ class Sweeper:
         telemetry: RecoveryTelemetry | None = None,
         census: WakeUpCensus | None = None,
         depths: QueueDepths | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> None:
-        """``census`` and ``depths`` (the broker's ready count) together turn on
-        the wake-up census; without them, a lost message waits for
-        ``redispatch_overdue_s``."""
+        """``census`` and ``depths`` (the broker's ready counts of ``queues``,
+        every named queue there is) together turn on the wake-up census;
+        without them, a lost message waits for ``redispatch_overdue_s``."""
+        self._queues = list(queues)
         self._recovery = recovery
         self._census = census
         self._depths = depths
@@ -82,7 +86,7 @@ class Sweeper:
                 log.warning("task %s runs alone next: its worker died while running it among others", task.id)
             if released.status is TaskStatus.FAILED:
                 report.failed += 1
-                self._telemetry.task_settled(released.type, "failed")
+                self._telemetry.task_settled(released.type, "failed", queue=released.queue)
                 log.warning("task %s failed: attempts spent by workers that died", task.id)
                 continue
             report.released += 1
@@ -127,7 +131,9 @@ class Sweeper:
             return 0
         read_at = self._clock.now()
         try:
-            ready = await self._depths.depth()
+            ready = 0
+            for queue in self._queues:
+                ready += await self._depths.depth(queue)
         except ServiceUnavailable as exc:
             log.debug("wake-up census skipped: %s", exc)
             return 0
@@ -140,6 +146,7 @@ class Sweeper:
             persisting=timedelta(seconds=config.lost_wake_up_grace_s),
             limit=BATCH,
             read_at=read_at,
+            queues=self._queues,
         )
         woken = 0
         for task in missing:

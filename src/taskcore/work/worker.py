@@ -21,14 +21,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from taskcore.model.messages import runs_alone
+from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.ports import Consumer, Delivery, TaskQueue, WorkTelemetry
 from taskcore.telemetry import NoTelemetry
+from taskcore.work.pauses import PauseWatcher
 from taskcore.work.presence import WorkerPresence
 from taskcore.work.processor import Outcome, TaskProcessor, requeue_quietly
 from taskcore.work.sweeper import Sweeper
@@ -55,11 +57,19 @@ class Worker:
         stall_s: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
         presence: WorkerPresence | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+        pauses: PauseWatcher | None = None,
     ) -> None:
+        """``queues``: the named queues it consumes (``taskcore worker --queue``);
+        ``pauses`` keeps it off the paused ones (the processor's, too)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if not queues:
+            raise ValueError("a worker consumes at least one queue")
         self._processor = processor
         self._queue = queue
+        self._queues = list(queues)
+        self._pauses = pauses
         self._concurrency = concurrency
         self._grace_s = grace_s
         self._sweeper = sweeper
@@ -76,6 +86,10 @@ class Worker:
         self._cut_off_since: float | None = None
         self._presence = presence
         self._consumer: Consumer | None = None
+
+    @property
+    def queues(self) -> list[str]:
+        return list(self._queues)
 
     @property
     def in_flight(self) -> int:
@@ -113,10 +127,11 @@ class Worker:
                 await sweeping
 
     async def _consume(self) -> None:
-        async with self._queue.consume(prefetch=self._concurrency) as consumer:
+        async with self._queue.consume(prefetch=self._concurrency, queues=self._queues) as consumer:
             self._consumer = consumer
             stop_wait: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
             watching = asyncio.create_task(self._watch(consumer))
+            pauses = asyncio.create_task(self._pauses.watch(consumer)) if self._pauses else None
             try:
                 while await self._slot_or_stop(stop_wait):
                     delivery = await self._delivery_or_stop(consumer, stop_wait)
@@ -133,6 +148,8 @@ class Worker:
                 self._ended = "stopped"
                 stop_wait.cancel()
                 watching.cancel()
+                if pauses is not None:
+                    pauses.cancel()
                 await self._drain()
                 self._consumer = None
 

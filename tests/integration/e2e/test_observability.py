@@ -127,14 +127,15 @@ def test_metrics_on_the_api_and_the_worker_count_what_happened(stack: Stack, tmp
     # The depths are read every 5 s: wait for the poison message to show on both ports.
     def dead_letter_seen(url: str) -> Samples | None:
         samples = scrape(url)
-        return samples if metric(samples, "taskcore_dead_letter_depth_messages") == 1 else None
+        dead = metric(samples, "taskcore_dead_letter_depth_messages", queue="default")
+        return samples if dead == 1 else None
 
     at_worker = wait_for(lambda: dead_letter_seen(worker_url), 20, "the dead letter on the worker")
     at_api = wait_for(lambda: dead_letter_seen(stack.base_url), 20, "the dead letter on the API")
 
     # The API: what it was asked and what it stored.
-    assert metric(at_api, "taskcore_tasks_submitted_total", type="reverse") == 3
-    assert metric(at_api, "taskcore_tasks_submitted_total", type="always_fails") == 1
+    assert metric(at_api, "taskcore_tasks_submitted_total", type="reverse", queue="default") == 3
+    assert metric(at_api, "taskcore_tasks_submitted_total", type="always_fails", queue="default") == 1
     created = {"app_name": "taskcore", "method": "POST", "path": "/tasks", "status_code": "201"}
     assert metric(at_api, "taskcore_http_requests_total", **created) == 4
     assert metric(at_api, "taskcore_http_request_duration_seconds_count", **created) == 4
@@ -144,20 +145,22 @@ def test_metrics_on_the_api_and_the_worker_count_what_happened(stack: Stack, tmp
         metric(at_api, "taskcore_cache_misses_total") or 0
     )
     assert cache_reads == metric(at_api, "taskcore_http_requests_total", **reads)  # one per read
-    assert metric(at_api, "taskcore_queue_depth_messages") == 0
+    assert metric(at_api, "taskcore_queue_depth_messages", queue="default") == 0
 
     # The worker: what it ran and how it ended.
-    assert metric(at_worker, "taskcore_tasks_completed_total", type="reverse") == 3
-    assert metric(at_worker, "taskcore_tasks_retried_total", type="always_fails") == 2
-    assert metric(at_worker, "taskcore_tasks_failed_total", type="always_fails") == 1
-    assert metric(at_worker, "taskcore_task_queue_wait_seconds_count", type="reverse") == 3
-    assert metric(at_worker, "taskcore_task_queue_wait_seconds_count", type="always_fails") == 3
-    assert metric(at_worker, "taskcore_task_run_seconds_count", type="reverse") == 3
-    assert metric(at_worker, "taskcore_task_run_seconds_count", type="always_fails") == 3
+    assert metric(at_worker, "taskcore_tasks_completed_total", type="reverse", queue="default") == 3
+    assert metric(at_worker, "taskcore_tasks_retried_total", type="always_fails", queue="default") == 2
+    assert metric(at_worker, "taskcore_tasks_failed_total", type="always_fails", queue="default") == 1
+    assert metric(at_worker, "taskcore_task_queue_wait_seconds_count", type="reverse", queue="default") == 3
+    waited = "taskcore_task_queue_wait_seconds_count"
+    assert metric(at_worker, waited, type="always_fails", queue="default") == 3
+    assert metric(at_worker, "taskcore_task_run_seconds_count", type="reverse", queue="default") == 3
+    assert metric(at_worker, "taskcore_task_run_seconds_count", type="always_fails", queue="default") == 3
     assert metric(at_worker, "taskcore_messages_dead_lettered_total", reason="invalid_message") == 1
     assert metric(at_worker, "taskcore_tasks_in_flight") == 0
-    assert metric(at_worker, "taskcore_queue_depth_messages") == 0
-    assert metric(at_worker, "taskcore_tasks_submitted_total", type="reverse") is None  # not the API's
+    assert metric(at_worker, "taskcore_queue_depth_messages", queue="default") == 0
+    submitted = "taskcore_tasks_submitted_total"
+    assert metric(at_worker, submitted, type="reverse", queue="default") is None  # not the API's
 
     # JSON lines, with the task's context on the worker's, and no input anywhere.
     assert worker.stop() == 0
