@@ -126,7 +126,7 @@ def build_core(
     registry = registry or reverse_registry()
     config = config or quick_config()
     db = db or MemoryDatabase()
-    tasks = MemoryTasks(db)
+    tasks = MemoryTasks(db, limits=registry.limits_of)
     queue = queue if queue is not None else MemoryQueue(clock)
     cache = cache if cache is not None else MemoryCache()
     changes = changes if changes is not None else MemoryChangeFeed()
@@ -136,7 +136,7 @@ def build_core(
     dispatcher = Dispatcher(log=tasks, queue=queue, clock=clock, flush_delay_s=flush_delay_s)
     announcer = ChangeAnnouncer(changes)
     status_cache = StatusCache(cache, config, announcer, completed_memo=completed_memo)
-    transitions = Transitions(store=tasks, cache=status_cache, dispatcher=dispatcher)
+    transitions = Transitions(store=tasks, cache=status_cache, dispatcher=dispatcher, slots=tasks)
     return Core(
         clock=clock,
         registry=registry,

@@ -126,18 +126,14 @@ def _backend(url: str | None, name: str) -> str:
 
 
 def _port_on(
-    backend: providers.Provider[str],
-    database: providers.Provider[Any],
-    memory: type,
-    postgres: type,
-    **postgres_options: Any,
+    backend: providers.Provider[str], database: providers.Provider[Any], memory: type, postgres: type
 ) -> providers.Selector[Any]:
     """One port's adapter over the process's one database: the memory view of
     the memory tables, or the PostgreSQL statements over the pools."""
     return providers.Selector(
         backend,
         memory=providers.Singleton(memory, database),
-        postgres=providers.Singleton(postgres, database, **postgres_options),
+        postgres=providers.Singleton(postgres, database),
     )
 
 
@@ -169,12 +165,18 @@ class Container(containers.DeclarativeContainer):
             connect_timeout_s=settings.provided.database_timeout_s,
         ),
     )
-    tasks = _port_on(
+    # Each type's concurrency and rate limits, as the claim applies them.
+    limits = providers.Callable(lambda r: r.limits_of, registry)
+    tasks = providers.Selector(
         database_backend,
-        database,
-        MemoryTasks,
-        PostgresTasks,
-        batch_linger_s=settings.provided.batch_linger_s,
+        memory=providers.Singleton(MemoryTasks, database, limits=limits),
+        postgres=providers.Singleton(
+            PostgresTasks,
+            database,
+            batch_linger_s=settings.provided.batch_linger_s,
+            limits=limits,
+            clock=clock.provided.now,
+        ),
     )
     recovery = _port_on(database_backend, database, MemoryRecovery, PostgresRecovery)
     dashboard = _port_on(database_backend, database, MemoryDashboard, PostgresDashboard)
@@ -229,7 +231,9 @@ class Container(containers.DeclarativeContainer):
     # One per process, shared, so a write missed by the processor is replayed by the sweeper.
     announcer = providers.Singleton(ChangeAnnouncer, changes)
     status_cache = providers.Singleton(StatusCache, metered_cache, core_config, announcer)
-    transitions = providers.Singleton(Transitions, store=tasks, cache=status_cache, dispatcher=dispatcher)
+    transitions = providers.Singleton(
+        Transitions, store=tasks, cache=status_cache, dispatcher=dispatcher, slots=tasks
+    )
     service = providers.Singleton(
         TaskService,
         tasks=tasks,

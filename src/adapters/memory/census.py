@@ -17,7 +17,13 @@ class MemoryCensus:
 
     def _confirmed_before(self, task: Task, before: datetime, due_by: datetime, queues: set[str]) -> bool:
         at = self.db.dispatched_at.get(task.id)
-        if task.status is not TaskStatus.PENDING or at is None or at >= before or task.queue not in queues:
+        if (
+            task.status is not TaskStatus.PENDING
+            or at is None
+            or at >= before
+            or task.queue not in queues
+            or task.id in self.db.throttled  # parked: its wake-up was dropped on purpose
+        ):
             return False
         lateness = max(task.run_at - at, timedelta(0)) / 10
         return task.run_at + lateness < due_by

@@ -34,6 +34,12 @@ class MemoryDatabase:
         self.workers: dict[str, WorkerReport] = {}
         self.census_deficit_since: datetime | None = None  # the wake-up census's one row
         self.paused_queues: dict[str, datetime] = {}  # queue -> paused at
+        # Concurrency and rate limits (model/limits.py): tasks parked by their
+        # concurrency limit, the start reserved for a deferred task, and each
+        # rate scope's next free start.
+        self.throttled: set[int] = set()
+        self.rate_slots: dict[int, datetime] = {}
+        self.rate_next: dict[str, datetime] = {}
         self.available = True
         self._next_id = 1
 

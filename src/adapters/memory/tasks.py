@@ -13,14 +13,17 @@ import msgspec
 
 from taskcore.adapters.memory.database import MemoryDatabase
 from taskcore.model.idempotency import AddedOnce, IdempotencyKey
+from taskcore.model.limits import LimitsOf, no_limits, scope
 from taskcore.model.query import TaskQuery
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import NewTask, Task
 
 
 class MemoryTasks:
-    def __init__(self, database: MemoryDatabase) -> None:
+    def __init__(self, database: MemoryDatabase, *, limits: LimitsOf = no_limits) -> None:
+        """``limits``: each type's concurrency and rate limits, as the claim applies them."""
         self.db = database
+        self._limits = limits
 
     async def add(self, new: NewTask) -> Task:
         self.db.check()
@@ -62,9 +65,54 @@ class MemoryTasks:
             or task.queue in self.db.paused_queues
         ):
             return None
+        limits = self._limits(task.type)
+        if task.concurrency_key is not None and limits.concurrency is not None:
+            running = sum(
+                1
+                for other in self.db.tasks.values()
+                if other.status is TaskStatus.PROCESSING
+                and other.type == task.type
+                and other.concurrency_key == task.concurrency_key
+            )
+            if running >= limits.concurrency:
+                self.db.throttled.add(task_id)  # parked until a slot frees
+                self.db.rate_slots.pop(task_id, None)  # a reserved start it could not use lapses
+                return None
+        if task.rate_key is not None and limits.rate is not None and task_id not in self.db.rate_slots:
+            slot = self._reserve(scope(task.type, task.rate_key), now, limits.rate.interval)
+            if slot > now:
+                deferred = task.defer(slot, now)
+                self.db.tasks[task_id] = deferred
+                self.db.dispatched_at.pop(task_id, None)
+                self.db.rate_slots[task_id] = slot
+                return deferred
         claimed = task.claim(now, lease, alone=alone)
         self.db.tasks[task_id] = claimed
+        self.db.throttled.discard(task_id)
+        self.db.rate_slots.pop(task_id, None)
         return claimed
+
+    def _reserve(self, rate_scope: str, now: datetime, interval: timedelta) -> datetime:
+        """The next start of ``rate_scope`` (now, or when it is free), and the one after it."""
+        slot = max(self.db.rate_next.get(rate_scope, now), now)
+        self.db.rate_next[rate_scope] = slot + interval
+        return slot
+
+    async def wake(self, task_type: str, key: str) -> list[Task]:
+        self.db.check()
+        parked = [
+            task
+            for task_id in self.db.throttled
+            if (task := self.db.tasks.get(task_id)) is not None
+            and task.status is TaskStatus.PENDING
+            and (task.type, task.concurrency_key) == (task_type, key)
+        ]
+        if not parked:
+            return []
+        woken = min(parked, key=lambda task: (-task.priority, task.id))
+        self.db.throttled.discard(woken.id)
+        self.db.dispatched_at.pop(woken.id, None)
+        return [woken]
 
     async def save(self, task: Task) -> bool:
         self.db.check()

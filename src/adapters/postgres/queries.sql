@@ -6,9 +6,9 @@
 -- name: add_task
 -- A new task starts as Task.created makes it: PENDING, no attempt, version 1.
 INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created_at, updated_at, run_at, owner,
-                   priority, queue)
+                   priority, queue, concurrency_key, rate_key)
 VALUES (%(type)s, %(input)s, 'PENDING', 0, %(max_attempts)s, 1, %(created_at)s, %(created_at)s, %(run_at)s,
-        %(owner)s, %(priority)s, %(queue)s)
+        %(owner)s, %(priority)s, %(queue)s, %(concurrency_key)s, %(rate_key)s)
 RETURNING *;
 
 -- name: add_tasks
@@ -20,14 +20,16 @@ WITH new AS (
     SELECT nextval(pg_get_serial_sequence('tasks', 'id')) AS id, given.*
     FROM unnest(%(types)s::text[], %(inputs)s::jsonb[], %(max_attempts)s::integer[],
                 %(created_at)s::timestamptz[], %(run_at)s::timestamptz[], %(owners)s::text[],
-                %(priorities)s::smallint[], %(queues)s::text[]) WITH ORDINALITY
-         AS given(type, input, max_attempts, created_at, run_at, owner, priority, queue, position)
+                %(priorities)s::smallint[], %(queues)s::text[], %(concurrency_keys)s::text[],
+                %(rate_keys)s::text[]) WITH ORDINALITY
+         AS given(type, input, max_attempts, created_at, run_at, owner, priority, queue, concurrency_key,
+                  rate_key, position)
 ), added AS (
     INSERT INTO tasks (id, type, input, status, attempts, max_attempts, version, created_at, updated_at,
-                       run_at, owner, priority, queue)
+                       run_at, owner, priority, queue, concurrency_key, rate_key)
     OVERRIDING SYSTEM VALUE
     SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority,
-           queue
+           queue, concurrency_key, rate_key
     FROM new
     RETURNING *
 )
@@ -46,7 +48,8 @@ WHERE id = %(id)s;
 -- concurrent claimers the row lock lets one through, and the others re-check
 -- the WHERE against its new version. The ids in %(alone)s are claimed by a
 -- worker that runs them alone; a suspect task is claimed by no other. A task
--- of a paused queue is not claimed.
+-- of a paused queue is not claimed, nor here one with limits: those are
+-- claimed one at a time (limited_candidates, then the limited_* statements).
 UPDATE tasks
 SET status = 'PROCESSING',
     attempts = attempts + 1,
@@ -58,6 +61,71 @@ SET status = 'PROCESSING',
 WHERE id = ANY(%(ids)s::bigint[]) AND status = 'PENDING' AND run_at <= %(now)s
   AND (NOT suspect OR id = ANY(%(alone)s::bigint[]))
   AND NOT EXISTS (SELECT 1 FROM queues WHERE queues.name = tasks.queue AND queues.paused)
+  AND concurrency_key IS NULL AND rate_key IS NULL
+RETURNING *;
+
+-- name: limited_candidates
+-- Of the ids a batch claim did not get, the claimable ones that have limits.
+SELECT id FROM tasks
+WHERE id = ANY(%(ids)s::bigint[]) AND status = 'PENDING' AND run_at <= %(now)s
+  AND (concurrency_key IS NOT NULL OR rate_key IS NOT NULL);
+
+-- name: limited_lock
+-- A limited claim's first step: the task, locked, with what the claim needs
+-- beyond it (the start reserved for it, whether its queue is paused).
+SELECT t.*, EXISTS (SELECT 1 FROM queues q WHERE q.name = t.queue AND q.paused) AS queue_paused
+FROM tasks t
+WHERE t.id = %(id)s
+FOR UPDATE OF t;
+
+-- name: limited_scope_lock
+-- Serialises the claims (and wakes) of one concurrency key, and nothing else.
+SELECT pg_advisory_xact_lock(hashtextextended(%(scope)s, 0));
+
+-- name: limited_running
+SELECT count(*) FROM tasks
+WHERE type = %(type)s AND concurrency_key = %(key)s AND status = 'PROCESSING';
+
+-- name: limited_park
+-- Over its concurrency limit: parked until a task of its key ends; a start
+-- reserved by its rate limit lapses (it reserves again when woken).
+UPDATE tasks SET throttled = true, rate_slot = NULL WHERE id = %(id)s;
+
+-- name: limited_reserve
+-- The next start of a rate scope (now, or when it is free), and the one after
+-- it reserved for the scope's next claim: starts one interval apart.
+INSERT INTO rate_limits (scope, next_at)
+VALUES (%(scope)s, %(now)s::timestamptz + %(interval)s::interval)
+ON CONFLICT (scope) DO UPDATE
+    SET next_at = greatest(rate_limits.next_at, %(now)s::timestamptz) + %(interval)s::interval
+RETURNING next_at - %(interval)s::interval AS slot;
+
+-- name: limited_defer
+-- Task.defer with the start reserved for it; its wake-up is due again.
+UPDATE tasks
+SET run_at = %(run_at)s, updated_at = %(updated_at)s, version = %(version)s, rate_slot = %(run_at)s,
+    dispatched_at = NULL
+WHERE id = %(id)s AND version = %(version)s - 1
+RETURNING *;
+
+-- name: limited_claim
+-- Task.claim of a limited task, under the row lock its claim holds.
+UPDATE tasks
+SET status = 'PROCESSING', attempts = %(attempts)s, lease_until = %(lease_until)s, started_at = %(started_at)s,
+    updated_at = %(updated_at)s, version = %(version)s, alone = %(alone)s, throttled = false, rate_slot = NULL
+WHERE id = %(id)s AND version = %(version)s - 1
+RETURNING *;
+
+-- name: wake_parked
+-- The next task parked by a concurrency key's limit, no longer parked and with
+-- its wake-up due (the caller publishes it; if that fails, the sweeper does).
+UPDATE tasks
+SET throttled = false, dispatched_at = NULL
+WHERE id = (SELECT id FROM tasks
+            WHERE type = %(type)s AND concurrency_key = %(key)s AND status = 'PENDING' AND throttled
+            ORDER BY priority DESC, id
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED)
 RETURNING *;
 
 -- name: save_task
@@ -272,6 +340,7 @@ SELECT pg_try_advisory_xact_lock(%(key)s) AS locked;
 -- its message missing from that reading: it is not counted either.
 SELECT (SELECT count(*) FROM tasks
         WHERE status = 'PENDING' AND dispatched_at < %(read_at)s AND queue = ANY(%(queues)s::text[])
+          AND NOT throttled
           AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(read_at)s) AS due,
        (SELECT coalesce(sum(held), 0) FROM workers WHERE seen_at >= %(held_since)s) AS held;
 
@@ -296,7 +365,7 @@ UPDATE tasks
 SET dispatched_at = %(now)s
 WHERE id IN (
         SELECT id FROM tasks
-        WHERE status = 'PENDING' AND queue = ANY(%(queues)s::text[])
+        WHERE status = 'PENDING' AND queue = ANY(%(queues)s::text[]) AND NOT throttled
           AND dispatched_at < least(%(settled_before)s::timestamptz, %(deficit_since)s::timestamptz)
           AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(settled_before)s
         ORDER BY priority DESC, dispatched_at

@@ -37,3 +37,16 @@ def task_row(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[Task]:
         return Task(**row)
 
     return make
+
+
+def task_with_extras_row(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[tuple[Task, dict[str, Any]]]:
+    """Rows become a ``Task`` and the row's other columns by name (a
+    statement's bookkeeping the core never sees, such as ``rate_slot``)."""
+    make_task = task_row(cursor)
+    names = [column.name for column in cursor.description or ()]
+    extras = [(index, name) for index, name in enumerate(names) if name not in _FIELDS]
+
+    def make(values: Sequence[Any]) -> tuple[Task, dict[str, Any]]:
+        return make_task(values), {name: values[index] for index, name in extras}
+
+    return make

@@ -33,6 +33,13 @@ CREATE TABLE tasks (
     suspect boolean NOT NULL DEFAULT false,
     -- The named queue it waits in (its handler's, or one the submit named).
     queue text NOT NULL DEFAULT 'default' CONSTRAINT tasks_queue_not_empty CHECK (queue <> ''),
+    -- Concurrency and rate limits (taskcore.model.limits): the keys its starts
+    -- are limited under (NULL: not limited that way); parked by its concurrency
+    -- limit until a task of its key ends; the start its rate limit reserved.
+    concurrency_key text,
+    rate_key text,
+    throttled boolean NOT NULL DEFAULT false,
+    rate_slot timestamptz,
     -- A PROCESSING row without a lease would never be swept; a lease on any
     -- other row would make the sweeper release a task nobody holds.
     CONSTRAINT tasks_lease_iff_processing CHECK ((status = 'PROCESSING') = (lease_until IS NOT NULL)),
@@ -104,4 +111,18 @@ CREATE TABLE queues (
     name text PRIMARY KEY,
     paused boolean NOT NULL DEFAULT false,
     updated_at timestamptz NOT NULL
+);
+
+-- A limited claim counts its key's running tasks.
+CREATE INDEX tasks_running_concurrency_key_idx ON tasks (type, concurrency_key)
+    WHERE status = 'PROCESSING' AND concurrency_key IS NOT NULL;
+-- A freed slot wakes its key's next parked task.
+CREATE INDEX tasks_throttled_idx ON tasks (type, concurrency_key, priority DESC, id)
+    WHERE status = 'PENDING' AND throttled;
+
+-- Each rate scope's next free start (the generic cell rate algorithm's
+-- theoretical arrival time).
+CREATE TABLE rate_limits (
+    scope text PRIMARY KEY,
+    next_at timestamptz NOT NULL
 );

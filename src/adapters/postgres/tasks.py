@@ -15,7 +15,7 @@ under load comes from.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,10 +24,12 @@ from psycopg.types.json import Jsonb
 
 from taskcore.adapters.batching import Coalescer
 from taskcore.adapters.postgres.database import Connection, PostgresDatabase
+from taskcore.adapters.postgres.limits import PostgresLimitedClaims
 from taskcore.adapters.postgres.rows import task_row
 from taskcore.adapters.postgres.sql import queries
 from taskcore.errors import RepositoryUnavailable, ServiceUnavailable, TaskcoreError
 from taskcore.model.idempotency import AddedOnce, IdempotencyKey
+from taskcore.model.limits import LimitsOf, no_limits
 from taskcore.model.query import TaskQuery
 from taskcore.model.task import MAX_TASK_ID, NewTask, Task
 
@@ -44,6 +46,8 @@ def _add_params(new: NewTask) -> dict[str, Any]:
         "owner": new.owner,
         "priority": new.priority,
         "queue": new.queue,
+        "concurrency_key": new.concurrency_key,
+        "rate_key": new.rate_key,
     }
 
 
@@ -80,6 +84,8 @@ _ADD_COLUMNS = {
     "owners": "owner",
     "priorities": "priority",
     "queues": "queue",
+    "concurrency_keys": "concurrency_key",
+    "rate_keys": "rate_key",
 }
 _SAVE_COLUMNS = {
     "ids": "id",
@@ -99,10 +105,20 @@ _SAVE_COLUMNS = {
 
 
 class PostgresTasks:
-    def __init__(self, database: PostgresDatabase, *, batch_linger_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        database: PostgresDatabase,
+        *,
+        batch_linger_s: float = 0.0,
+        limits: LimitsOf = no_limits,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         """``batch_linger_s``: how long concurrent adds, claims and verdicts
-        wait for company under load before their statement goes (``taskcore.adapters.batching``)."""
+        wait for company under load before their statement goes
+        (``taskcore.adapters.batching``); ``limits``: each type's concurrency
+        and rate limits, as the claim applies them (``clock``: see ``limits.py``)."""
         self._db = database
+        self._limited = PostgresLimitedClaims(database, limits, clock)
         linger = batch_linger_s
         self._adds: Coalescer[NewTask, Task] = Coalescer(
             self._add_batch, linger_s=linger, name="taskcore-add-tasks"
@@ -177,8 +193,9 @@ class PostgresTasks:
         now = max(claimed_at for _, claimed_at, _, _ in claims)
         # An id beyond bigint names no task; in the array it would fail the whole batch's cast.
         valid = [claim for claim in claims if claim[0] <= MAX_TASK_ID]
+        ids = list({task_id for task_id, _, _, _ in valid})
         params = {
-            "ids": list({task_id for task_id, _, _, _ in valid}),
+            "ids": ids,
             "alone": list({task_id for task_id, _, _, alone in valid if alone}),
             "now": now,
             "lease_until": max(now + lease for _, _, lease, _ in claims),
@@ -187,11 +204,32 @@ class PostgresTasks:
             "claim_tasks", params, action=f"claim {len(claims)} tasks", rows=task_row
         )
         by_id = {task.id: task for task in claimed}
+        if len(by_id) < len(ids):
+            await self._claim_limited(claims, by_id, now)
         # A task claimed alone goes to the claim that runs it alone.
         return [
             by_id.pop(task_id) if task_id in by_id and (alone or not by_id[task_id].alone) else None
             for task_id, _, _, alone in claims
         ]
+
+    async def _claim_limited(self, claims: list[Claim], by_id: dict[int, Task], now: datetime) -> None:
+        """The claims the batch statement left alone because their tasks have
+        limits: each on its own (``limits.py``), into ``by_id``."""
+        missed = list(
+            {task_id for task_id, _, _, _ in claims if task_id not in by_id and task_id <= MAX_TASK_ID}
+        )
+        found = await self._db.run(
+            "limited_candidates", {"ids": missed, "now": now}, action="find limited tasks", rows=tuple_row
+        )
+        for (task_id,) in found:
+            lease = max(lease for claimed_id, _, lease, _ in claims if claimed_id == task_id)
+            alone = any(alone for claimed_id, _, _, alone in claims if claimed_id == task_id)
+            task = await self._limited.claim(task_id, now, lease, alone)
+            if task is not None:
+                by_id[task_id] = task
+
+    async def wake(self, task_type: str, key: str) -> list[Task]:
+        return await self._limited.wake(task_type, key)
 
     async def save(self, task: Task) -> bool:
         return await self._saves.call(task)

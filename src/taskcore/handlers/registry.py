@@ -18,6 +18,7 @@ import msgspec
 
 from taskcore.config import RetryPolicy
 from taskcore.errors import HandlerRegistrationError, InvalidInput, UnknownTaskType
+from taskcore.model.limits import NO_LIMITS, KeyFunction, Rate, TypeLimits, parse_rate
 from taskcore.model.queues import DEFAULT_QUEUE, check_queue_name
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,6 +36,15 @@ class Handler:
     timeout_s: float | None
     retry: RetryPolicy | None = None
     queue: str = DEFAULT_QUEUE
+    concurrency: int | None = None  # at most this many running at once, per concurrency key
+    concurrency_key: KeyFunction | None = None  # None: one limit for the whole type
+    rate: Rate | None = None  # at most this many starts per period, per rate key
+    rate_key: KeyFunction | None = None
+
+    def limit_keys(self, value: Any) -> tuple[str | None, str | None]:
+        """The concurrency and rate keys of a task with the parsed input
+        ``value`` (``""``: the whole type; ``None``: not limited that way)."""
+        return _key(self.concurrency, self.concurrency_key, value), _key(self.rate, self.rate_key, value)
 
     def parse_input(self, data: Any) -> Any:
         """Convert JSON-shaped data into the handler's input type."""
@@ -53,6 +63,29 @@ class Handler:
         if inspect.isawaitable(result):
             return await result
         return result
+
+
+MAX_KEY_LENGTH = 200
+
+
+def _key(limit: object, key: KeyFunction | None, value: Any) -> str | None:
+    if limit is None:
+        return None
+    if key is None:
+        return ""
+    try:
+        found = key(value)
+    except Exception as exc:
+        raise InvalidInput(
+            f"the limit's key function failed on this input: {type(exc).__name__}: {exc}"
+        ) from exc
+    if found is None:
+        return ""
+    if not isinstance(found, str) or len(found) > MAX_KEY_LENGTH:
+        raise InvalidInput(
+            f"a limit key must be a string of at most {MAX_KEY_LENGTH} characters, got {found!r}"
+        )
+    return found
 
 
 def _input_type(fn: Callable[..., Any], name: str) -> Any:
@@ -93,6 +126,10 @@ class HandlerRegistry:
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
         queue: str = DEFAULT_QUEUE,
+        concurrency: int | None = None,
+        concurrency_key: KeyFunction | None = None,
+        rate_limit: str | None = None,
+        rate_key: KeyFunction | None = None,
     ) -> Callable[[F], F]: ...
 
     def handler(
@@ -105,13 +142,26 @@ class HandlerRegistry:
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
         queue: str = DEFAULT_QUEUE,
+        concurrency: int | None = None,
+        concurrency_key: KeyFunction | None = None,
+        rate_limit: str | None = None,
+        rate_key: KeyFunction | None = None,
     ) -> F | Callable[[F], F]:
         """Decorator form of ``register``: ``@registry.handler`` or
         ``@registry.handler(name="resize", queue="images", max_attempts=5, retry=RetryPolicy(base_s=2))``."""
 
         def decorate(f: F) -> F:
             self.register(
-                f, name=name, max_attempts=max_attempts, timeout_s=timeout_s, retry=retry, queue=queue
+                f,
+                name=name,
+                max_attempts=max_attempts,
+                timeout_s=timeout_s,
+                retry=retry,
+                queue=queue,
+                concurrency=concurrency,
+                concurrency_key=concurrency_key,
+                rate_limit=rate_limit,
+                rate_key=rate_key,
             )
             return f
 
@@ -126,8 +176,17 @@ class HandlerRegistry:
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
         queue: str = DEFAULT_QUEUE,
+        concurrency: int | None = None,
+        concurrency_key: KeyFunction | None = None,
+        rate_limit: str | None = None,
+        rate_key: KeyFunction | None = None,
     ) -> Handler:
-        """``queue``: where its tasks wait unless a submit names another (``model/queues.py``)."""
+        """``queue``: where its tasks wait unless a submit names another
+        (``model/queues.py``). ``concurrency``: at most this many of its tasks
+        run at once across all workers; ``rate_limit`` (``"100/m"``, ``"20/s"``,
+        ``"5/h"``): at most that many start per period. Each applies per key
+        when ``concurrency_key`` / ``rate_key`` (a function of the parsed
+        input, say the customer) is given (``model/limits.py``)."""
         task_type = name or getattr(fn, "__name__", "")
         if not task_type:
             raise HandlerRegistrationError("a handler needs a name")
@@ -139,8 +198,15 @@ class HandlerRegistry:
             raise HandlerRegistrationError("timeout_s must be positive")
         try:
             check_queue_name(queue)
+            rate = parse_rate(rate_limit) if rate_limit is not None else None
         except InvalidInput as exc:
             raise HandlerRegistrationError(f"handler {task_type!r}: {exc}") from exc
+        if concurrency is not None and (type(concurrency) is not int or concurrency < 1):
+            raise HandlerRegistrationError(f"handler {task_type!r}: concurrency must be an int of at least 1")
+        if concurrency_key is not None and concurrency is None:
+            raise HandlerRegistrationError(f"handler {task_type!r}: concurrency_key needs concurrency")
+        if rate_key is not None and rate is None:
+            raise HandlerRegistrationError(f"handler {task_type!r}: rate_key needs rate_limit")
         handler = Handler(
             name=task_type,
             fn=fn,
@@ -150,6 +216,10 @@ class HandlerRegistry:
             timeout_s=timeout_s,
             retry=retry,
             queue=queue,
+            concurrency=concurrency,
+            concurrency_key=concurrency_key,
+            rate=rate,
+            rate_key=rate_key,
         )
         self._handlers[task_type] = handler
         return handler
@@ -162,6 +232,14 @@ class HandlerRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._handlers)
+
+    def limits_of(self, task_type: str) -> TypeLimits:
+        """``task_type``'s concurrency and rate limits, as the claim applies them
+        (none for a type this registry does not know)."""
+        handler = self._handlers.get(task_type)
+        if handler is None:
+            return NO_LIMITS
+        return TypeLimits(concurrency=handler.concurrency, rate=handler.rate)
 
     def add_queue(self, name: str) -> None:
         """Make a queue known that no handler declares, for submits to name

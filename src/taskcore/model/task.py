@@ -46,6 +46,8 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None = None
     priority: int = DEFAULT_PRIORITY
     queue: str = DEFAULT_QUEUE
+    concurrency_key: str | None = None  # model/limits.py: None when its handler has no such limit
+    rate_key: str | None = None
 
     def __post_init__(self) -> None:
         check_priority(self.priority)
@@ -70,6 +72,9 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None = None
     priority: int = DEFAULT_PRIORITY  # 0 to 9, higher runs first; kept by retries and re-dispatches
     queue: str = DEFAULT_QUEUE  # the named queue it waits in (model/queues.py)
+    # The keys its starts are limited under (model/limits.py); None: not limited.
+    concurrency_key: str | None = None
+    rate_key: str | None = None
     # Crash attribution. ``alone``: the current (or last) attempt runs alone on
     # its worker, so if that worker dies, this task is what killed it.
     # ``suspect``: a worker died while this task ran beside others, so it may
@@ -91,6 +96,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             owner=new.owner,
             priority=new.priority,
             queue=new.queue,
+            concurrency_key=new.concurrency_key,
+            rate_key=new.rate_key,
         )
 
     def visible_to(self, owner: str | None) -> bool:
@@ -218,6 +225,12 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             started_at=None,
             run_at=now,
         )
+
+    def defer(self, until: datetime, now: datetime) -> Task:
+        """Not now: a PENDING task over its rate limit waits for the start time
+        reserved for it (``run_at`` pushed; nothing else changes)."""
+        self._require("defer", TaskStatus.PENDING)
+        return self._next(now, run_at=max(until, self.run_at))
 
     def cancel(self, now: datetime) -> Task:
         self._require("cancel", TaskStatus.PENDING, TaskStatus.PROCESSING)

@@ -13,6 +13,7 @@ from taskcore.ports.cache import ChangeFeed, TaskCache
 from taskcore.ports.census import WakeUpCensus
 from taskcore.ports.clock import Clock
 from taskcore.ports.dashboard import DashboardReads, QueueDepths, WorkerRoster
+from taskcore.ports.limits import ConcurrencySlots
 from taskcore.ports.queues import QueueLoads, QueueSwitches
 from taskcore.ports.tasks import (
     AttemptStore,
@@ -30,6 +31,7 @@ __all__ = [
     "CacheTelemetry",
     "ChangeFeed",
     "Clock",
+    "ConcurrencySlots",
     "Consumer",
     "DashboardReads",
     "Delivery",

@@ -68,12 +68,18 @@ class AttemptStore(TaskReader, Protocol):
     async def claim(
         self, task_id: int, now: datetime, lease: timedelta, *, alone: bool = False
     ) -> Task | None:
-        """Atomically apply ``Task.claim`` if the task is PENDING and due, and
-        not ``suspect`` unless the attempt runs ``alone``.
+        """Atomically apply ``Task.claim`` if the task is PENDING and due, not
+        ``suspect`` unless the attempt runs ``alone``, its queue is not
+        paused, and its limits (``model/limits.py``) let it start now.
 
-        ``None`` means nothing was claimed: the id is unknown, the task is not
-        PENDING (a duplicate delivery, a cancelled task), not due yet, or
-        suspect and this attempt would not run alone.
+        The answer is the task as the claim left it: PROCESSING when claimed;
+        PENDING when its rate limit deferred it (``Task.defer``: ``run_at``
+        pushed to the start reserved for it, its wake-up to be published for
+        then, as a transition back to PENDING needs). ``None`` means nothing
+        was claimed nor changed: the id is unknown, the task is not PENDING (a
+        duplicate delivery, a cancelled task), not due yet, suspect, paused,
+        or parked by its concurrency limit until a running one of its key
+        ends (``ConcurrencySlots.wake``).
         """
         ...
 

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import msgspec
+
 from taskcore.errors import InvalidInput, InvalidTransition, TaskNotFound
 from taskcore.handlers.registry import HandlerRegistry
 from taskcore.model.idempotency import IdempotencyConflict, IdempotencyKey, request_hash
@@ -116,7 +118,9 @@ class TaskService:
         if queue is not None and queue not in self._registry.queues():
             known = ", ".join(self._registry.queues())
             raise InvalidInput(f"unknown queue {queue!r}; the known queues are {known}", queue=queue)
-        stored_input = handler.normalise_input(input_data)
+        value = handler.parse_input(input_data)
+        concurrency_key, rate_key = handler.limit_keys(value)
+        stored_input = msgspec.to_builtins(value)
         now = self._clock.now()
         return NewTask(
             type=task_type,
@@ -127,6 +131,8 @@ class TaskService:
             owner=owner,
             priority=priority,
             queue=queue or handler.queue,
+            concurrency_key=concurrency_key,
+            rate_key=rate_key,
         )
 
     async def get(

@@ -11,19 +11,34 @@ it is written, in one place.
 from __future__ import annotations
 
 import asyncio
+import logging
 
+from taskcore.errors import ServiceUnavailable
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import Task
-from taskcore.ports import TransitionStore
+from taskcore.ports import ConcurrencySlots, TransitionStore
 from taskcore.transitions.dispatch import Dispatcher
 from taskcore.transitions.status_cache import StatusCache
 
+log = logging.getLogger("taskcore.transitions")
+
 
 class Transitions:
-    def __init__(self, *, store: TransitionStore, cache: StatusCache, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        *,
+        store: TransitionStore,
+        cache: StatusCache,
+        dispatcher: Dispatcher,
+        slots: ConcurrencySlots | None = None,
+    ) -> None:
+        """``slots`` wakes the task a concurrency limit parked when a running
+        one of its key ends (without it, parked tasks wait for the sweeper's
+        last-resort re-dispatch)."""
         self._store = store
         self._cache = cache
         self._dispatcher = dispatcher
+        self._slots = slots
 
     @property
     def cache(self) -> StatusCache:
@@ -39,7 +54,23 @@ class Transitions:
         await self._cache.remember(task)
         if publish and task.status is TaskStatus.PENDING:
             await self._dispatcher.dispatch(task)
+        if task.concurrency_key is not None and task.status is not TaskStatus.PROCESSING:
+            await self._wake_next(task)
         return True
+
+    async def _wake_next(self, ended: Task) -> None:
+        """A task of a concurrency-limited key is not running (any more): its
+        slot may be free, so the next parked task of the key gets its wake-up.
+        (Waking one too many is harmless: its claim parks it again.)"""
+        if self._slots is None or ended.concurrency_key is None:
+            return
+        try:
+            for task in await self._slots.wake(ended.type, ended.concurrency_key):
+                await self._dispatcher.dispatch(task)
+        except ServiceUnavailable as exc:
+            log.warning(
+                "a slot of %s freed, but no parked task was woken (the sweeper will): %s", ended.type, exc
+            )
 
     async def created(self, task: Task) -> None:
         """A task was just stored as PENDING: its wake-up and its write-through
@@ -59,6 +90,12 @@ class Transitions:
         write): cache and announce it. Both are version-guarded, so a stale
         one is harmless."""
         await self._cache.remember(task)
+
+    async def deferred(self, task: Task) -> bool:
+        """A claim deferred ``task`` (its rate limit): the change is stored;
+        cache it and publish its wake-up for its new ``run_at``."""
+        await self._cache.remember(task)
+        return await self._dispatcher.dispatch(task)
 
     async def republish(self, task: Task) -> bool:
         """Publish a PENDING task's wake-up again (its message was never

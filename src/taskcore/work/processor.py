@@ -46,6 +46,7 @@ class Outcome(enum.Enum):
     DEAD_LETTERED = "dead_lettered"
     REQUEUED = "requeued"  # a backing service failed; the message goes back to the broker
     PAUSED = "paused"  # its queue is paused: the message goes back to the broker, to wait there
+    DEFERRED = "deferred"  # over its rate limit: it waits for its reserved start, with a wake-up for then
 
 
 async def requeue_quietly(delivery: Delivery) -> None:
@@ -117,6 +118,10 @@ class TaskProcessor:
         claimed = await self._attempts.claim(task_id, now, self._config.lease, alone=alone)
         if claimed is None:
             return await self._settle_unclaimed(task_id, delivery)
+        if claimed.status is TaskStatus.PENDING:  # deferred by its rate limit
+            await self._transitions.deferred(claimed)
+            await delivery.ack()
+            return Outcome.DEFERRED
         log_context.claimed(claimed)
         waited = max(0.0, (now - claimed.run_at).total_seconds())
         self._telemetry.task_claimed(claimed.type, waited, queue=claimed.queue)
