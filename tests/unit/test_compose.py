@@ -166,3 +166,8 @@ def test_the_grafana_dashboard_asks_only_for_metrics_taskcore_exports() -> None:
     assert asked - http <= exported, sorted(asked - http - exported)
     assert len(asked - http) >= 10
     assert {"taskcore_http_requests_total", "taskcore_http_request_duration_seconds_bucket"} == http
+    # the depths in all and, on a panel of its own, by queue (each process reports the same reading)
+    expressions = {target["expr"] for panel in dashboard["panels"] for target in panel["targets"]}
+    assert "max by (queue) (taskcore_queue_depth_messages)" in expressions
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))

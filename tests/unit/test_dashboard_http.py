@@ -118,6 +118,11 @@ async def test_the_page_and_its_assets_are_served_from_here(container: Container
         assert url.startswith(("/dashboard/", "data:")), url
     assert script.headers["content-type"].startswith("text/javascript")
     assert "/stats" in script.text
+    assert "/queues" in script.text
+    # the Queues panel: hidden until GET /queues answers, a header for each column, labelled buttons
+    assert '<section id="queues-panel" class="panel" aria-labelledby="queues-title" hidden>' in html
+    assert html.count('<th scope="col"') == 8
+    assert "aria-label" in script.text
     assert "http://" not in script.text.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in script.text
     assert style.headers["content-type"].startswith("text/css")
@@ -150,6 +155,27 @@ async def test_a_caller_sees_the_stats_of_its_own_tasks_and_an_admin_all() -> No
     assert everything["workers"]
     assert (mine["owner"], mine["failures"], mine["queue"], mine["workers"]) == ("alice", [], None, None)
     assert [f["error"] for f in theirs["failures"]] == ["RuntimeError: handler bug"]  # type: ignore[attr-defined]
+
+
+async def test_the_queues_panel_is_for_admins_and_others_get_a_403_it_hides_on() -> None:
+    """The page asks ``/queues`` beside ``/stats``: an admin gets the queues
+    and can pause one; a caller without ``tasks:admin`` gets its stats and a
+    403 problem, which the page takes as "no panel"."""
+    alice, admin = bearer(token("alice")), bearer(token("ops", scope=ADMIN))
+    async with jwt_api() as client:
+        assert (await client.get("/stats", headers=alice)).status_code == 200
+        refused = await client.get("/queues", headers=alice)
+        listed = await client.get("/queues", headers=admin)
+        paused = await client.post("/queues/default/pause", headers=admin)
+        after = await client.get("/queues", headers=admin)
+        resumed = await client.post("/queues/default/resume", headers=admin)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    (queue,) = listed.json()["items"]
+    assert set(queue) == {"name", "paused", "waiting", "running", "scheduled", "ready", "dead_letters"}
+    assert (queue["name"], queue["paused"]) == ("default", False)
+    assert paused.json() == after.json()["items"][0] == {**queue, "paused": True}
+    assert resumed.json() == {**queue, "paused": False}
 
 
 async def test_stats_are_documented_with_their_problems(container: Container) -> None:

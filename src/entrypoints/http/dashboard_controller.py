@@ -3,8 +3,9 @@
 The page and its two assets are public and carry no data: every number comes
 from ``GET /stats``, which takes the same bearer token as the task routes and
 shows a caller the stats of its own tasks, or of every task (with the queue
-depths and the workers) for ``tasks:admin``. Nothing is loaded from another
-origin, and the Content-Security-Policy says so.
+depths and the workers) for ``tasks:admin``, and for ``tasks:admin`` from
+``GET /queues`` too (its Queues panel; ``queues_controller``). Nothing is
+loaded from another origin, and the Content-Security-Policy says so.
 """
 
 from __future__ import annotations

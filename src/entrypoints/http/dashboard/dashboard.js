@@ -1,4 +1,5 @@
-// The taskcore dashboard: polls GET /stats every two seconds and draws it.
+// The taskcore dashboard: polls GET /stats every two seconds and draws it,
+// with GET /queues for a caller allowed to see them (tasks:admin).
 // No library and nothing from another origin: the page must work offline,
 // and its Content-Security-Policy allows only this server. Text from the API
 // (errors, types, worker names) only ever goes in through textContent.
@@ -13,7 +14,15 @@
   const $ = (id) => document.getElementById(id);
   let timer = null;
   let refreshing = false;
+  let again = false; // a refresh was asked for while one ran: run another after it
   const rendered = {}; // table id -> the data it shows, to skip redrawing what did not change
+  const queues = {
+    allowed: true, // false once GET /queues refused the token (401, 403): not asked again until it changes
+    list: null, // the queues shown, as GET /queues lists them; null while the panel is hidden
+    epoch: 0, // moves on with each pause or resume: a listing asked for before one is not shown after it
+    busy: new Set(), // names of the queues with a pause or resume under way
+    rows: new Map(), // name -> the row's elements, kept across refreshes (a focused button stays focused)
+  };
 
   // --- the API ---------------------------------------------------------------
 
@@ -68,6 +77,10 @@
     return `${(s / 86400).toFixed(1)} d ago`;
   }
 
+  function number(value) {
+    return value === null ? "?" : String(value);
+  }
+
   function clock(iso) {
     return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
@@ -86,7 +99,6 @@
     $("scope").textContent = stats.owner === null ? "all tasks" : `tasks of ${stats.owner}`;
     for (const status of STATUSES) $(`count-${status}`).textContent = String(stats.counts[status]);
     const queue = stats.queue;
-    const number = (value) => (value === null ? "?" : String(value));
     $("queue-ready").textContent = queue ? number(queue.ready) : "–";
     $("queue-dead").textContent = queue ? number(queue.dead_letters) : "–";
     for (const el of document.querySelectorAll(".window")) el.textContent = String(stats.minutes.length);
@@ -159,6 +171,65 @@
         return tr;
       }),
     );
+  }
+
+  // --- queues: updated in place, so a button keeps its focus while the numbers move ------
+
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  function queueRow(name) {
+    const tr = document.createElement("tr");
+    tr.dataset.queue = name;
+    const header = document.createElement("th");
+    header.scope = "row";
+    header.textContent = name;
+    const state = document.createElement("span");
+    const counts = [0, 1, 2, 3, 4].map(() => document.createElement("td"));
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "queue-action";
+    button.addEventListener("click", () => pauseOrResume(name));
+    const stateCell = document.createElement("td");
+    const buttonCell = document.createElement("td");
+    stateCell.append(state);
+    buttonCell.append(button);
+    tr.append(header, stateCell, ...counts, buttonCell);
+    return { tr, state, counts, button };
+  }
+
+  function showQueues(list) {
+    queues.list = list;
+    const body = $("queues").tBodies[0];
+    const names = list.map((q) => q.name);
+    if (names.join("\n") !== [...queues.rows.keys()].join("\n")) {
+      const old = queues.rows;
+      queues.rows = new Map(names.map((name) => [name, old.get(name) || queueRow(name)]));
+      body.replaceChildren(...[...queues.rows.values()].map((r) => r.tr));
+    }
+    for (const q of list) {
+      const r = queues.rows.get(q.name);
+      const state = q.paused ? "paused" : "running";
+      const verb = q.paused ? "Resume" : "Pause";
+      r.tr.classList.toggle("paused", q.paused);
+      setText(r.state, state);
+      r.state.className = `state ${state}`;
+      [q.waiting, q.running, q.scheduled, q.ready, q.dead_letters].forEach((value, i) =>
+        setText(r.counts[i], number(value)),
+      );
+      setText(r.button, verb);
+      r.button.setAttribute("aria-label", `${verb} queue ${q.name}`);
+      r.button.disabled = queues.busy.has(q.name);
+    }
+    $("queues-panel").hidden = false;
+  }
+
+  function hideQueues() {
+    $("queues-panel").hidden = true;
+    $("queues").tBodies[0].replaceChildren();
+    queues.rows = new Map();
+    queues.list = null;
   }
 
   // --- charts: a few SVG shapes, scaled by hand --------------------------------
@@ -258,15 +329,40 @@
   // --- actions ---------------------------------------------------------------
 
   async function refresh() {
-    if (refreshing) return;
+    if (refreshing) {
+      again = true;
+      return;
+    }
     refreshing = true;
+    const epoch = queues.epoch;
     try {
-      render(await api("GET", "/stats"));
-      setStatus(`updated ${new Date().toLocaleTimeString()}`, "ok");
+      const [stats, listed] = await Promise.allSettled([
+        api("GET", "/stats"),
+        queues.allowed ? api("GET", "/queues") : Promise.resolve(null),
+      ]);
+      // After a pause, a resume or another token, a listing asked for before it is stale: the next one counts.
+      const current = epoch === queues.epoch;
+      let trouble = null;
+      if (current && listed.status === "fulfilled") {
+        if (listed.value) showQueues(listed.value.items);
+      } else if (current && [401, 403].includes(listed.reason.status)) {
+        queues.allowed = false; // not this caller's to see: hidden quietly
+        hideQueues();
+      } else if (current) {
+        trouble = `queues: ${listed.reason.message}`; // the panel keeps the last listing
+      }
+      if (stats.status === "rejected") throw stats.reason;
+      render(stats.value);
+      if (trouble) setStatus(trouble, "error");
+      else setStatus(`updated ${new Date().toLocaleTimeString()}`, "ok");
     } catch (error) {
       setStatus(error.message, "error");
     } finally {
       refreshing = false;
+    }
+    if (again) {
+      again = false;
+      await refresh();
     }
   }
 
@@ -284,6 +380,26 @@
       button.disabled = false;
       setStatus(`retry of #${id} failed: ${error.message}`, "error", "notice");
       return;
+    }
+    await refresh();
+  }
+
+  async function pauseOrResume(name) {
+    const queue = queues.list && queues.list.find((q) => q.name === name);
+    if (!queue || queues.busy.has(name)) return;
+    const action = queue.paused ? "resume" : "pause";
+    queues.busy.add(name);
+    showQueues(queues.list); // its button disabled while the request runs
+    try {
+      const state = await api("POST", `/queues/${encodeURIComponent(name)}/${action}`);
+      queues.epoch += 1;
+      if (queues.list) queues.list = queues.list.map((q) => (q.name === state.name ? state : q));
+      setStatus(`queue ${name} ${state.paused ? "paused" : "resumed"}`, "ok", "notice");
+    } catch (error) {
+      setStatus(`${action} of queue ${name} failed: ${error.message}`, "error", "notice");
+    } finally {
+      queues.busy.delete(name);
+      if (queues.list) showQueues(queues.list);
     }
     await refresh();
   }
@@ -311,19 +427,26 @@
     $("token-state").textContent = token() ? "a token is set for this tab" : "no token";
   }
 
+  // Another token may see other things: the queues are hidden until GET /queues answers it.
+  function tokenChanged() {
+    queues.allowed = true;
+    queues.epoch += 1;
+    hideQueues();
+    showToken();
+    refresh();
+  }
+
   function useToken(event) {
     event.preventDefault();
     const value = $("token").value.trim().replace(/^bearer\s+/i, "");
     if (value) sessionStorage.setItem(TOKEN_KEY, value);
     $("token").value = "";
-    showToken();
-    refresh();
+    tokenChanged();
   }
 
   function forgetToken() {
     sessionStorage.removeItem(TOKEN_KEY);
-    showToken();
-    refresh();
+    tokenChanged();
   }
 
   document.addEventListener("DOMContentLoaded", () => {
