@@ -27,6 +27,7 @@ from taskcore.adapters.memory import (
     MemoryTasks,
     MemoryTelemetry,
     MemoryWorkers,
+    MemoryWorkflows,
 )
 from taskcore.ports import Clock
 from taskcore.transitions.announcer import ChangeAnnouncer
@@ -34,6 +35,7 @@ from taskcore.transitions.dispatch import Dispatcher
 from taskcore.transitions.status_cache import COMPLETED_MEMO, StatusCache
 from taskcore.transitions.writer import Transitions
 from taskcore.work.sweeper import Sweeper
+from taskcore.workflows.service import WorkflowService
 
 
 class ManualClock:
@@ -101,6 +103,8 @@ class Core:
     service: TaskService
     processor: TaskProcessor
     sweeper: Sweeper
+    workflow_store: MemoryWorkflows
+    workflows: WorkflowService
 
     async def aclose(self) -> None:
         """What the process does at shutdown: flush confirmations and announcements."""
@@ -136,7 +140,18 @@ def build_core(
     dispatcher = Dispatcher(log=tasks, queue=queue, clock=clock, flush_delay_s=flush_delay_s)
     announcer = ChangeAnnouncer(changes)
     status_cache = StatusCache(cache, config, announcer, completed_memo=completed_memo)
-    transitions = Transitions(store=tasks, cache=status_cache, dispatcher=dispatcher, slots=tasks)
+    workflows = MemoryWorkflows(db)
+    transitions = Transitions(
+        store=tasks, cache=status_cache, dispatcher=dispatcher, slots=tasks, dependencies=workflows
+    )
+    service = TaskService(
+        tasks=tasks,
+        transitions=transitions,
+        registry=registry,
+        clock=clock,
+        idempotency_ttl=config.idempotency_ttl,
+        telemetry=telemetry,
+    )
     return Core(
         clock=clock,
         registry=registry,
@@ -155,14 +170,7 @@ def build_core(
         announcer=announcer,
         status_cache=status_cache,
         transitions=transitions,
-        service=TaskService(
-            tasks=tasks,
-            transitions=transitions,
-            registry=registry,
-            clock=clock,
-            idempotency_ttl=config.idempotency_ttl,
-            telemetry=telemetry,
-        ),
+        service=service,
         processor=TaskProcessor(
             attempts=tasks,
             transitions=transitions,
@@ -171,6 +179,7 @@ def build_core(
             config=config,
             executor=executor,
             telemetry=telemetry,
+            dependencies=workflows,
         ),
         sweeper=Sweeper(
             recovery=recovery,
@@ -180,5 +189,8 @@ def build_core(
             telemetry=telemetry,
             census=census,
             depths=MemoryQueueDepths(queue),
+            dependencies=workflows,
         ),
+        workflow_store=workflows,
+        workflows=WorkflowService(store=workflows, tasks=service, transitions=transitions, clock=clock),
     )

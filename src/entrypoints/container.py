@@ -30,6 +30,7 @@ from taskcore.adapters.memory import (
     MemoryRecovery,
     MemoryTasks,
     MemoryWorkers,
+    MemoryWorkflows,
 )
 from taskcore.adapters.postgres import (
     PostgresCensus,
@@ -39,6 +40,7 @@ from taskcore.adapters.postgres import (
     PostgresRecovery,
     PostgresTasks,
     PostgresWorkers,
+    PostgresWorkflows,
 )
 from taskcore.adapters.prometheus import PrometheusTelemetry, QueueDepthPoller
 from taskcore.adapters.rabbitmq import RabbitQueue
@@ -65,6 +67,7 @@ from taskcore.work.presence import WorkerPresence
 from taskcore.work.processor import TaskProcessor
 from taskcore.work.sweeper import Sweeper
 from taskcore.work.worker import Worker
+from taskcore.workflows.service import WorkflowService
 
 
 def _thread_pool(max_workers: int) -> Iterator[ThreadPoolExecutor]:
@@ -183,6 +186,13 @@ class Container(containers.DeclarativeContainer):
     roster = _port_on(database_backend, database, MemoryWorkers, PostgresWorkers)
     census = _port_on(database_backend, database, MemoryCensus, PostgresCensus)
     queue_states = _port_on(database_backend, database, MemoryQueues, PostgresQueues)
+    workflow_store = providers.Selector(
+        database_backend,
+        memory=providers.Singleton(MemoryWorkflows, database),
+        postgres=providers.Singleton(
+            PostgresWorkflows, database, batch_linger_s=settings.provided.batch_linger_s
+        ),
+    )
     queue = providers.Selector(
         providers.Callable(_backend, settings.provided.amqp_url, "rabbitmq"),
         memory=providers.Singleton(MemoryQueue, clock),
@@ -232,7 +242,12 @@ class Container(containers.DeclarativeContainer):
     announcer = providers.Singleton(ChangeAnnouncer, changes)
     status_cache = providers.Singleton(StatusCache, metered_cache, core_config, announcer)
     transitions = providers.Singleton(
-        Transitions, store=tasks, cache=status_cache, dispatcher=dispatcher, slots=tasks
+        Transitions,
+        store=tasks,
+        cache=status_cache,
+        dispatcher=dispatcher,
+        slots=tasks,
+        dependencies=workflow_store,
     )
     service = providers.Singleton(
         TaskService,
@@ -244,6 +259,9 @@ class Container(containers.DeclarativeContainer):
         telemetry=telemetry,
     )
     reads = providers.Singleton(TaskReads, tasks=tasks, cache=status_cache)
+    workflows = providers.Singleton(
+        WorkflowService, store=workflow_store, tasks=service, transitions=transitions, clock=clock
+    )
     # The worker's view of the paused queues: its consumer and its processor share it.
     pauses = providers.Singleton(PauseWatcher, queue_states, worker_queues)
     processor = providers.Singleton(
@@ -256,6 +274,7 @@ class Container(containers.DeclarativeContainer):
         executor=executor,
         telemetry=telemetry,
         pauses=pauses,
+        dependencies=workflow_store,
     )
     sweeper = providers.Singleton(
         Sweeper,
@@ -267,6 +286,7 @@ class Container(containers.DeclarativeContainer):
         census=census,
         depths=providers.Callable(_queue_depths, queue),
         queues=queues,
+        dependencies=workflow_store,
     )
     # The API's one subscription, shared by every waiting request.
     listener = providers.Singleton(ChangeListener, changes)

@@ -24,6 +24,7 @@ from taskcore.errors import (
     UnstorableValue,
 )
 from taskcore.handlers.builtin import register_builtins
+from taskcore.handlers.context import TaskContext
 from taskcore.handlers.registry import Handler, HandlerRegistry
 from taskcore.model.status import FINAL_STATUSES, TaskStatus
 from taskcore.model.task import NewTask, Task
@@ -32,6 +33,7 @@ from taskcore.transitions.dispatch import Dispatcher
 from taskcore.work.processor import Outcome, TaskProcessor
 from taskcore.work.sweeper import Sweeper, SweepReport
 from taskcore.work.worker import Worker
+from taskcore.workflows.builder import Workflow
 
 __all__ = [
     "FINAL_STATUSES",
@@ -54,6 +56,7 @@ __all__ = [
     "Sweeper",
     "SystemClock",
     "Task",
+    "TaskContext",
     "TaskNotFound",
     "TaskProcessor",
     "TaskService",
@@ -62,5 +65,6 @@ __all__ = [
     "UnknownTaskType",
     "UnstorableValue",
     "Worker",
+    "Workflow",
     "register_builtins",
 ]

@@ -40,6 +40,9 @@ EXPECTED = {
     ("get", "/queues"): "listQueues",
     ("post", "/queues/{name}/pause"): "pauseQueue",
     ("post", "/queues/{name}/resume"): "resumeQueue",
+    ("post", "/workflows"): "submitWorkflow",
+    ("get", "/workflows/{workflow_id}"): "getWorkflow",
+    ("post", "/workflows/{workflow_id}/cancel"): "cancelWorkflow",
     ("get", "/health/live"): "getLiveness",
     ("get", "/health/ready"): "getReadiness",
 }
@@ -48,6 +51,7 @@ MODULES = {
     "tasks": {"submit_task", "list_tasks", "get_task", "stream_task_events", "cancel_task", "retry_task"},
     "dashboard": {"get_stats"},
     "queues": {"list_queues", "pause_queue", "resume_queue"},
+    "workflows": {"submit_workflow", "get_workflow", "cancel_workflow"},
     "health": {"get_liveness", "get_readiness"},
 }
 

@@ -12,6 +12,7 @@ from taskcore import (
     HandlerRegistrationError,
     HandlerRegistry,
     InvalidInput,
+    TaskContext,
     UnknownTaskType,
     register_builtins,
 )
@@ -88,9 +89,9 @@ def test_duplicate_and_malformed_handlers_are_refused() -> None:
     registry.register(lambda x: x, name="a")
     with pytest.raises(HandlerRegistrationError, match="already registered"):
         registry.register(lambda x: x, name="a")
-    with pytest.raises(HandlerRegistrationError, match="exactly one"):
+    with pytest.raises(HandlerRegistrationError, match="neither its input nor a TaskContext"):
         registry.register(lambda x, y: x, name="two")
-    with pytest.raises(HandlerRegistrationError, match="exactly one"):
+    with pytest.raises(HandlerRegistrationError, match="its input as its first positional parameter"):
         registry.register(lambda: 1, name="none")
     with pytest.raises(HandlerRegistrationError, match="max_attempts"):
         registry.register(lambda x: x, name="b", max_attempts=0)
@@ -125,3 +126,16 @@ def test_builtins_keep_a_users_own_reverse() -> None:
     registry.register(reverse)
     register_builtins(registry)
     assert registry.get("reverse").fn is reverse
+
+
+def test_a_handler_may_declare_a_task_context_beside_its_input() -> None:
+    registry = HandlerRegistry()
+
+    def with_context(job: Resize, ctx: TaskContext) -> None: ...
+
+    def with_options(job: Resize, *, ctx: TaskContext, verbose: bool = False) -> None: ...
+
+    assert registry.register(with_context).context == "ctx"
+    assert registry.register(with_options).context == "ctx"
+    assert registry.register(lambda x: x, name="plain").context is None
+    assert registry.get("with_context").input_type is Resize  # the input alone is checked at submit

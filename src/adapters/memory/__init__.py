@@ -19,6 +19,7 @@ from taskcore.adapters.memory.queues import MemoryQueues
 from taskcore.adapters.memory.recovery import MemoryRecovery
 from taskcore.adapters.memory.tasks import MemoryTasks
 from taskcore.adapters.memory.telemetry import MemoryTelemetry
+from taskcore.adapters.memory.workflows import MemoryWorkflows
 
 __all__ = [
     "MemoryCache",
@@ -33,4 +34,5 @@ __all__ = [
     "MemoryTasks",
     "MemoryTelemetry",
     "MemoryWorkers",
+    "MemoryWorkflows",
 ]

@@ -23,6 +23,7 @@ class MemoryCensus:
             or at >= before
             or task.queue not in queues
             or task.id in self.db.throttled  # parked: its wake-up was dropped on purpose
+            or task.blocked  # waits for other tasks: it has no wake-up
         ):
             return False
         lateness = max(task.run_at - at, timedelta(0)) / 10

@@ -40,6 +40,7 @@ class MemoryDatabase:
         self.throttled: set[int] = set()
         self.rate_slots: dict[int, datetime] = {}
         self.rate_next: dict[str, datetime] = {}
+        self.workflows: dict[int, tuple[str | None, str | None, datetime]] = {}  # id -> name, owner, created
         self.available = True
         self._next_id = 1
 
@@ -65,3 +66,6 @@ class MemoryDatabase:
     def next_id(self) -> int:
         task_id, self._next_id = self._next_id, self._next_id + 1
         return task_id
+
+    def next_workflow_id(self) -> int:
+        return len(self.workflows) + 1

@@ -29,7 +29,7 @@ class MemoryRecovery:
         self.db.check()
         found = []
         for task in self.db.tasks.values():
-            if task.status is not TaskStatus.PENDING:
+            if task.status is not TaskStatus.PENDING or task.blocked:
                 continue
             at = self.db.dispatched_at.get(task.id)
             if (at is None and task.updated_at < unconfirmed_before) or (

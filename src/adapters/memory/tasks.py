@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from taskcore.adapters.memory.database import MemoryDatabase
+from taskcore.errors import InvalidInput
 from taskcore.model.idempotency import AddedOnce, IdempotencyKey
 from taskcore.model.limits import LimitsOf, no_limits, scope
 from taskcore.model.query import TaskQuery
@@ -28,6 +29,8 @@ class MemoryTasks:
     async def add(self, new: NewTask) -> Task:
         self.db.check()
         self.db.storable(new.input)
+        if missing := [task_id for task_id in new.after if task_id not in self.db.tasks]:
+            raise InvalidInput(f"it runs after task {missing[0]}, which does not exist", after=missing[0])
         task = Task.created(self.db.next_id(), new)
         self.db.tasks[task.id] = task
         return task

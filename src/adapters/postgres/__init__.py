@@ -15,6 +15,7 @@ from taskcore.adapters.postgres.migrate import Migration, migrate, migration_fil
 from taskcore.adapters.postgres.queues import PostgresQueues
 from taskcore.adapters.postgres.recovery import PostgresRecovery
 from taskcore.adapters.postgres.tasks import PostgresTasks
+from taskcore.adapters.postgres.workflows import PostgresWorkflows
 
 __all__ = [
     "Migration",
@@ -25,6 +26,7 @@ __all__ = [
     "PostgresRecovery",
     "PostgresTasks",
     "PostgresWorkers",
+    "PostgresWorkflows",
     "ReadReplica",
     "RepositoryError",
     "migrate",

@@ -6,9 +6,10 @@
 -- name: add_task
 -- A new task starts as Task.created makes it: PENDING, no attempt, version 1.
 INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created_at, updated_at, run_at, owner,
-                   priority, queue, concurrency_key, rate_key)
+                   priority, queue, concurrency_key, rate_key, after, run_anyway, blocked, workflow_id, step)
 VALUES (%(type)s, %(input)s, 'PENDING', 0, %(max_attempts)s, 1, %(created_at)s, %(created_at)s, %(run_at)s,
-        %(owner)s, %(priority)s, %(queue)s, %(concurrency_key)s, %(rate_key)s)
+        %(owner)s, %(priority)s, %(queue)s, %(concurrency_key)s, %(rate_key)s, %(after)s::bigint[],
+        %(run_anyway)s, cardinality(%(after)s::bigint[]) > 0, %(workflow_id)s, %(step)s)
 RETURNING *;
 
 -- name: add_tasks
@@ -58,7 +59,7 @@ SET status = 'PROCESSING',
     updated_at = %(now)s,
     version = version + 1,
     alone = id = ANY(%(alone)s::bigint[])
-WHERE id = ANY(%(ids)s::bigint[]) AND status = 'PENDING' AND run_at <= %(now)s
+WHERE id = ANY(%(ids)s::bigint[]) AND status = 'PENDING' AND run_at <= %(now)s AND NOT blocked
   AND (NOT suspect OR id = ANY(%(alone)s::bigint[]))
   AND NOT EXISTS (SELECT 1 FROM queues WHERE queues.name = tasks.queue AND queues.paused)
   AND concurrency_key IS NULL AND rate_key IS NULL
@@ -67,7 +68,7 @@ RETURNING *;
 -- name: limited_candidates
 -- Of the ids a batch claim did not get, the claimable ones that have limits.
 SELECT id FROM tasks
-WHERE id = ANY(%(ids)s::bigint[]) AND status = 'PENDING' AND run_at <= %(now)s
+WHERE id = ANY(%(ids)s::bigint[]) AND status = 'PENDING' AND run_at <= %(now)s AND NOT blocked
   AND (concurrency_key IS NOT NULL OR rate_key IS NOT NULL);
 
 -- name: limited_lock
@@ -143,6 +144,7 @@ SET status = %(status)s::task_status,
     version = %(version)s,
     alone = %(alone)s,
     suspect = %(suspect)s,
+    blocked = %(blocked)s,
     -- back to PENDING means a new message is needed; the caller marks it once confirmed
     dispatched_at = CASE WHEN %(status)s::task_status = 'PENDING' THEN NULL ELSE dispatched_at END
 WHERE id = %(id)s AND version = %(version)s - 1;
@@ -165,13 +167,14 @@ SET status = v.status,
     version = v.version,
     alone = v.alone,
     suspect = v.suspect,
+    blocked = v.blocked,
     dispatched_at = CASE WHEN v.status = 'PENDING' THEN NULL ELSE t.dispatched_at END
 FROM unnest(%(ids)s::bigint[], %(statuses)s::task_status[], %(results)s::jsonb[], %(errors)s::text[],
             %(attempts)s::integer[], %(run_at)s::timestamptz[], %(lease_until)s::timestamptz[],
             %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[], %(updated_at)s::timestamptz[],
-            %(versions)s::integer[], %(alone)s::boolean[], %(suspect)s::boolean[])
+            %(versions)s::integer[], %(alone)s::boolean[], %(suspect)s::boolean[], %(blocked)s::boolean[])
      AS v(id, status, result, error, attempts, run_at, lease_until, started_at, finished_at, updated_at,
-          version, alone, suspect)
+          version, alone, suspect, blocked)
 WHERE t.id = v.id AND t.version = v.version - 1
 RETURNING t.id;
 
@@ -203,7 +206,7 @@ LIMIT %(limit)s;
 -- the claim lets one through.
 SELECT *
 FROM tasks
-WHERE status = 'PENDING'
+WHERE status = 'PENDING' AND NOT blocked
   AND ((dispatched_at IS NULL AND updated_at < %(unconfirmed_before)s)
        OR (run_at < %(overdue_before)s AND dispatched_at < %(overdue_before)s))
 ORDER BY updated_at
@@ -340,7 +343,7 @@ SELECT pg_try_advisory_xact_lock(%(key)s) AS locked;
 -- its message missing from that reading: it is not counted either.
 SELECT (SELECT count(*) FROM tasks
         WHERE status = 'PENDING' AND dispatched_at < %(read_at)s AND queue = ANY(%(queues)s::text[])
-          AND NOT throttled
+          AND NOT throttled AND NOT blocked
           AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(read_at)s) AS due,
        (SELECT coalesce(sum(held), 0) FROM workers WHERE seen_at >= %(held_since)s) AS held;
 
@@ -365,7 +368,7 @@ UPDATE tasks
 SET dispatched_at = %(now)s
 WHERE id IN (
         SELECT id FROM tasks
-        WHERE status = 'PENDING' AND queue = ANY(%(queues)s::text[]) AND NOT throttled
+        WHERE status = 'PENDING' AND queue = ANY(%(queues)s::text[]) AND NOT throttled AND NOT blocked
           AND dispatched_at < least(%(settled_before)s::timestamptz, %(deficit_since)s::timestamptz)
           AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(settled_before)s
         ORDER BY priority DESC, dispatched_at
@@ -398,3 +401,39 @@ SELECT queue,
 FROM tasks
 WHERE status IN ('PENDING', 'PROCESSING')
 GROUP BY queue;
+
+-- name: lock_parents
+-- The tasks a new one runs after, kept from being deleted until it is stored
+-- (a key-share lock: their own transitions do not wait for it).
+SELECT id FROM tasks WHERE id = ANY(%(ids)s::bigint[]) FOR KEY SHARE;
+
+-- name: add_workflow
+INSERT INTO workflows (name, owner, created_at)
+VALUES (%(name)s, %(owner)s, %(created_at)s)
+RETURNING id, name, owner, created_at;
+
+-- name: get_workflow
+SELECT id, name, owner, created_at FROM workflows WHERE id = %(id)s;
+
+-- name: workflow_steps
+SELECT * FROM tasks WHERE workflow_id = %(id)s ORDER BY id;
+
+-- name: get_tasks
+SELECT * FROM tasks WHERE id = ANY(%(ids)s::bigint[]);
+
+-- name: blocked_after
+-- The blocked tasks that run after any of %(ids)s (the GIN index of blocked tasks).
+SELECT * FROM tasks
+WHERE status = 'PENDING' AND blocked AND after && %(ids)s::bigint[];
+
+-- name: stalled_tasks
+-- Blocked tasks whose parents have all ended, or one of which FAILED or was
+-- CANCELLED, oldest first: ends whose settling was missed.
+SELECT * FROM tasks t
+WHERE t.status = 'PENDING' AND t.blocked
+  AND (NOT EXISTS (SELECT 1 FROM tasks p
+                   WHERE p.id = ANY(t.after) AND p.status IN ('PENDING', 'PROCESSING'))
+       OR EXISTS (SELECT 1 FROM tasks p
+                  WHERE p.id = ANY(t.after) AND p.status IN ('FAILED', 'CANCELLED')))
+ORDER BY t.updated_at
+LIMIT %(limit)s;

@@ -31,6 +31,8 @@ def task_row(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[Task]:
     def make(values: Sequence[Any]) -> Task:
         row = {name: values[index] for index, name in kept}
         row["status"] = TaskStatus(row["status"])
+        if "after" in row:
+            row["after"] = tuple(row["after"])
         for name in _TIMESTAMPS:
             if row[name] is not None:
                 row[name] = row[name].astimezone(UTC)

@@ -3,6 +3,14 @@
 
 CREATE TYPE task_status AS ENUM ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED');
 
+-- Workflows (taskcore.model.workflows): graphs of tasks that run after each other.
+CREATE TABLE workflows (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text,
+    owner text,
+    created_at timestamptz NOT NULL
+);
+
 CREATE TABLE tasks (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     type text NOT NULL CONSTRAINT tasks_type_not_empty CHECK (type <> ''),
@@ -40,6 +48,14 @@ CREATE TABLE tasks (
     rate_key text,
     throttled boolean NOT NULL DEFAULT false,
     rate_slot timestamptz,
+    -- Workflows: the tasks it runs after; blocked: PENDING, but not to start (and
+    -- no wake-up published) until they have ended; run_anyway: start even if one
+    -- FAILED or was CANCELLED; its workflow and its step's name there.
+    after bigint[] NOT NULL DEFAULT '{}',
+    run_anyway boolean NOT NULL DEFAULT false,
+    blocked boolean NOT NULL DEFAULT false,
+    workflow_id bigint REFERENCES workflows (id) ON DELETE SET NULL,
+    step text,
     -- A PROCESSING row without a lease would never be swept; a lease on any
     -- other row would make the sweeper release a task nobody holds.
     CONSTRAINT tasks_lease_iff_processing CHECK ((status = 'PROCESSING') = (lease_until IS NOT NULL)),
@@ -126,3 +142,9 @@ CREATE TABLE rate_limits (
     scope text PRIMARY KEY,
     next_at timestamptz NOT NULL
 );
+
+-- The blocked tasks that run after a task that ended (asked at every end:
+-- only blocked rows are in it, so it stays as small as the waiting steps).
+CREATE INDEX tasks_blocked_after_idx ON tasks USING gin (after) WHERE status = 'PENDING' AND blocked;
+-- A workflow's steps.
+CREATE INDEX tasks_workflow_id_idx ON tasks (workflow_id) WHERE workflow_id IS NOT NULL;

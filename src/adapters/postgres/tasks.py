@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from psycopg.rows import tuple_row
@@ -27,7 +28,7 @@ from taskcore.adapters.postgres.database import Connection, PostgresDatabase
 from taskcore.adapters.postgres.limits import PostgresLimitedClaims
 from taskcore.adapters.postgres.rows import task_row
 from taskcore.adapters.postgres.sql import queries
-from taskcore.errors import RepositoryUnavailable, ServiceUnavailable, TaskcoreError
+from taskcore.errors import InvalidInput, RepositoryUnavailable, ServiceUnavailable, TaskcoreError
 from taskcore.model.idempotency import AddedOnce, IdempotencyKey
 from taskcore.model.limits import LimitsOf, no_limits
 from taskcore.model.query import TaskQuery
@@ -48,6 +49,10 @@ def _add_params(new: NewTask) -> dict[str, Any]:
         "queue": new.queue,
         "concurrency_key": new.concurrency_key,
         "rate_key": new.rate_key,
+        "after": list(new.after),
+        "run_anyway": new.run_anyway,
+        "workflow_id": new.workflow_id,
+        "step": new.step,
     }
 
 
@@ -67,6 +72,7 @@ def _save_params(task: Task) -> dict[str, Any]:
         "version": task.version,
         "alone": task.alone,
         "suspect": task.suspect,
+        "blocked": task.blocked,
     }
 
 
@@ -101,6 +107,7 @@ _SAVE_COLUMNS = {
     "versions": "version",
     "alone": "alone",
     "suspect": "suspect",
+    "blocked": "blocked",
 }
 
 
@@ -131,6 +138,8 @@ class PostgresTasks:
         )
 
     async def add(self, new: NewTask) -> Task:
+        if new.after:
+            return await self._db.transaction(partial(add_after, new=new), action="add a task")
         return await self._adds.call(new)
 
     async def _add_batch(self, news: list[NewTask]) -> list[Task | BaseException]:
@@ -283,6 +292,21 @@ class PostgresTasks:
             await self._db.run("mark_dispatched", params, action="mark tasks dispatched")
 
 
+async def add_after(connection: Connection, new: NewTask) -> Task:
+    """A task that runs after others, in the caller's transaction: they are
+    kept from being deleted until it is stored, and must all exist."""
+    if new.after:
+        locked = await connection.execute(queries["lock_parents"], {"ids": list(new.after)})
+        found = {task_id for (task_id,) in await locked.fetchall()}
+        if missing := [task_id for task_id in new.after if task_id not in found]:
+            raise InvalidInput(f"it runs after task {missing[0]}, which does not exist", after=missing[0])
+    async with connection.cursor(row_factory=task_row) as cursor:
+        await cursor.execute(queries["add_task"], _add_params(new))
+        task = await cursor.fetchone()
+    assert task is not None
+    return task
+
+
 async def _add_once_in(connection: Connection, new: NewTask, key: IdempotencyKey) -> AddedOnce:
     """Take the key and add the task, or find the task the key made before: one transaction."""
     slot = {"owner": new.owner or "", "key": key.key}
@@ -305,9 +329,6 @@ async def _add_once_in(connection: Connection, new: NewTask, key: IdempotencyKey
         if original is None:
             raise RepositoryUnavailable("the idempotency key's task is gone; try again")
         return AddedOnce(original, created=False, request_hash=used[0])
-    async with connection.cursor(row_factory=task_row) as cursor:
-        await cursor.execute(queries["add_task"], _add_params(new))
-        task = await cursor.fetchone()
-    assert task is not None
+    task = await add_after(connection, new)
     await connection.execute(queries["link_idempotency_key"], {**slot, "task_id": task.id})
     return AddedOnce(task, created=True, request_hash=key.request_hash)

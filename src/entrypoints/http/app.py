@@ -28,9 +28,11 @@ from taskcore.entrypoints.http.rate_limit import rate_limit_middleware
 from taskcore.entrypoints.http.request_id import RequestIdPlugin
 from taskcore.entrypoints.http.submit_schema import SubmitBodySchemaPlugin
 from taskcore.entrypoints.http.tasks_controller import TaskController, TaskEndpoints
+from taskcore.entrypoints.http.workflows_controller import WorkflowController
 from taskcore.entrypoints.lifecycle import dependencies, open_resources
 from taskcore.entrypoints.stopping import StartupStopped
 from taskcore.queues.admin import QueueAdmin
+from taskcore.workflows.service import WorkflowService
 
 log = logging.getLogger("taskcore.http")
 
@@ -86,6 +88,9 @@ def create_app(
     def provide_queues() -> QueueAdmin:
         return container.queue_admin()
 
+    def provide_workflows() -> WorkflowService:
+        return container.workflows()
+
     def provide_dependencies() -> Dependencies:
         return Dependencies(dependencies(container))
 
@@ -105,7 +110,7 @@ def create_app(
     # Only the task routes need a token; /docs and /health/* stay public.
     tasks = Router(
         path="/",
-        route_handlers=[TaskController, StatsController, QueueController],
+        route_handlers=[TaskController, StatsController, QueueController, WorkflowController],
         security=[{"BearerToken": []}] if verifier is not None else None,
     )
     # Order matters: the metrics count what auth and the rate limit answer too,
@@ -121,6 +126,7 @@ def create_app(
             "tasks": Provide(provide_tasks, use_cache=True, sync_to_thread=False),
             "stats": Provide(provide_stats, sync_to_thread=False),
             "queues": Provide(provide_queues, sync_to_thread=False),
+            "workflows": Provide(provide_workflows, sync_to_thread=False),
             "dependencies": Provide(provide_dependencies, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,

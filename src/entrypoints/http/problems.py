@@ -25,6 +25,7 @@ from taskcore.errors import (
 )
 from taskcore.model.idempotency import IdempotencyConflict
 from taskcore.model.queues import UnknownQueue
+from taskcore.model.workflows import WorkflowNotFound
 
 log = logging.getLogger("taskcore.http")
 
@@ -76,7 +77,9 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Probl
     return problem_response(request, status, detail, headers=headers)
 
 
-def _not_found(request: Request[Any, Any, Any], exc: TaskNotFound | UnknownQueue) -> Response[Problem]:
+def _not_found(
+    request: Request[Any, Any, Any], exc: TaskNotFound | UnknownQueue | WorkflowNotFound
+) -> Response[Problem]:
     return problem_response(request, 404, str(exc))
 
 
@@ -105,6 +108,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: _http,
     TaskNotFound: _not_found,
     UnknownQueue: _not_found,
+    WorkflowNotFound: _not_found,
     UnknownTaskType: _unprocessable,
     InvalidInput: _unprocessable,
     UnstorableValue: _unprocessable,

@@ -10,6 +10,7 @@ import msgspec
 from taskcore.errors import InvalidInput
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Task
+from taskcore.model.workflows import MAX_AFTER
 
 MAX_DELAY_S = 366 * 86_400
 # Later run_at values count as this one, so that adding seconds to it (the
@@ -63,6 +64,19 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         ]
         | None
     ) = None
+    after: Annotated[
+        list[Annotated[int, msgspec.Meta(ge=1)]],
+        msgspec.Meta(
+            max_length=MAX_AFTER,
+            description=(
+                "Ids of tasks (yours) it runs after: it starts once they have ended, and is cancelled "
+                "if one FAILED or was CANCELLED unless `run_anyway`."
+            ),
+        ),
+    ] = msgspec.field(default_factory=list)
+    run_anyway: Annotated[
+        bool, msgspec.Meta(description="Start after the `after` tasks end even if one failed.")
+    ] = False
 
     def delay(self, now: datetime) -> timedelta | None:
         """When the task may run, as a delay from ``now`` (``None``: now);
@@ -94,6 +108,10 @@ class TaskView(msgspec.Struct, kw_only=True):
     max_attempts: int
     priority: int
     queue: str
+    after: list[int]
+    blocked: bool  # PENDING, waiting for the tasks it runs after
+    workflow_id: int | None
+    step: str | None
     created_at: datetime
     updated_at: datetime
     run_at: datetime
@@ -111,6 +129,10 @@ class TaskView(msgspec.Struct, kw_only=True):
             max_attempts=task.max_attempts,
             priority=task.priority,
             queue=task.queue,
+            after=list(task.after),
+            blocked=task.blocked,
+            workflow_id=task.workflow_id,
+            step=task.step,
             created_at=task.created_at,
             updated_at=task.updated_at,
             run_at=task.run_at,

@@ -154,6 +154,8 @@ class TaskController(Controller):
                 delay=delay,
                 priority=data.priority,
                 queue=data.queue,
+                after=data.after,
+                run_anyway=data.run_anyway,
             )
             return Response(TaskView.of(task), status_code=201, headers=_location(task.id))
         task, created = await service.submit_once(
@@ -164,6 +166,8 @@ class TaskController(Controller):
             delay=delay,
             priority=data.priority,
             queue=data.queue,
+            after=data.after,
+            run_anyway=data.run_anyway,
         )
         headers = _location(task.id)
         if not created:

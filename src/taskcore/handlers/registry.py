@@ -12,12 +12,14 @@ import inspect
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar, overload
 
 import msgspec
 
 from taskcore.config import RetryPolicy
 from taskcore.errors import HandlerRegistrationError, InvalidInput, UnknownTaskType
+from taskcore.handlers.context import TaskContext
 from taskcore.model.limits import NO_LIMITS, KeyFunction, Rate, TypeLimits, parse_rate
 from taskcore.model.queues import DEFAULT_QUEUE, check_queue_name
 
@@ -40,6 +42,7 @@ class Handler:
     concurrency_key: KeyFunction | None = None  # None: one limit for the whole type
     rate: Rate | None = None  # at most this many starts per period, per rate key
     rate_key: KeyFunction | None = None
+    context: str | None = None  # the name of its TaskContext parameter, if it declares one
 
     def limit_keys(self, value: Any) -> tuple[str | None, str | None]:
         """The concurrency and rate keys of a task with the parsed input
@@ -57,9 +60,15 @@ class Handler:
         """Validate ``data`` and return it as the JSON value to store."""
         return msgspec.to_builtins(self.parse_input(data))
 
-    async def call(self, value: Any) -> Any:
-        """Run an async handler. The processor runs sync ones (``fn``) in its thread pool instead."""
-        result = self.fn(value)
+    def bind(self, value: Any, context: TaskContext | None = None) -> Callable[[], Any]:
+        """The call of the handler with ``value``, and ``context`` if it asks for one."""
+        if self.context is None or context is None:
+            return partial(self.fn, value)
+        return partial(self.fn, value, **{self.context: context})
+
+    async def call(self, value: Any, context: TaskContext | None = None) -> Any:
+        """Run an async handler. The processor runs sync ones (``bind``) in its thread pool instead."""
+        result = self.bind(value, context)()
         if inspect.isawaitable(result):
             return await result
         return result
@@ -88,20 +97,32 @@ def _key(limit: object, key: KeyFunction | None, value: Any) -> str | None:
     return found
 
 
-def _input_type(fn: Callable[..., Any], name: str) -> Any:
+def _parameters(fn: Callable[..., Any], name: str) -> tuple[Any, str | None]:
+    """The input type (the first parameter's annotation) and the name of the
+    ``TaskContext`` parameter, if any; nothing else may be required."""
     params = list(inspect.signature(fn).parameters.values())
-    if len(params) != 1 or params[0].kind not in (
-        inspect.Parameter.POSITIONAL_ONLY,
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-    ):
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not params or params[0].kind not in positional:
         raise HandlerRegistrationError(
-            f"handler {name!r} must take exactly one positional parameter, its input"
+            f"handler {name!r} must take its input as its first positional parameter"
         )
     try:
         hints = typing.get_type_hints(fn)
     except Exception as exc:
         raise HandlerRegistrationError(f"cannot resolve annotations of handler {name!r}: {exc}") from exc
-    return hints.get(params[0].name, Any)
+    context = None
+    for param in params[1:]:
+        if (
+            hints.get(param.name) is TaskContext
+            and context is None
+            and param.kind is not param.VAR_POSITIONAL
+        ):
+            context = param.name
+        elif param.default is param.empty and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise HandlerRegistrationError(
+                f"handler {name!r}: its parameter {param.name!r} is neither its input nor a TaskContext"
+            )
+    return hints.get(params[0].name, Any), context
 
 
 class HandlerRegistry:
@@ -207,10 +228,12 @@ class HandlerRegistry:
             raise HandlerRegistrationError(f"handler {task_type!r}: concurrency_key needs concurrency")
         if rate_key is not None and rate is None:
             raise HandlerRegistrationError(f"handler {task_type!r}: rate_key needs rate_limit")
+        input_type, context = _parameters(fn, task_type)
         handler = Handler(
             name=task_type,
             fn=fn,
-            input_type=_input_type(fn, task_type),
+            input_type=input_type,
+            context=context,
             is_async=inspect.iscoroutinefunction(fn),
             max_attempts=max_attempts,
             timeout_s=timeout_s,

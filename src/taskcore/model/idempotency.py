@@ -35,14 +35,24 @@ class AddedOnce(NamedTuple):
     request_hash: str  # the hash the key was first used with
 
 
-def request_hash(task_type: str, stored_input: Any, *, priority: int = 0, queue: str | None = None) -> str:
-    """A fingerprint of what was asked, independent of JSON key order. The
-    default priority and an unnamed queue are left out, so keys stored before
-    either existed still match."""
+def request_hash(
+    task_type: str,
+    stored_input: Any,
+    *,
+    priority: int = 0,
+    queue: str | None = None,
+    after: tuple[int, ...] = (),
+    run_anyway: bool = False,
+) -> str:
+    """A fingerprint of what was asked, independent of JSON key order. What
+    was not asked for (the default priority, no queue, no ``after``) is left
+    out, so keys stored before those options existed still match."""
     asked: list[Any] = [task_type, stored_input]
-    if priority or queue:
+    if priority or queue or after:
         asked.append(priority)
-    if queue:
+    if queue or after:
         asked.append(queue)
+    if after:
+        asked += [list(after), run_anyway]
     canonical = msgspec.json.encode(asked, order="sorted")
     return hashlib.sha256(canonical).hexdigest()

@@ -48,6 +48,11 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     queue: str = DEFAULT_QUEUE
     concurrency_key: str | None = None  # model/limits.py: None when its handler has no such limit
     rate_key: str | None = None
+    # Workflows (model/workflows.py): the tasks it runs after, and its place in a workflow.
+    after: tuple[int, ...] = ()
+    run_anyway: bool = False  # start when the tasks it runs after end, even if one FAILED or was CANCELLED
+    workflow_id: int | None = None
+    step: str | None = None
 
     def __post_init__(self) -> None:
         check_priority(self.priority)
@@ -75,6 +80,14 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     # The keys its starts are limited under (model/limits.py); None: not limited.
     concurrency_key: str | None = None
     rate_key: str | None = None
+    # Workflows (model/workflows.py). ``after``: the tasks it runs after;
+    # ``blocked``: PENDING but not to start until they have ended (no wake-up
+    # is published for it until then).
+    after: tuple[int, ...] = ()
+    run_anyway: bool = False
+    blocked: bool = False
+    workflow_id: int | None = None
+    step: str | None = None
     # Crash attribution. ``alone``: the current (or last) attempt runs alone on
     # its worker, so if that worker dies, this task is what killed it.
     # ``suspect``: a worker died while this task ran beside others, so it may
@@ -98,6 +111,11 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             queue=new.queue,
             concurrency_key=new.concurrency_key,
             rate_key=new.rate_key,
+            after=new.after,
+            run_anyway=new.run_anyway,
+            blocked=bool(new.after),
+            workflow_id=new.workflow_id,
+            step=new.step,
         )
 
     def visible_to(self, owner: str | None) -> bool:
@@ -109,7 +127,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
         return self.status.is_final
 
     def is_due(self, now: datetime) -> bool:
-        return self.status is TaskStatus.PENDING and self.run_at <= now
+        """PENDING, not waiting for other tasks, and its time has come."""
+        return self.status is TaskStatus.PENDING and not self.blocked and self.run_at <= now
 
     def _require(self, action: str, *allowed: TaskStatus) -> None:
         if self.status not in allowed:
@@ -123,8 +142,9 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.structs.replace(self, version=self.version + 1, updated_at=now, **changes)
 
     def may_claim(self, *, alone: bool) -> bool:
-        """A suspect task only starts on a worker that runs nothing else beside it."""
-        return self.status is TaskStatus.PENDING and (alone or not self.suspect)
+        """A suspect task only starts on a worker that runs nothing else beside
+        it; a blocked one not before the tasks it runs after have ended."""
+        return self.status is TaskStatus.PENDING and not self.blocked and (alone or not self.suspect)
 
     def claim(self, now: datetime, lease: timedelta, *, alone: bool = False) -> Task:
         """Start an attempt, ``alone`` if the worker runs nothing else meanwhile.
@@ -133,10 +153,9 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
         worker ran other tasks too)."""
         self._require("claim", TaskStatus.PENDING)
         if not self.may_claim(alone=alone):
+            why = "it waits for other tasks" if self.blocked else "it runs alone since its worker died"
             raise InvalidTransition(
-                f"cannot claim task {self.id} beside other tasks: it runs alone since its worker died",
-                task_id=self.id,
-                status=self.status,
+                f"cannot claim task {self.id}: {why}", task_id=self.id, status=self.status
             )
         return self._next(
             now,
@@ -232,9 +251,22 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
         self._require("defer", TaskStatus.PENDING)
         return self._next(now, run_at=max(until, self.run_at))
 
-    def cancel(self, now: datetime) -> Task:
+    def cancel(self, now: datetime, reason: str | None = None) -> Task:
+        """``reason`` is kept as its ``error`` (a workflow step cancelled
+        because a step it runs after failed names that step)."""
         self._require("cancel", TaskStatus.PENDING, TaskStatus.PROCESSING)
-        return self._next(now, status=TaskStatus.CANCELLED, lease_until=None, finished_at=now)
+        changes: dict[str, Any] = {"error": reason} if reason is not None else {}
+        return self._next(
+            now, status=TaskStatus.CANCELLED, lease_until=None, finished_at=now, blocked=False, **changes
+        )
+
+    def unblock(self, now: datetime) -> Task:
+        """Every task it runs after has ended as it needs: it may start (its
+        wake-up goes out with this transition)."""
+        self._require("unblock", TaskStatus.PENDING)
+        if not self.blocked:
+            raise InvalidTransition(f"task {self.id} is not waiting for other tasks", task_id=self.id)
+        return self._next(now, blocked=False, run_at=max(self.run_at, now))
 
     def retry(self, now: datetime) -> Task:
         """Give a FAILED or CANCELLED task a fresh set of attempts."""
@@ -248,4 +280,5 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             run_at=now,
             started_at=None,
             finished_at=None,
+            blocked=False,
         )

@@ -25,6 +25,7 @@ from taskcore.ports.tasks import (
     TransitionStore,
 )
 from taskcore.ports.telemetry import CacheTelemetry, RecoveryTelemetry, SubmitTelemetry, WorkTelemetry
+from taskcore.ports.workflows import Dependencies, WorkflowStore
 
 __all__ = [
     "AttemptStore",
@@ -35,6 +36,7 @@ __all__ = [
     "Consumer",
     "DashboardReads",
     "Delivery",
+    "Dependencies",
     "DispatchLog",
     "QueueDepths",
     "QueueLoads",
@@ -51,4 +53,5 @@ __all__ = [
     "WakeUpCensus",
     "WorkTelemetry",
     "WorkerRoster",
+    "WorkflowStore",
 ]

@@ -7,7 +7,7 @@ listing have their own objects (``TaskWatcher``, the ``TaskFinder`` port).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from taskcore.errors import InvalidInput, InvalidTransition, TaskNotFound
 from taskcore.handlers.registry import HandlerRegistry
 from taskcore.model.idempotency import IdempotencyConflict, IdempotencyKey, request_hash
 from taskcore.model.task import DEFAULT_PRIORITY, NewTask, Task, check_priority
+from taskcore.model.workflows import check_after
 from taskcore.ports import Clock, SubmitTelemetry, TaskStore
 from taskcore.submit.reads import TaskReads
 from taskcore.telemetry import NoTelemetry
@@ -56,6 +57,8 @@ class TaskService:
         owner: str | None = None,
         priority: int = DEFAULT_PRIORITY,
         queue: str | None = None,
+        after: Sequence[int] = (),
+        run_anyway: bool = False,
     ) -> Task:
         """Validate, store as PENDING, wake a worker, write through to the cache.
 
@@ -65,11 +68,38 @@ class TaskService:
         and the sweeper publishes it once the broker is back. ``priority`` (0
         to 9, higher first) orders the task among those waiting for a worker;
         ``queue`` sends it to another known queue than its handler's.
+        ``after`` names tasks (visible to ``owner``) it runs after: it starts
+        once they have ended, and is cancelled if one FAILED or was CANCELLED
+        unless ``run_anyway`` (``model/workflows.py``).
         """
-        task = await self._tasks.add(self._new_task(task_type, input_data, delay, owner, priority, queue))
+        new = self.new_task(
+            task_type,
+            input_data,
+            delay=delay,
+            owner=owner,
+            priority=priority,
+            queue=queue,
+            after=await self._visible_parents(after, owner),
+            run_anyway=run_anyway,
+        )
+        task = await self._tasks.add(new)
+        await self._created(task)
+        return task
+
+    async def _created(self, task: Task) -> None:
         await self._transitions.created(task)
         self._telemetry.task_submitted(task.type, queue=task.queue)
-        return task
+        if task.blocked:  # the tasks it runs after may have ended already
+            await self._transitions.settle(task, task.created_at)
+
+    async def _visible_parents(self, after: Sequence[int], owner: str | None) -> tuple[int, ...]:
+        """``after`` without repeats, each a task ``owner`` can see (else ``InvalidInput``)."""
+        ids = check_after(after)
+        for parent_id in ids:
+            parent = await self._tasks.get(parent_id, fresh=True)
+            if parent is None or not parent.visible_to(owner):
+                raise InvalidInput(f"it runs after task {parent_id}, which does not exist", after=parent_id)
+        return ids
 
     async def submit_once(
         self,
@@ -81,13 +111,26 @@ class TaskService:
         owner: str | None = None,
         priority: int = DEFAULT_PRIORITY,
         queue: str | None = None,
+        after: Sequence[int] = (),
+        run_anyway: bool = False,
     ) -> tuple[Task, bool]:
         """``submit`` under a client's Idempotency-Key: the first call creates
         the task, a retry with the same request returns it (``False``: not
         created now), a different request with the key is an
         ``IdempotencyConflict``."""
-        new = self._new_task(task_type, input_data, delay, owner, priority, queue)
-        fingerprint = request_hash(task_type, new.input, priority=new.priority, queue=queue)
+        new = self.new_task(
+            task_type,
+            input_data,
+            delay=delay,
+            owner=owner,
+            priority=priority,
+            queue=queue,
+            after=await self._visible_parents(after, owner),
+            run_anyway=run_anyway,
+        )
+        fingerprint = request_hash(
+            task_type, new.input, priority=new.priority, queue=queue, after=new.after, run_anyway=run_anyway
+        )
         key = IdempotencyKey(
             key=idempotency_key,
             request_hash=fingerprint,
@@ -100,19 +143,25 @@ class TaskService:
                     "this Idempotency-Key was already used with a different request", key=idempotency_key
                 )
             return added.task, False
-        await self._transitions.created(added.task)
-        self._telemetry.task_submitted(added.task.type, queue=added.task.queue)
+        await self._created(added.task)
         return added.task, True
 
-    def _new_task(
+    def new_task(
         self,
         task_type: str,
         input_data: Any,
-        delay: timedelta | None,
-        owner: str | None,
-        priority: int,
-        queue: str | None,
+        *,
+        delay: timedelta | None = None,
+        owner: str | None = None,
+        priority: int = DEFAULT_PRIORITY,
+        queue: str | None = None,
+        after: tuple[int, ...] = (),
+        run_anyway: bool = False,
+        workflow_id: int | None = None,
+        step: str | None = None,
     ) -> NewTask:
+        """Validate a task to submit (its type, input, queue and priority) and
+        build what the store needs; raises what a refused submit answers."""
         check_priority(priority)
         handler = self._registry.get(task_type)
         if queue is not None and queue not in self._registry.queues():
@@ -133,6 +182,10 @@ class TaskService:
             queue=queue or handler.queue,
             concurrency_key=concurrency_key,
             rate_key=rate_key,
+            after=after,
+            run_anyway=run_anyway,
+            workflow_id=workflow_id,
+            step=step,
         )
 
     async def get(

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from datetime import datetime
 
 from taskcore.errors import ServiceUnavailable
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import Task
-from taskcore.ports import ConcurrencySlots, TransitionStore
+from taskcore.model.workflows import settle
+from taskcore.ports import ConcurrencySlots, Dependencies, TransitionStore
 from taskcore.transitions.dispatch import Dispatcher
 from taskcore.transitions.status_cache import StatusCache
 
@@ -31,14 +34,17 @@ class Transitions:
         cache: StatusCache,
         dispatcher: Dispatcher,
         slots: ConcurrencySlots | None = None,
+        dependencies: Dependencies | None = None,
     ) -> None:
         """``slots`` wakes the task a concurrency limit parked when a running
         one of its key ends (without it, parked tasks wait for the sweeper's
-        last-resort re-dispatch)."""
+        last-resort re-dispatch); ``dependencies`` settles the tasks that run
+        after one that ended (without it, the sweeper does)."""
         self._store = store
         self._cache = cache
         self._dispatcher = dispatcher
         self._slots = slots
+        self._dependencies = dependencies
 
     @property
     def cache(self) -> StatusCache:
@@ -48,15 +54,59 @@ class Transitions:
         """Persist ``task``'s transition; ``False`` (and nothing else happens)
         when the stored row moved on meanwhile. ``publish=False`` is for a
         caller that gives back the message it holds: that message is the
-        task's wake-up already."""
+        task's wake-up already. A task that ends settles the blocked tasks
+        that run after it (``settle``), and those theirs, in turn."""
+        if not await self._write(task, publish=publish):
+            return False
+        if task.is_final:
+            await self._settle_after(task)
+        return True
+
+    async def _write(self, task: Task, *, publish: bool = True) -> bool:
         if not await self._store.save(task):
             return False
         await self._cache.remember(task)
-        if publish and task.status is TaskStatus.PENDING:
+        if publish and task.status is TaskStatus.PENDING and not task.blocked:
             await self._dispatcher.dispatch(task)
         if task.concurrency_key is not None and task.status is not TaskStatus.PROCESSING:
             await self._wake_next(task)
         return True
+
+    async def settle(self, task: Task, now: datetime) -> Task | None:
+        """A blocked task whose parents may have ended: unblock it (its
+        wake-up goes out), cancel it with the reason, or leave it waiting
+        (``model/workflows.py``); the change recorded, or ``None``. A
+        cancelled one's own dependents are settled in turn."""
+        changed = await self._settle_one(task, now)
+        if changed is not None and changed.is_final:
+            await self._settle_after(changed)
+        return changed
+
+    async def _settle_one(self, task: Task, now: datetime) -> Task | None:
+        if self._dependencies is None:
+            return None
+        changed = settle(task, await self._dependencies.parents(task), now)
+        if changed is None or not await self._write(changed):
+            return None  # still waiting, or it changed meanwhile (its own end settles the rest)
+        return changed
+
+    async def _settle_after(self, ended: Task) -> None:
+        """The blocked tasks that run after ``ended``, settled as of its end; a
+        cancelled one's dependents after it, and so on (a loop, not recursion:
+        a chain may be a thousand steps long). A failure leaves the rest to the
+        sweeper, which settles stalled tasks."""
+        if self._dependencies is None:
+            return
+        ends = deque([ended])
+        try:
+            while ends:
+                parent = ends.popleft()
+                for task in await self._dependencies.blocked_after(parent.id):
+                    changed = await self._settle_one(task, parent.updated_at)
+                    if changed is not None and changed.is_final:
+                        ends.append(changed)
+        except ServiceUnavailable as exc:
+            log.warning("the tasks after task %s were not settled (the sweeper will): %s", ended.id, exc)
 
     async def _wake_next(self, ended: Task) -> None:
         """A task of a concurrency-limited key is not running (any more): its
@@ -77,10 +127,12 @@ class Transitions:
         go out together. Both only follow the commit and neither needs the
         other (a worker's newer state wins in the cache whichever lands
         first), so the caller waits for the slower round trip, not their sum.
-        Nobody waits on a task whose id is not out yet: nothing to announce."""
+        Nobody waits on a task whose id is not out yet: nothing to announce.
+        A blocked task gets no wake-up until the tasks it runs after end."""
         caching = asyncio.ensure_future(self._cache.remember(task, announce=False))
         try:
-            await self._dispatcher.dispatch(task)
+            if not task.blocked:
+                await self._dispatcher.dispatch(task)
         finally:
             await caching
 

@@ -24,11 +24,13 @@ import msgspec
 
 from taskcore.config import CoreConfig
 from taskcore.errors import InvalidInput, ServiceUnavailable, UnknownTaskType, UnstorableValue
+from taskcore.handlers.context import TaskContext
 from taskcore.handlers.registry import Handler, HandlerRegistry
 from taskcore.model.messages import InvalidMessage, decode_task_message
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import Task
-from taskcore.ports import AttemptStore, Clock, Delivery, WorkTelemetry
+from taskcore.model.workflows import parent_results
+from taskcore.ports import AttemptStore, Clock, Delivery, Dependencies, WorkTelemetry
 from taskcore.telemetry import NoTelemetry
 from taskcore.transitions.writer import Transitions
 from taskcore.work import log_context
@@ -79,12 +81,14 @@ class TaskProcessor:
         executor: Executor | None = None,
         telemetry: WorkTelemetry | None = None,
         pauses: PauseWatcher | None = None,
+        dependencies: Dependencies | None = None,
     ) -> None:
         """``pauses``: the worker's view of the paused queues; without it a
         wake-up whose queue is paused is dropped (the sweeper wakes the task
         again much later), so a worker should have one."""
         self._attempts = attempts
         self._pauses = pauses
+        self._dependencies = dependencies  # the results of the tasks a step runs after
         self._transitions = transitions
         self._clock = clock
         self._registry = registry
@@ -189,16 +193,26 @@ class TaskProcessor:
             value = handler.parse_input(claimed.input)
         except (UnknownTaskType, InvalidInput) as exc:
             return claimed.fail(str(exc), self._clock.now(), None)
+        context = TaskContext(claimed, await self._results_for(claimed, handler))
         try:
-            result = await self._run_with_heartbeat(claimed, handler, value)
+            result = await self._run_with_heartbeat(claimed, handler, value, context)
         except _HandlerFailed as exc:
             policy = handler.retry or self._config.retry
             retry_in = policy.delay(claimed.attempts) if exc.retryable else None
             return claimed.fail(str(exc), self._clock.now(), retry_in)
         return claimed.complete(result, self._clock.now())
 
-    async def _run_with_heartbeat(self, claimed: Task, handler: Handler, value: Any) -> Any:
-        run = asyncio.ensure_future(self._run(handler, value))
+    async def _results_for(self, claimed: Task, handler: Handler) -> dict[str, Any]:
+        """The results of the tasks it runs after, for a handler that declares
+        a ``TaskContext`` (read only then: a task without one needs none)."""
+        if handler.context is None or not claimed.after or self._dependencies is None:
+            return {}
+        return parent_results(await self._dependencies.parents(claimed))
+
+    async def _run_with_heartbeat(
+        self, claimed: Task, handler: Handler, value: Any, context: TaskContext
+    ) -> Any:
+        run = asyncio.ensure_future(self._run(handler, value, context))
         interval = self._config.lease_s / 3
         try:
             while True:
@@ -222,11 +236,11 @@ class TaskProcessor:
             log.warning("could not renew the lease of task %s: %s", claimed.id, exc)
             return True
 
-    async def _run(self, handler: Handler, value: Any) -> Any:
+    async def _run(self, handler: Handler, value: Any, context: TaskContext) -> Any:
         timeout = handler.timeout_s or self._config.task_timeout_s
         try:
             async with asyncio.timeout(timeout):
-                result = await self._call(handler, value)
+                result = await self._call(handler, value, context)
         except TimeoutError as exc:
             raise _HandlerFailed(f"timed out after {timeout:g} s") from exc
         except asyncio.CancelledError:
@@ -238,13 +252,13 @@ class TaskProcessor:
         except TypeError as exc:
             raise _HandlerFailed(f"result is not serialisable: {exc}", retryable=False) from exc
 
-    async def _call(self, handler: Handler, value: Any) -> Any:
+    async def _call(self, handler: Handler, value: Any, context: TaskContext) -> Any:
         if handler.is_async:
-            return await handler.call(value)
+            return await handler.call(value, context)
         loop = asyncio.get_running_loop()
         # The thread runs in a copy of this context, so the handler's log lines name the task.
-        context = contextvars.copy_context()
-        return await loop.run_in_executor(self._executor, context.run, handler.fn, value)
+        variables = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, variables.run, handler.bind(value, context))
 
     async def _record(self, claimed: Task, verdict: Task, delivery: Delivery) -> Outcome:
         try:

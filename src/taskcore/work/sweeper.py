@@ -24,7 +24,7 @@ from taskcore.config import CoreConfig
 from taskcore.errors import ServiceUnavailable
 from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.status import TaskStatus
-from taskcore.ports import Clock, QueueDepths, RecoveryStore, RecoveryTelemetry, WakeUpCensus
+from taskcore.ports import Clock, Dependencies, QueueDepths, RecoveryStore, RecoveryTelemetry, WakeUpCensus
 from taskcore.ports.telemetry import Recovery
 from taskcore.telemetry import NoTelemetry
 from taskcore.transitions.writer import Transitions
@@ -45,9 +45,17 @@ class SweepReport:
     redispatched: int = 0
     woken: int = 0  # found by the wake-up census: confirmed once, but the broker no longer has them
     keys_forgotten: int = 0
+    settled: int = 0  # blocked workflow steps whose parents' end went unsettled
 
     def __bool__(self) -> bool:
-        return bool(self.released or self.failed or self.redispatched or self.woken or self.keys_forgotten)
+        return bool(
+            self.released
+            or self.failed
+            or self.redispatched
+            or self.woken
+            or self.keys_forgotten
+            or self.settled
+        )
 
 
 class Sweeper:
@@ -62,11 +70,13 @@ class Sweeper:
         census: WakeUpCensus | None = None,
         depths: QueueDepths | None = None,
         queues: Sequence[str] = (DEFAULT_QUEUE,),
+        dependencies: Dependencies | None = None,
     ) -> None:
         """``census`` and ``depths`` (the broker's ready counts of ``queues``,
         every named queue there is) together turn on the wake-up census;
         without them, a lost message waits for ``redispatch_overdue_s``."""
         self._queues = list(queues)
+        self._dependencies = dependencies  # blocked steps whose settling was missed
         self._recovery = recovery
         self._census = census
         self._depths = depths
@@ -99,6 +109,7 @@ class Sweeper:
             if await self._transitions.republish(task):
                 report.redispatched += 1
         report.woken = await self._wake_lost(now)
+        report.settled = await self._settle_stalled(now)
         await self._transitions.catch_up()
         report.keys_forgotten = await self._forget_expired_keys(now)
         recoveries: dict[Recovery, int] = {
@@ -112,11 +123,12 @@ class Sweeper:
         if report:
             log.info(
                 "sweep: %d released, %d failed, %d dispatched again, %d woken again (lost wake-ups),"
-                " %d expired idempotency keys forgotten",
+                " %d stalled workflow steps settled, %d expired idempotency keys forgotten",
                 report.released,
                 report.failed,
                 report.redispatched,
                 report.woken,
+                report.settled,
                 report.keys_forgotten,
             )
         return report
@@ -154,6 +166,16 @@ class Sweeper:
         if missing:
             log.warning("wake-up census: %d PENDING tasks had no message on the broker; woken again", woken)
         return woken
+
+    async def _settle_stalled(self, now: datetime) -> int:
+        """Blocked steps whose parents have ended but were not settled (their
+        worker died between the end and the settling): settle them now."""
+        if self._dependencies is None:
+            return 0
+        settled = 0
+        for task in await self._dependencies.stalled(BATCH):
+            settled += await self._transitions.settle(task, now) is not None
+        return settled
 
     async def _forget_expired_keys(self, now: datetime) -> int:
         """On its own: a database that fails here must not cost the sweep its

@@ -1,0 +1,1 @@
+"""Workflows: graphs of tasks that run after each other, submitted at once."""

@@ -1,0 +1,96 @@
+"""Submitting, reading and cancelling workflows.
+
+A workflow is stored whole, in one transaction (all its steps or none), and
+then each step is an ordinary task: the ones that run after nothing are
+woken at once, the others wait blocked until the steps they run after have
+ended (``model/workflows.py``), which the transition writer settles as each
+one ends. Validation happens before anything is stored, naming the step
+that is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from taskcore.errors import InvalidInput, InvalidTransition, UnknownTaskType
+from taskcore.model.status import TaskStatus
+from taskcore.model.workflows import StepSpec, StoredWorkflow, WorkflowNotFound, ordered_steps
+from taskcore.ports import Clock, WorkflowStore
+from taskcore.submit.service import CAS_ATTEMPTS, TaskService
+from taskcore.transitions.writer import Transitions
+
+CANCELLED_WITH_WORKFLOW = "cancelled with its workflow"
+
+
+class WorkflowService:
+    def __init__(
+        self, *, store: WorkflowStore, tasks: TaskService, transitions: Transitions, clock: Clock
+    ) -> None:
+        self._store = store
+        self._tasks = tasks
+        self._transitions = transitions
+        self._clock = clock
+
+    async def submit(
+        self, steps: Sequence[StepSpec], *, name: str | None = None, owner: str | None = None
+    ) -> StoredWorkflow:
+        """Store the steps (each's input checked against its handler's type)
+        and wake the ones that run after nothing; the stored workflow, its
+        steps in the order given."""
+        ordered = ordered_steps(steps)
+        position = {step.name: index for index, step in enumerate(ordered)}
+        news = []
+        for step in ordered:
+            try:
+                news.append(
+                    self._tasks.new_task(
+                        step.type,
+                        step.input,
+                        owner=owner,
+                        priority=step.priority if step.priority is not None else 0,
+                        queue=step.queue,
+                        run_anyway=step.run_anyway,
+                        step=step.name,
+                    )
+                )
+            except (InvalidInput, UnknownTaskType) as exc:
+                raise InvalidInput(f"step {step.name!r}: {exc}", step=step.name) from exc
+        stored = await self._store.add_workflow(
+            name=name,
+            owner=owner,
+            created_at=self._clock.now(),
+            steps=news,
+            after=[[position[parent] for parent in step.after] for step in ordered],
+        )
+        for task in stored.steps:
+            await self._transitions.created(task)
+        given = {step.name: index for index, step in enumerate(steps)}
+        return StoredWorkflow(
+            id=stored.id,
+            name=stored.name,
+            owner=stored.owner,
+            created_at=stored.created_at,
+            steps=sorted(stored.steps, key=lambda task: given[task.step or ""]),
+        )
+
+    async def get(self, workflow_id: int, *, owner: str | None = None) -> StoredWorkflow:
+        """``owner``'s workflow (``None``: anyone's), or ``WorkflowNotFound``."""
+        found = await self._store.workflow(workflow_id)
+        if found is None or not found.visible_to(owner):
+            raise WorkflowNotFound(f"workflow {workflow_id} not found", workflow_id=workflow_id)
+        return found
+
+    async def cancel(self, workflow_id: int, *, owner: str | None = None) -> StoredWorkflow:
+        """Cancel every step not ended yet (a running one's worker stops it at
+        its next heartbeat); safe to repeat. The workflow as it is after."""
+        for _ in range(CAS_ATTEMPTS):
+            workflow = await self.get(workflow_id, owner=owner)
+            unfinished = [
+                step for step in workflow.steps if step.status in (TaskStatus.PENDING, TaskStatus.PROCESSING)
+            ]
+            if not unfinished:
+                return workflow
+            now = self._clock.now()
+            for step in unfinished:  # a lost race (the step moved on) is seen in the next round
+                await self._transitions.record(step.cancel(now, CANCELLED_WITH_WORKFLOW))
+        raise InvalidTransition(f"workflow {workflow_id} keeps changing; try again", workflow_id=workflow_id)
