@@ -153,6 +153,7 @@ async def test_submit_then_read_the_result(app: Litestar) -> None:
         "max_attempts",
         "priority",
         "queue",
+        "unique_key",
         "created_at",
         "updated_at",
         "run_at",

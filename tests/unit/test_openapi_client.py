@@ -36,6 +36,8 @@ EXPECTED = {
     ("get", "/tasks/{task_id}/events"): "streamTaskEvents",
     ("post", "/tasks/{task_id}/cancel"): "cancelTask",
     ("post", "/tasks/{task_id}/retry"): "retryTask",
+    ("post", "/tasks/cancel"): "cancelTasks",
+    ("post", "/tasks/retry"): "retryTasks",
     ("get", "/stats"): "getStats",
     ("get", "/queues"): "listQueues",
     ("post", "/queues/{name}/pause"): "pauseQueue",
@@ -45,7 +47,16 @@ EXPECTED = {
 }
 # The generated modules, by tag: snake_case of the operationId.
 MODULES = {
-    "tasks": {"submit_task", "list_tasks", "get_task", "stream_task_events", "cancel_task", "retry_task"},
+    "tasks": {
+        "submit_task",
+        "list_tasks",
+        "get_task",
+        "stream_task_events",
+        "cancel_task",
+        "retry_task",
+        "cancel_tasks",
+        "retry_tasks",
+    },
     "dashboard": {"get_stats"},
     "queues": {"list_queues", "pause_queue", "resume_queue"},
     "health": {"get_liveness", "get_readiness"},

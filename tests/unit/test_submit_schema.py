@@ -70,7 +70,15 @@ async def test_the_body_lists_each_registered_type_with_its_input(openapi: dict[
     for name, variant in variants.items():
         assert variant["properties"]["type"]["const"] == name
         assert variant["additionalProperties"] is False
-        assert set(variant["properties"]) == {"type", "input_data", "run_at", "delay_s", "priority", "queue"}
+        assert set(variant["properties"]) == {
+            "type",
+            "input_data",
+            "run_at",
+            "delay_s",
+            "priority",
+            "queue",
+            "unique_key",
+        }
     assert variants["reverse"]["required"] == ["input_data"]  # the default type
     assert variants["price"]["required"] == ["input_data", "type"]
     assert variants["reverse"]["properties"]["input_data"]["type"] == "string"

@@ -33,6 +33,9 @@ CREATE TABLE tasks (
     suspect boolean NOT NULL DEFAULT false,
     -- The named queue it waits in (its handler's, or one the submit named).
     queue text NOT NULL DEFAULT 'default' CONSTRAINT tasks_queue_not_empty CHECK (queue <> ''),
+    -- While the task is PENDING or PROCESSING, no other task of its type and
+    -- owner has this key (tasks_unique_key_idx).
+    unique_key text CONSTRAINT tasks_unique_key_not_empty CHECK (unique_key <> ''),
     -- A PROCESSING row without a lease would never be swept; a lease on any
     -- other row would make the sweeper release a task nobody holds.
     CONSTRAINT tasks_lease_iff_processing CHECK ((status = 'PROCESSING') = (lease_until IS NOT NULL)),
@@ -68,6 +71,8 @@ CREATE TABLE idempotency_keys (
     request_hash text NOT NULL,
     task_id bigint REFERENCES tasks (id) ON DELETE CASCADE,
     created_at timestamptz NOT NULL,
+    -- Its first use took an unfinished task that had the unique key: a replay says so too.
+    deduplicated boolean NOT NULL DEFAULT false,
     PRIMARY KEY (owner, key)
 );
 
@@ -105,3 +110,8 @@ CREATE TABLE queues (
     paused boolean NOT NULL DEFAULT false,
     updated_at timestamptz NOT NULL
 );
+
+-- Unique tasks: one unfinished task per type, owner (a missing one counts as
+-- one) and unique key; concurrent submits of a key store one task.
+CREATE UNIQUE INDEX tasks_unique_key_idx ON tasks (type, coalesce(owner, ''), unique_key)
+    WHERE unique_key IS NOT NULL AND status IN ('PENDING', 'PROCESSING');

@@ -10,6 +10,7 @@ import msgspec
 from taskcore.errors import InvalidInput
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Task
+from taskcore.model.uniqueness import MAX_UNIQUE_KEY_LENGTH
 
 MAX_DELAY_S = 366 * 86_400
 # Later run_at values count as this one, so that adding seconds to it (the
@@ -63,6 +64,21 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         ]
         | None
     ) = None
+    unique_key: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=MAX_UNIQUE_KEY_LENGTH,
+                description=(
+                    "While an unfinished (PENDING or PROCESSING) task of this type and owner has this key,"
+                    " a submit returns that task (200, `Deduplicated: true`) instead of creating one."
+                    " Replaces the key the handler derives from the input, if it does."
+                ),
+            ),
+        ]
+        | None
+    ) = None
 
     def delay(self, now: datetime) -> timedelta | None:
         """When the task may run, as a delay from ``now`` (``None``: now);
@@ -94,6 +110,7 @@ class TaskView(msgspec.Struct, kw_only=True):
     max_attempts: int
     priority: int
     queue: str
+    unique_key: str | None
     created_at: datetime
     updated_at: datetime
     run_at: datetime
@@ -111,6 +128,7 @@ class TaskView(msgspec.Struct, kw_only=True):
             max_attempts=task.max_attempts,
             priority=task.priority,
             queue=task.queue,
+            unique_key=task.unique_key,
             created_at=task.created_at,
             updated_at=task.updated_at,
             run_at=task.run_at,

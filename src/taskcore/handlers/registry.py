@@ -3,7 +3,9 @@
 A handler is a plain function, sync or async, with one parameter. Its
 annotation is the task's input type: submit converts the client's JSON into it
 with msgspec and refuses a mismatch before anything is stored, and the worker
-converts the stored JSON back into it before the call.
+converts the stored JSON back into it before the call. A handler may also
+say which of its tasks are the same work (``unique=``, a key function over
+the input; see ``model/uniqueness.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import msgspec
 from taskcore.config import RetryPolicy
 from taskcore.errors import HandlerRegistrationError, InvalidInput, UnknownTaskType
 from taskcore.model.queues import DEFAULT_QUEUE, check_queue_name
+from taskcore.model.uniqueness import check_unique_key
 
 F = TypeVar("F", bound=Callable[..., Any])
+UniqueKeyFunction = Callable[[Any], "str | None"]
+"""Of a task's parsed input: its unique key, or ``None`` when this one is not unique."""
 
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -35,6 +40,7 @@ class Handler:
     timeout_s: float | None
     retry: RetryPolicy | None = None
     queue: str = DEFAULT_QUEUE
+    unique: UniqueKeyFunction | None = None
 
     def parse_input(self, data: Any) -> Any:
         """Convert JSON-shaped data into the handler's input type."""
@@ -46,6 +52,27 @@ class Handler:
     def normalise_input(self, data: Any) -> Any:
         """Validate ``data`` and return it as the JSON value to store."""
         return msgspec.to_builtins(self.parse_input(data))
+
+    def unique_key(self, value: Any) -> str | None:
+        """The unique key the handler's ``unique`` function gives the parsed
+        input ``value``, if it has one. The function depends on the input, so
+        what it raises, or a value that cannot be a key, is the input's
+        fault as far as the client can tell: ``InvalidInput``, never a 500."""
+        if self.unique is None:
+            return None
+        try:
+            key = self.unique(value)
+        except Exception as exc:
+            raise InvalidInput(
+                f"cannot derive the unique key of this {self.name!r} input: {type(exc).__name__}: {exc}",
+                task_type=self.name,
+            ) from exc
+        if key is None:
+            return None
+        try:
+            return check_unique_key(key)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{self.name!r}'s unique function: {exc}", task_type=self.name) from exc
 
     async def call(self, value: Any) -> Any:
         """Run an async handler. The processor runs sync ones (``fn``) in its thread pool instead."""
@@ -93,6 +120,7 @@ class HandlerRegistry:
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
         queue: str = DEFAULT_QUEUE,
+        unique: UniqueKeyFunction | None = None,
     ) -> Callable[[F], F]: ...
 
     def handler(
@@ -105,13 +133,20 @@ class HandlerRegistry:
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
         queue: str = DEFAULT_QUEUE,
+        unique: UniqueKeyFunction | None = None,
     ) -> F | Callable[[F], F]:
         """Decorator form of ``register``: ``@registry.handler`` or
         ``@registry.handler(name="resize", queue="images", max_attempts=5, retry=RetryPolicy(base_s=2))``."""
 
         def decorate(f: F) -> F:
             self.register(
-                f, name=name, max_attempts=max_attempts, timeout_s=timeout_s, retry=retry, queue=queue
+                f,
+                name=name,
+                max_attempts=max_attempts,
+                timeout_s=timeout_s,
+                retry=retry,
+                queue=queue,
+                unique=unique,
             )
             return f
 
@@ -126,8 +161,12 @@ class HandlerRegistry:
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
         queue: str = DEFAULT_QUEUE,
+        unique: UniqueKeyFunction | None = None,
     ) -> Handler:
-        """``queue``: where its tasks wait unless a submit names another (``model/queues.py``)."""
+        """``queue``: where its tasks wait unless a submit names another
+        (``model/queues.py``). ``unique``: a function of the parsed input
+        giving the task's unique key, or ``None`` for a task that is not
+        unique; a submit's own ``unique_key`` takes its place (``model/uniqueness.py``)."""
         task_type = name or getattr(fn, "__name__", "")
         if not task_type:
             raise HandlerRegistrationError("a handler needs a name")
@@ -137,6 +176,8 @@ class HandlerRegistry:
             raise HandlerRegistrationError("max_attempts must be at least 1")
         if timeout_s is not None and timeout_s <= 0:
             raise HandlerRegistrationError("timeout_s must be positive")
+        if unique is not None and not callable(unique):
+            raise HandlerRegistrationError(f"handler {task_type!r}: unique must be a function of the input")
         try:
             check_queue_name(queue)
         except InvalidInput as exc:
@@ -150,6 +191,7 @@ class HandlerRegistry:
             timeout_s=timeout_s,
             retry=retry,
             queue=queue,
+            unique=unique,
         )
         self._handlers[task_type] = handler
         return handler

@@ -5,6 +5,12 @@ for a while (24 h by default); the same key with the same request returns the
 original task, with a different request it is refused. The repository makes
 the key and the task one atomic step, so concurrent duplicates create one
 task.
+
+With a unique key too (``model/uniqueness.py``), the key's first use may find
+an unfinished task holding the unique key and take that one instead of
+creating one; the key remembers that, so a retry answers exactly as the first
+use did (the same task, deduplicated) even once the task has finished and
+the unique key is free again: a replay never creates a task.
 """
 
 from __future__ import annotations
@@ -31,18 +37,36 @@ class IdempotencyKey(msgspec.Struct, frozen=True, kw_only=True):
 
 class AddedOnce(NamedTuple):
     task: Task
-    created: bool  # False: the key was used before and this is the original task
+    replayed: bool  # the key was used before: ``task`` is what that use gave
     request_hash: str  # the hash the key was first used with
+    # The key's first use (this one, or the replayed one) found ``task``
+    # unfinished with the new task's unique key, and took it instead of adding one.
+    deduplicated: bool = False
+
+    @property
+    def created(self) -> bool:
+        """This call stored ``task``."""
+        return not self.replayed and not self.deduplicated
 
 
-def request_hash(task_type: str, stored_input: Any, *, priority: int = 0, queue: str | None = None) -> str:
+def request_hash(
+    task_type: str,
+    stored_input: Any,
+    *,
+    priority: int = 0,
+    queue: str | None = None,
+    unique_key: str | None = None,
+) -> str:
     """A fingerprint of what was asked, independent of JSON key order. The
-    default priority and an unnamed queue are left out, so keys stored before
-    either existed still match."""
+    default priority, an unnamed queue and no unique key are left out, so
+    keys stored before any of them existed still match. A unique key a
+    handler derives from the input is not asked for: the input covers it."""
     asked: list[Any] = [task_type, stored_input]
-    if priority or queue:
+    if priority or queue or unique_key is not None:
         asked.append(priority)
-    if queue:
+    if queue or unique_key is not None:
         asked.append(queue)
+    if unique_key is not None:
+        asked.append(unique_key)
     canonical = msgspec.json.encode(asked, order="sorted")
     return hashlib.sha256(canonical).hexdigest()

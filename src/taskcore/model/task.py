@@ -21,6 +21,11 @@ MIN_PRIORITY = 0
 MAX_PRIORITY = 9  # the broker's work queue is declared with this x-max-priority
 DEFAULT_PRIORITY = 0
 
+CANCELLABLE = frozenset({TaskStatus.PENDING, TaskStatus.PROCESSING})
+RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
+"""The statuses ``Task.cancel`` and ``Task.retry`` accept, for whoever picks
+the tasks to change (a bulk action selects these)."""
+
 MAX_TASK_ID = 2**63 - 1
 """Ids are PostgreSQL ``bigint``s: a larger number names no task (a poison message can carry one)."""
 
@@ -46,6 +51,7 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None = None
     priority: int = DEFAULT_PRIORITY
     queue: str = DEFAULT_QUEUE
+    unique_key: str | None = None  # model/uniqueness.py
 
     def __post_init__(self) -> None:
         check_priority(self.priority)
@@ -70,6 +76,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None = None
     priority: int = DEFAULT_PRIORITY  # 0 to 9, higher runs first; kept by retries and re-dispatches
     queue: str = DEFAULT_QUEUE  # the named queue it waits in (model/queues.py)
+    # While the task is unfinished, no other task of its type and owner has this key (model/uniqueness.py).
+    unique_key: str | None = None
     # Crash attribution. ``alone``: the current (or last) attempt runs alone on
     # its worker, so if that worker dies, this task is what killed it.
     # ``suspect``: a worker died while this task ran beside others, so it may
@@ -91,6 +99,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             owner=new.owner,
             priority=new.priority,
             queue=new.queue,
+            unique_key=new.unique_key,
         )
 
     def visible_to(self, owner: str | None) -> bool:
@@ -220,12 +229,12 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
         )
 
     def cancel(self, now: datetime) -> Task:
-        self._require("cancel", TaskStatus.PENDING, TaskStatus.PROCESSING)
+        self._require("cancel", *CANCELLABLE)
         return self._next(now, status=TaskStatus.CANCELLED, lease_until=None, finished_at=now)
 
     def retry(self, now: datetime) -> Task:
         """Give a FAILED or CANCELLED task a fresh set of attempts."""
-        self._require("retry", TaskStatus.FAILED, TaskStatus.CANCELLED)
+        self._require("retry", *RETRYABLE)
         return self._next(
             now,
             status=TaskStatus.PENDING,
