@@ -162,6 +162,7 @@ def build_core(
             clock=clock,
             idempotency_ttl=config.idempotency_ttl,
             telemetry=telemetry,
+            finder=tasks,
         ),
         processor=TaskProcessor(
             attempts=tasks,

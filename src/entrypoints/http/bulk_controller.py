@@ -27,6 +27,10 @@ from taskcore.model.status import TaskStatus
 from taskcore.submit.bulk import MAX_BULK, BulkOutcome
 
 _FILTERS = ("status", "type", "queue", "created_after", "created_before", "owner")
+RESULT = (
+    "`matched`: the tasks that matched (at most `limit`), `changed`: those this call changed "
+    "(the others finished or changed meanwhile), `next_cursor`: set when it stopped at `limit`."
+)
 
 
 class TaskFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -116,6 +120,7 @@ class BulkController(Controller):
         status_code=200,
         operation_id="cancelTasks",
         summary="Cancel every PENDING or PROCESSING task a filter matches",
+        response_description=RESULT,
         responses=problems(400, *AUTH, 413, 422, 503),
     )
     async def cancel_tasks(
@@ -132,6 +137,7 @@ class BulkController(Controller):
         status_code=200,
         operation_id="retryTasks",
         summary="Re-queue every FAILED or CANCELLED task a filter matches",
+        response_description=RESULT,
         responses=problems(400, *AUTH, 413, 422, 503),
     )
     async def retry_tasks(
