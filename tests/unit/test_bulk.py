@@ -19,10 +19,11 @@ from taskcore import HandlerRegistry, InvalidInput, RepositoryUnavailable, TaskS
 from taskcore.adapters.memory import MemoryDatabase, MemoryTasks
 from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.http import create_app
+from taskcore.entrypoints.http.bulk_controller import CancellableStatus, RetryableStatus
 from taskcore.entrypoints.settings import load_settings
 from taskcore.errors import ConfigurationError
 from taskcore.model.query import TaskQuery
-from taskcore.model.task import Task
+from taskcore.model.task import CANCELLABLE, RETRYABLE, Task
 from taskcore.submit.bulk import BATCH, BulkOutcome
 from tests.core import Core, ManualClock, build_core
 
@@ -284,6 +285,11 @@ async def test_a_retry_whose_unique_key_another_task_holds_is_skipped(core: Core
     )
 
 
+def test_the_http_status_choices_are_the_ones_the_rules_accept() -> None:
+    assert {status.value for status in CancellableStatus} == {status.value for status in CANCELLABLE}
+    assert {status.value for status in RetryableStatus} == {status.value for status in RETRYABLE}
+
+
 async def test_without_a_finder_the_bulk_actions_are_refused(core: Core) -> None:
     bare = TaskService(
         tasks=core.tasks, transitions=core.transitions, registry=core.registry, clock=core.clock
@@ -392,8 +398,10 @@ async def test_over_http_a_limit_gives_a_cursor_to_go_on_with(client: Client) ->
     [
         ("/tasks/cancel", {}, "give at least one filter"),
         ("/tasks/cancel", {"limit": 5}, "give at least one filter"),
-        ("/tasks/cancel", {"status": "COMPLETED"}, "cancel applies to PENDING and PROCESSING"),
-        ("/tasks/retry", {"status": "PENDING"}, "retry applies to CANCELLED and FAILED"),
+        ("/tasks/cancel", {"status": "COMPLETED"}, None),  # the schema lists what each action applies to
+        ("/tasks/retry", {"status": "PENDING"}, None),
+        ("/tasks/cancel", {"created_before": 0}, "got `int` - at `$.created_before`"),  # decoded strictly
+        ("/tasks/cancel", {"type": "reverse", "limit": "5"}, "got `str` - at `$.limit`"),
         ("/tasks/retry", {"status": "NOPE"}, None),
         ("/tasks/cancel", {"type": "reverse", "limit": 0}, None),
         ("/tasks/cancel", {"type": "reverse", "limit": 10_001}, None),
@@ -420,17 +428,14 @@ async def test_over_http_the_operations_are_documented(client: Client) -> None:
         post = schema["paths"][path]["post"]
         assert post["operationId"] == operation_id
         assert {"200", "403", "422", "503"} <= set(post["responses"])
-    body = schema["components"]["schemas"]["TaskFilter"]["properties"]
-    assert set(body) == {
-        "status",
-        "type",
-        "queue",
-        "created_after",
-        "created_before",
-        "owner",
-        "limit",
-        "cursor",
-    }
+    components = schema["components"]["schemas"]
+    for name, statuses in [("CancelFilter", "CancellableStatus"), ("RetryFilter", "RetryableStatus")]:
+        body = components[name]["properties"]
+        fields = {"status", "type", "queue", "created_after", "created_before", "owner", "limit", "cursor"}
+        assert set(body) == fields
+        assert body["status"]["oneOf"][0] == {"$ref": f"#/components/schemas/{statuses}"}
+    assert components["CancellableStatus"]["enum"] == ["PENDING", "PROCESSING"]
+    assert components["RetryableStatus"]["enum"] == ["FAILED", "CANCELLED"]
     assert set(schema["components"]["schemas"]["BulkResult"]["properties"]) == {
         "matched",
         "changed",

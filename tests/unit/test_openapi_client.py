@@ -211,9 +211,11 @@ def test_a_generated_client_submits_waits_for_and_cancels_tasks(
     assert (second.parsed.id, second.headers["deduplicated"]) == (first.parsed.id, "true")
 
     cancel_tasks, retry_tasks = module("api.tasks.cancel_tasks"), module("api.tasks.retry_tasks")
-    cancelled_all = cancel_tasks.sync(client=client, body=models.TaskFilter(type_="reverse"))
+    cancelled_all = cancel_tasks.sync(client=client, body=models.CancelFilter(type_="reverse"))
     assert isinstance(cancelled_all, models.BulkResult)
     assert (cancelled_all.matched, cancelled_all.changed, cancelled_all.next_cursor) == (1, 1, None)
-    retried_all = retry_tasks.sync(client=client, body=models.TaskFilter(status=models.TaskStatus.CANCELLED))
+    retried_all = retry_tasks.sync(
+        client=client, body=models.RetryFilter(status=models.RetryableStatus.CANCELLED)
+    )
     assert isinstance(retried_all, models.BulkResult)
     assert retried_all.changed == 2

@@ -6,12 +6,18 @@ matched and what changed, and a ``next_cursor`` when the call stopped at its
 ``limit``. A caller acts on its own tasks; ``owner`` (one, or every owner
 without it) needs ``tasks:admin``. An empty filter is refused: ``{}`` from an
 admin would be every task of every owner, a mistake more often than a wish.
+
+The body is decoded strictly, as its schema says. Litestar converts bodies
+leniently (a string for a number, a number for a time since 1970), which
+for a filter deciding what a bulk action changes would select other tasks
+than the client meant.
 """
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, post
@@ -33,8 +39,13 @@ RESULT = (
 )
 
 
+F = TypeVar("F", bound="TaskFilter")
+
+
 class TaskFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    status: Annotated[TaskStatus | None, msgspec.Meta(description="Only tasks in this status.")] = None
+    """The fields both actions take; each declares the statuses it applies to."""
+
+    status: str | None = None
     type: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="Only this type.")] | None = (
         None
     )
@@ -77,13 +88,43 @@ class TaskFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise InvalidInput(f"give at least one filter ({', '.join(_FILTERS)}); {{}} would be every task")
         return TaskQuery(
             owner=_owner(caller, self.owner),
-            status=self.status,
+            status=None if self.status is None else TaskStatus(self.status),
             type=self.type,
             queue=self.queue,
             created_after=self.created_after,
             created_before=self.created_before,
             before=decode_cursor(self.cursor) if self.cursor else None,
         )
+
+
+class CancellableStatus(enum.StrEnum):
+    """The statuses a cancel applies to (those `Task.cancel` accepts)."""
+
+    PENDING = TaskStatus.PENDING.value
+    PROCESSING = TaskStatus.PROCESSING.value
+
+
+class RetryableStatus(enum.StrEnum):
+    """The statuses a retry applies to (those `Task.retry` accepts)."""
+
+    FAILED = TaskStatus.FAILED.value
+    CANCELLED = TaskStatus.CANCELLED.value
+
+
+class CancelFilter(TaskFilter, forbid_unknown_fields=True, kw_only=True):
+    status: Annotated[CancellableStatus | None, msgspec.Meta(description="Only tasks in this status.")] = None
+
+
+class RetryFilter(TaskFilter, forbid_unknown_fields=True, kw_only=True):
+    status: Annotated[RetryableStatus | None, msgspec.Meta(description="Only tasks in this status.")] = None
+
+
+async def _strictly(request: Request[Any, Any, Any], kind: type[F]) -> F:
+    """The body as ``kind``, decoded strictly (see the module)."""
+    try:
+        return msgspec.json.decode(await request.body(), type=kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"the filter does not match the schema: {exc}") from exc
 
 
 def _owner(caller: Principal, asked: str | None) -> str | None:
@@ -124,13 +165,14 @@ class BulkController(Controller):
         responses=problems(400, *AUTH, 413, 422, 503),
     )
     async def cancel_tasks(
-        self, data: JSONBody[TaskFilter], request: Request[Any, Any, Any], tasks: Tasks
+        self, data: JSONBody[CancelFilter], request: Request[Any, Any, Any], tasks: Tasks
     ) -> BulkResult:
         """As `POST /tasks/{id}/cancel` for each one, in batches: a PROCESSING
         task's worker stops it at its next heartbeat. Safe to repeat: what was
-        cancelled no longer matches."""
-        query = data.query(authorized(request, WRITE))
-        return BulkResult.of(await tasks.service.cancel_matching(query, limit=data.limit))
+        cancelled no longer matches. At least one filter is required."""
+        caller = authorized(request, WRITE)
+        strict = await _strictly(request, CancelFilter)
+        return BulkResult.of(await tasks.service.cancel_matching(strict.query(caller), limit=strict.limit))
 
     @post(
         "/retry",
@@ -141,10 +183,12 @@ class BulkController(Controller):
         responses=problems(400, *AUTH, 413, 422, 503),
     )
     async def retry_tasks(
-        self, data: JSONBody[TaskFilter], request: Request[Any, Any, Any], tasks: Tasks
+        self, data: JSONBody[RetryFilter], request: Request[Any, Any, Any], tasks: Tasks
     ) -> BulkResult:
         """As `POST /tasks/{id}/retry` for each one, in batches (one whose unique
         key another unfinished task holds is left as it is). Safe to repeat:
-        what was retried no longer matches while it runs."""
-        query = data.query(authorized(request, WRITE))
-        return BulkResult.of(await tasks.service.retry_matching(query, limit=data.limit))
+        what was retried no longer matches while it runs. At least one filter
+        is required."""
+        caller = authorized(request, WRITE)
+        strict = await _strictly(request, RetryFilter)
+        return BulkResult.of(await tasks.service.retry_matching(strict.query(caller), limit=strict.limit))

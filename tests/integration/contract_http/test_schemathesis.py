@@ -47,6 +47,8 @@ SECURITY_SCHEME = "BearerToken"  # as create_app declares it
 # this list short: every entry hides real "valid request rejected" bugs there.
 ACCEPTS_422_FOR_VALID_DATA = {
     "GET /tasks": "cursor is opaque: any string <= 200 chars is schema-valid, only issued ones are accepted",
+    "POST /tasks/cancel": "cursor is opaque as for GET /tasks; a body without any filter is refused",
+    "POST /tasks/retry": "cursor is opaque as for GET /tasks; a body without any filter is refused",
 }
 # schemathesis' default for positive_data_acceptance, plus 422.
 POSITIVE_DATA_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
