@@ -40,9 +40,12 @@ ORDER BY new.position;
 -- key an unfinished task of its type and owner holds is not stored (the
 -- partial unique index tasks_unique_key_idx, named by its expressions and
 -- predicate) and its row comes back as NULLs, still in the callers' order:
--- the caller then reads the holders (unique_key_holders). Of two tasks of one
--- key in the batch, the first stored wins, in the callers' order. A key being
--- inserted by a transaction still open makes this wait for its outcome.
+-- the caller then reads the holders (unique_key_holders). A key being
+-- inserted by a transaction still open makes this wait for its outcome, so
+-- rows go in in the order of their keys: two batches of the same keys then
+-- wait for each other one way only, never in a cycle (a deadlock, which
+-- PostgreSQL breaks after a second by failing one of them). Of two tasks of
+-- one key in the batch, the first in the callers' order is stored.
 WITH new AS (
     SELECT nextval(pg_get_serial_sequence('tasks', 'id')) AS id, given.*
     FROM unnest(%(types)s::text[], %(inputs)s::jsonb[], %(max_attempts)s::integer[],
@@ -56,7 +59,7 @@ WITH new AS (
     SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority,
            queue, unique_key
     FROM new
-    ORDER BY position
+    ORDER BY type, coalesce(owner, ''), unique_key, position
     ON CONFLICT (type, coalesce(owner, ''), unique_key)
         WHERE unique_key IS NOT NULL AND status IN ('PENDING', 'PROCESSING')
         DO NOTHING

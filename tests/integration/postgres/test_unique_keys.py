@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from taskcore.adapters.postgres import PostgresDatabase, PostgresTasks
+from taskcore.adapters.postgres.inserts import TaskInserts
 from taskcore.model.idempotency import IdempotencyKey
 from taskcore.model.query import TaskQuery
 from taskcore.model.task import NewTask
@@ -134,3 +135,23 @@ async def test_the_holders_lookup_uses_the_unique_index(db: PostgresDatabase, da
         )
         text = "\n".join(row[0] for row in await plan.fetchall())
     assert "tasks_unique_key_idx" in text, text
+
+
+async def test_batches_of_the_same_keys_in_opposite_orders_do_not_deadlock(
+    pools: Pools, database: Database
+) -> None:
+    """Two processes' batches holding the same keys, one in the reverse order of
+    the other: each waits for the other's uncommitted row of a key unless
+    both insert their keys in one order. A deadlock would cost its batch a
+    second and then fail it (RepositoryUnavailable)."""
+    first, second = [TaskInserts(await pools.open(database.url, max_size=2)) for _ in range(2)]
+    keys = [f"k{n}" for n in range(1000)]
+    for round_ in range(5):
+        news = [keyed(f"{key}-{round_}") for key in keys]
+        outcomes = await asyncio.gather(
+            first.add_batch(news),  # one statement each, as two coalesced batches would be
+            second.add_batch(news[::-1]),
+        )
+        for batch in outcomes:
+            assert not [outcome for outcome in batch if isinstance(outcome, BaseException)]
+        assert sum(isinstance(o, Added) and o.created for batch in outcomes for o in batch) == len(keys)
