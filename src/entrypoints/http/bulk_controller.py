@@ -153,6 +153,10 @@ class BulkResult(msgspec.Struct, kw_only=True):
 
 
 class BulkController(Controller):
+    """``data`` is Litestar's lenient reading of the body: it documents the
+    body's schema and answers a malformed one; the filter used is the strict
+    reading (``_strictly``)."""
+
     path = "/tasks"
     tags = ["tasks"]
 
