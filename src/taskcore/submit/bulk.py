@@ -46,9 +46,8 @@ CAS_ATTEMPTS = 5
 class BulkOutcome(NamedTuple):
     matched: int  # tasks that matched the filter when read
     changed: int  # of those, the ones this call changed (the rest finished or changed meanwhile)
-    resume_before: (
-        tuple[datetime, int] | None
-    )  # where a next call goes on (it stopped at its limit); None: done
+    # Where a next call goes on (as its query's ``before``) when this one stopped at its limit; None: done.
+    resume_before: tuple[datetime, int] | None
 
 
 class BulkChanges:
