@@ -151,6 +151,7 @@ def build_core(
         clock=clock,
         idempotency_ttl=config.idempotency_ttl,
         telemetry=telemetry,
+        finder=tasks,
     )
     return Core(
         clock=clock,

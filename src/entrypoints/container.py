@@ -257,6 +257,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         idempotency_ttl=core_config.provided.idempotency_ttl,
         telemetry=telemetry,
+        finder=tasks,
     )
     reads = providers.Singleton(TaskReads, tasks=tasks, cache=status_cache)
     workflows = providers.Singleton(

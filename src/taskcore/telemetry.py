@@ -23,6 +23,9 @@ class NoTelemetry:
     def task_submitted(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
         pass
 
+    def task_deduplicated(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
+        pass
+
     def task_claimed(self, task_type: str, waited_s: float, *, queue: str = DEFAULT_QUEUE) -> None:
         pass
 

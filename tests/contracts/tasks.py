@@ -260,6 +260,35 @@ class TaskFinderContract:
         assert claimed is not None
         assert claimed.queue == "emails"
 
+    async def test_find_filters_by_any_of_several_statuses_and_by_creation_time(self, tasks: Tasks) -> None:
+        """What a bulk action selects: statuses it applies to, a window of creation."""
+        early = await tasks.add(new_task(created_at=later(1)))
+        middle = await claimed_task(tasks, created_at=later(2))
+        late = await tasks.add(new_task(created_at=later(3)))
+        done = (await claimed_task(tasks, created_at=later(2))).complete(None, later(4))
+        assert await tasks.save(done)
+
+        def ids(found: list[Task]) -> list[int]:
+            return [t.id for t in found]
+
+        active = frozenset({TaskStatus.PENDING, TaskStatus.PROCESSING})
+        assert ids(await tasks.find(TaskQuery(statuses=active))) == [late.id, middle.id, early.id]
+        assert ids(await tasks.find(TaskQuery(statuses=frozenset()))) == []
+        assert ids(await tasks.find(TaskQuery(created_after=later(1)))) == [late.id, done.id, middle.id]
+        assert ids(await tasks.find(TaskQuery(created_before=later(3)))) == [done.id, middle.id, early.id]
+        window = TaskQuery(statuses=active, created_after=later(1), created_before=later(3))
+        assert ids(await tasks.find(window)) == [middle.id]
+        paused = TaskQuery(status=TaskStatus.PENDING, statuses=active)  # both hold
+        assert ids(await tasks.find(paused)) == [late.id, early.id]
+
+    async def test_a_fresh_find_sees_the_latest_writes(self, tasks: Tasks) -> None:
+        """``fresh`` reads the primary, where a bulk action's next batch must look."""
+        task = await tasks.add(new_task())
+        cancelled = task.cancel(later(1))
+        assert await tasks.save(cancelled)
+        assert await tasks.find(TaskQuery(status=TaskStatus.CANCELLED), fresh=True) == [cancelled]
+        assert await tasks.find(TaskQuery(status=TaskStatus.PENDING), fresh=True) == []
+
     async def test_keyset_pages_neither_repeat_nor_skip(self, tasks: Tasks) -> None:
         created = [await tasks.add(new_task(created_at=later(i // 3))) for i in range(10)]  # ties too
         seen: list[int] = []

@@ -241,3 +241,32 @@ async def test_queues_are_for_admins_only(client: Client) -> None:
         assert refused.status_code == 403, (method, path)
         allowed = await client.request(method, path, headers=bearer(token(scope="tasks:admin")))
         assert allowed.status_code == 200, (method, path, allowed.text)
+
+
+async def test_bulk_actions_need_write_and_act_on_the_callers_own_tasks_unless_admin(client: Client) -> None:
+    alice, bob = bearer(token("alice")), bearer(token("bob"))
+    admin = bearer(token("root", scope="tasks:admin"))
+    later = {"input_data": "x", "delay_s": 3600}
+    mine = [(await client.post("/tasks/", json=later, headers=alice)).json()["id"] for _ in range(2)]
+    theirs = [(await client.post("/tasks/", json=later, headers=bob)).json()["id"] for _ in range(3)]
+    reader = bearer(token("alice", scope="tasks:read"))
+    for path in ("/tasks/cancel", "/tasks/retry"):
+        assert (await client.post(path, json={"type": "reverse"}, headers=reader)).status_code == 403
+    refused = await client.post("/tasks/cancel", json={"owner": "bob"}, headers=alice)
+    assert refused.status_code == 403
+    assert "tasks:admin" in refused.json()["detail"]
+
+    own = await client.post("/tasks/cancel", json={"type": "reverse"}, headers=alice)
+    assert own.json() == {"matched": 2, "changed": 2, "next_cursor": None}
+    assert (await client.post("/tasks/cancel", json={"owner": "alice"}, headers=alice)).json()["matched"] == 0
+
+    async def status(task_id: int) -> str:
+        return str((await client.get(f"/tasks/{task_id}", headers=admin)).json()["status"])
+
+    assert [await status(task_id) for task_id in theirs] == ["PENDING"] * 3
+    one_owner = await client.post("/tasks/cancel", json={"owner": "bob"}, headers=admin)
+    assert one_owner.json()["changed"] == 3
+    assert [await status(task_id) for task_id in theirs] == ["CANCELLED"] * 3
+    everyone = await client.post("/tasks/retry", json={"status": "CANCELLED"}, headers=admin)
+    assert everyone.json()["changed"] == 5
+    assert "CANCELLED" not in [await status(task_id) for task_id in mine + theirs]

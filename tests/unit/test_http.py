@@ -157,6 +157,7 @@ async def test_submit_then_read_the_result(app: Litestar) -> None:
         "blocked",
         "workflow_id",
         "step",
+        "unique_key",
         "created_at",
         "updated_at",
         "run_at",

@@ -47,7 +47,7 @@ async def test_a_retry_returns_the_original_task(client: Client, container: Cont
     assert first.headers["location"] == f"/tasks/{first.json()['id']}"
     database = stored(container)
     assert len(database.tasks) == 1
-    assert [task_id for _, task_id, _ in database.idempotency_keys.values()] == [first.json()["id"]]
+    assert [used.task_id for used in database.idempotency_keys.values()] == [first.json()["id"]]
 
 
 async def test_the_same_key_with_another_body_is_422(client: Client, container: Container) -> None:

@@ -59,6 +59,7 @@ def test_the_adapter_counts_into_the_families_by_type() -> None:
     registry = CollectorRegistry()
     telemetry = PrometheusTelemetry(registry)
     telemetry.task_submitted("reverse")
+    telemetry.task_deduplicated("reverse")
     telemetry.task_claimed("reverse", 0.3)
     telemetry.task_ran("reverse", 0.02)
     telemetry.task_settled("reverse", "completed")
@@ -73,6 +74,7 @@ def test_the_adapter_counts_into_the_families_by_type() -> None:
     telemetry.cache_write_failed()
     get = registry.get_sample_value
     assert get("taskcore_tasks_submitted_total", REVERSE) == 1
+    assert get("taskcore_tasks_deduplicated_total", REVERSE) == 1
     assert get("taskcore_task_queue_wait_seconds_count", REVERSE) == 1
     assert get("taskcore_task_queue_wait_seconds_bucket", {**REVERSE, "le": "0.5"}) == 1
     assert get("taskcore_task_run_seconds_sum", REVERSE) == pytest.approx(0.02)

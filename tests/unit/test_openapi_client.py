@@ -36,6 +36,8 @@ EXPECTED = {
     ("get", "/tasks/{task_id}/events"): "streamTaskEvents",
     ("post", "/tasks/{task_id}/cancel"): "cancelTask",
     ("post", "/tasks/{task_id}/retry"): "retryTask",
+    ("post", "/tasks/cancel"): "cancelTasks",
+    ("post", "/tasks/retry"): "retryTasks",
     ("get", "/stats"): "getStats",
     ("get", "/queues"): "listQueues",
     ("post", "/queues/{name}/pause"): "pauseQueue",
@@ -48,7 +50,16 @@ EXPECTED = {
 }
 # The generated modules, by tag: snake_case of the operationId.
 MODULES = {
-    "tasks": {"submit_task", "list_tasks", "get_task", "stream_task_events", "cancel_task", "retry_task"},
+    "tasks": {
+        "submit_task",
+        "list_tasks",
+        "get_task",
+        "stream_task_events",
+        "cancel_task",
+        "retry_task",
+        "cancel_tasks",
+        "retry_tasks",
+    },
     "dashboard": {"get_stats"},
     "queues": {"list_queues", "pause_queue", "resume_queue"},
     "workflows": {"submit_workflow", "get_workflow", "cancel_workflow"},
@@ -193,3 +204,22 @@ def test_a_generated_client_submits_waits_for_and_cancels_tasks(
         (delayed.id, models.TaskStatus.CANCELLED),
         (created.id, models.TaskStatus.COMPLETED),
     ]
+
+    # A unique key: the second submit is the first task, answered 200 and parsed as one.
+    unique = models.Reverse(input_data="once", delay_s=3600, unique_key="nightly")
+    first = submit_task.sync_detailed(client=client, body=unique)
+    second = submit_task.sync_detailed(client=client, body=unique)
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert isinstance(second.parsed, models.TaskView)
+    assert isinstance(first.parsed, models.TaskView)
+    assert (second.parsed.id, second.headers["deduplicated"]) == (first.parsed.id, "true")
+
+    cancel_tasks, retry_tasks = module("api.tasks.cancel_tasks"), module("api.tasks.retry_tasks")
+    cancelled_all = cancel_tasks.sync(client=client, body=models.CancelFilter(type_="reverse"))
+    assert isinstance(cancelled_all, models.BulkResult)
+    assert (cancelled_all.matched, cancelled_all.changed, cancelled_all.next_cursor) == (1, 1, None)
+    retried_all = retry_tasks.sync(
+        client=client, body=models.RetryFilter(status=models.RetryableStatus.CANCELLED)
+    )
+    assert isinstance(retried_all, models.BulkResult)
+    assert retried_all.changed == 2

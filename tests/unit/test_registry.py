@@ -97,6 +97,8 @@ def test_duplicate_and_malformed_handlers_are_refused() -> None:
         registry.register(lambda x: x, name="b", max_attempts=0)
     with pytest.raises(HandlerRegistrationError, match="timeout_s"):
         registry.register(lambda x: x, name="c", timeout_s=0)
+    with pytest.raises(HandlerRegistrationError, match="unique must be a function"):
+        registry.register(lambda x: x, name="d", unique="key")  # type: ignore[arg-type]
 
 
 @pytest.mark.looptime

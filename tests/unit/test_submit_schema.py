@@ -79,6 +79,7 @@ async def test_the_body_lists_each_registered_type_with_its_input(openapi: dict[
             "queue",
             "after",
             "run_anyway",
+            "unique_key",
         }
     assert variants["reverse"]["required"] == ["input_data"]  # the default type
     assert variants["price"]["required"] == ["input_data", "type"]

@@ -24,6 +24,7 @@ from tests.contracts.tasks import (
     later,
     new_task,
 )
+from tests.contracts.unique import UniqueKeyContract
 
 
 @pytest.fixture
@@ -49,6 +50,10 @@ class TestMemoryAttemptStore(AttemptStoreContract):
 
 
 class TestMemoryTransitionStore(TransitionStoreContract):
+    pass
+
+
+class TestMemoryUniqueKeys(UniqueKeyContract):
     pass
 
 

@@ -9,7 +9,7 @@ view fail like an unreachable database.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from taskcore.errors import RepositoryUnavailable, UnstorableValue
 from taskcore.model.task import Task
@@ -26,11 +26,23 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+class UsedKey(NamedTuple):
+    """A row of ``idempotency_keys``."""
+
+    request_hash: str
+    task_id: int
+    used_at: datetime
+    deduplicated: bool = False  # its first use took an unfinished task that had the unique key
+
+
 class MemoryDatabase:
     def __init__(self) -> None:
         self.tasks: dict[int, Task] = {}
         self.dispatched_at: dict[int, datetime] = {}
-        self.idempotency_keys: dict[tuple[str, str], tuple[str, int, datetime]] = {}
+        self.idempotency_keys: dict[tuple[str, str], UsedKey] = {}  # (owner or "", key) -> its use
+        # The partial unique index: (type, owner or "", unique key) -> the last task to take it,
+        # which holds it while unfinished (only a free key is taken, so no other can).
+        self.unique_keys: dict[tuple[str, str, str], int] = {}
         self.workers: dict[str, WorkerReport] = {}
         self.census_deficit_since: datetime | None = None  # the wake-up census's one row
         self.paused_queues: dict[str, datetime] = {}  # queue -> paused at

@@ -43,8 +43,8 @@ class MemoryRecovery:
         self.db.check()
         keys = self.db.idempotency_keys
         expired = sorted(
-            (slot for slot, (_, _, used_at) in keys.items() if used_at < used_before),
-            key=lambda slot: keys[slot][2],
+            (slot for slot, used in keys.items() if used.used_at < used_before),
+            key=lambda slot: keys[slot].used_at,
         )
         for slot in expired[:limit]:
             del keys[slot]

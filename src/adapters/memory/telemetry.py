@@ -13,6 +13,7 @@ class MemoryTelemetry:
     def __init__(self) -> None:
         self.submitted: Counter[str] = Counter()
         self.submitted_to: Counter[str] = Counter()  # by queue
+        self.deduplicated: Counter[str] = Counter()
         self.claimed: Counter[str] = Counter()
         self.waits: list[tuple[str, float]] = []
         self.runs: list[tuple[str, float]] = []
@@ -27,6 +28,9 @@ class MemoryTelemetry:
     def task_submitted(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
         self.submitted[task_type] += 1
         self.submitted_to[queue] += 1
+
+    def task_deduplicated(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
+        self.deduplicated[task_type] += 1
 
     def task_claimed(self, task_type: str, waited_s: float, *, queue: str = DEFAULT_QUEUE) -> None:
         self.claimed[task_type] += 1

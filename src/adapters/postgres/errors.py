@@ -2,8 +2,10 @@
 
 The service and the entrypoints only know taskcore's hierarchy: a database
 that does not answer is ``RepositoryUnavailable`` (callers may retry or answer
-503), anything else the server refuses is ``RepositoryError`` carrying the
-SQLSTATE and constraint so a log line says what broke.
+503), a rule of the domain the schema keeps is that rule's error (the unique
+key index: ``UniqueKeyTaken``), anything else the server refuses is
+``RepositoryError`` carrying the SQLSTATE and constraint so a log line says
+what broke.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from contextlib import contextmanager
 import psycopg
 
 from taskcore.errors import RepositoryUnavailable, TaskcoreError, UnstorableValue
+from taskcore.model.uniqueness import UniqueKeyTaken
+
+UNIQUE_KEY_INDEX = "tasks_unique_key_idx"
 
 
 class RepositoryError(TaskcoreError):
@@ -40,12 +45,23 @@ def wrap_errors(action: str) -> Iterator[None]:
         # A value PostgreSQL cannot hold (a NUL in text or jsonb): the caller's
         # data is at fault, not the database.
         raise UnstorableValue(f"cannot {action}: {_describe(exc)}", sqlstate=exc.sqlstate) from exc
-    except psycopg.Error as exc:
-        raise RepositoryError(
-            f"cannot {action}: {_describe(exc)}",
-            sqlstate=exc.sqlstate,
-            constraint=exc.diag.constraint_name,
+    except psycopg.errors.UniqueViolation as exc:
+        if exc.diag.constraint_name != UNIQUE_KEY_INDEX:
+            raise _refused(action, exc) from exc
+        # A rule of the domain, kept by the index: a retry whose unique key another task holds.
+        raise UniqueKeyTaken(
+            f"cannot {action}: an unfinished task of its type and owner has its unique key"
         ) from exc
+    except psycopg.Error as exc:
+        raise _refused(action, exc) from exc
+
+
+def _refused(action: str, exc: psycopg.Error) -> RepositoryError:
+    return RepositoryError(
+        f"cannot {action}: {_describe(exc)}",
+        sqlstate=exc.sqlstate,
+        constraint=exc.diag.constraint_name,
+    )
 
 
 def _describe(exc: psycopg.Error) -> str:

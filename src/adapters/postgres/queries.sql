@@ -38,6 +38,54 @@ SELECT added.*
 FROM added JOIN new USING (id)
 ORDER BY new.position;
 
+-- name: add_unique_tasks
+-- add_tasks for tasks with unique keys (model/uniqueness.py). A task whose
+-- key an unfinished task of its type and owner holds is not stored (the
+-- partial unique index tasks_unique_key_idx, named by its expressions and
+-- predicate) and its row comes back as NULLs, still in the callers' order:
+-- the caller then reads the holders (unique_key_holders). A key being
+-- inserted by a transaction still open makes this wait for its outcome, so
+-- rows go in in the order of their keys: two batches of the same keys then
+-- wait for each other one way only, never in a cycle (a deadlock, which
+-- PostgreSQL breaks after a second by failing one of them). Of two tasks of
+-- one key in the batch, the first in the callers' order is stored.
+WITH new AS (
+    SELECT nextval(pg_get_serial_sequence('tasks', 'id')) AS id, given.*
+    FROM unnest(%(types)s::text[], %(inputs)s::jsonb[], %(max_attempts)s::integer[],
+                %(created_at)s::timestamptz[], %(run_at)s::timestamptz[], %(owners)s::text[],
+                %(priorities)s::smallint[], %(queues)s::text[], %(concurrency_keys)s::text[],
+                %(rate_keys)s::text[], %(unique_keys)s::text[], %(afters)s::text[], %(run_anyways)s::boolean[],
+                %(workflow_ids)s::bigint[], %(steps)s::text[]) WITH ORDINALITY
+         AS given(type, input, max_attempts, created_at, run_at, owner, priority, queue, concurrency_key,
+                  rate_key, unique_key, after_text, run_anyway, workflow_id, step, position)
+), added AS (
+    INSERT INTO tasks (id, type, input, status, attempts, max_attempts, version, created_at, updated_at,
+                       run_at, owner, priority, queue, concurrency_key, rate_key, unique_key, after, run_anyway,
+                       blocked, workflow_id, step)
+    OVERRIDING SYSTEM VALUE
+    SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority,
+           queue, concurrency_key, rate_key, unique_key, after_text::bigint[], run_anyway,
+           cardinality(after_text::bigint[]) > 0, workflow_id, step
+    FROM new
+    ORDER BY type, coalesce(owner, ''), unique_key, position
+    ON CONFLICT (type, coalesce(owner, ''), unique_key)
+        WHERE unique_key IS NOT NULL AND status IN ('PENDING', 'PROCESSING')
+        DO NOTHING
+    RETURNING *
+)
+SELECT added.*
+FROM new LEFT JOIN added ON added.id = new.id
+ORDER BY new.position;
+
+-- name: unique_key_holders
+-- The unfinished tasks holding these (type, owner or '', unique key) slots:
+-- the index's expressions and predicate, so the index answers.
+SELECT tasks.*
+FROM tasks
+JOIN unnest(%(types)s::text[], %(owners)s::text[], %(unique_keys)s::text[]) AS slot(type, owner, unique_key)
+  ON tasks.type = slot.type AND coalesce(tasks.owner, '') = slot.owner AND tasks.unique_key = slot.unique_key
+WHERE tasks.unique_key IS NOT NULL AND tasks.status IN ('PENDING', 'PROCESSING');
+
 -- name: get_task
 SELECT *
 FROM tasks
@@ -213,14 +261,18 @@ ORDER BY updated_at
 LIMIT %(limit)s;
 
 -- name: list_tasks
--- Keyset pagination, newest first. Each filter is optional (NULL: any); the
--- row comparison on (created_at, id) resumes strictly after the last page.
+-- Keyset pagination, newest first (listings, and bulk actions' batches).
+-- Each filter is optional (NULL: any); the row comparison on (created_at, id)
+-- resumes strictly after the last page.
 SELECT *
 FROM tasks
 WHERE (%(owner)s::text IS NULL OR owner = %(owner)s::text)
   AND (%(status)s::task_status IS NULL OR status = %(status)s::task_status)
+  AND (%(statuses)s::task_status[] IS NULL OR status = ANY(%(statuses)s::task_status[]))
   AND (%(type)s::text IS NULL OR type = %(type)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(created_after)s::timestamptz IS NULL OR created_at > %(created_after)s::timestamptz)
+  AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s::timestamptz)
   AND (%(before_created)s::timestamptz IS NULL
        OR (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::bigint))
 ORDER BY created_at DESC, id DESC
@@ -258,7 +310,10 @@ ON CONFLICT (owner, key) DO UPDATE
 RETURNING owner;
 
 -- name: link_idempotency_key
-UPDATE idempotency_keys SET task_id = %(task_id)s WHERE owner = %(owner)s AND key = %(key)s;
+-- deduplicated: the key's first use took an unfinished task that had the
+-- unique key, so a replay answers as that use did.
+UPDATE idempotency_keys SET task_id = %(task_id)s, deduplicated = %(deduplicated)s
+WHERE owner = %(owner)s AND key = %(key)s;
 
 -- name: forget_idempotency_keys
 -- Expired keys, a batch at a time, oldest first. SKIP LOCKED leaves alone a
@@ -275,7 +330,7 @@ WHERE (owner, key) IN (
   AND created_at < %(used_before)s;
 
 -- name: get_idempotency_key
-SELECT request_hash, task_id FROM idempotency_keys WHERE owner = %(owner)s AND key = %(key)s;
+SELECT request_hash, task_id, deduplicated FROM idempotency_keys WHERE owner = %(owner)s AND key = %(key)s;
 
 -- name: status_counts
 -- The dashboard's counts over every task. An index-only scan at best: this

@@ -52,3 +52,16 @@ def task_with_extras_row(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[tuple[Tas
         return make_task(values), {name: values[index] for index, name in extras}
 
     return make
+
+
+def optional_task_row(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[Task | None]:
+    """As ``task_row``, and ``None`` for a row of NULLs (an outer join's
+    missing side: a task a statement did not store)."""
+    make_task = task_row(cursor)
+    names = [column.name for column in cursor.description or ()]
+    id_index = names.index("id")
+
+    def make(values: Sequence[Any]) -> Task | None:
+        return None if values[id_index] is None else make_task(values)
+
+    return make

@@ -48,6 +48,9 @@ CREATE TABLE tasks (
     rate_key text,
     throttled boolean NOT NULL DEFAULT false,
     rate_slot timestamptz,
+    -- While the task is PENDING or PROCESSING, no other task of its type and
+    -- owner has this key (tasks_unique_key_idx).
+    unique_key text CONSTRAINT tasks_unique_key_not_empty CHECK (unique_key <> ''),
     -- Workflows: the tasks it runs after; blocked: PENDING, but not to start (and
     -- no wake-up published) until they have ended; run_anyway: start even if one
     -- FAILED or was CANCELLED; its workflow and its step's name there.
@@ -91,6 +94,8 @@ CREATE TABLE idempotency_keys (
     request_hash text NOT NULL,
     task_id bigint REFERENCES tasks (id) ON DELETE CASCADE,
     created_at timestamptz NOT NULL,
+    -- Its first use took an unfinished task that had the unique key: a replay says so too.
+    deduplicated boolean NOT NULL DEFAULT false,
     PRIMARY KEY (owner, key)
 );
 
@@ -148,3 +153,8 @@ CREATE TABLE rate_limits (
 CREATE INDEX tasks_blocked_after_idx ON tasks USING gin (after) WHERE status = 'PENDING' AND blocked;
 -- A workflow's steps.
 CREATE INDEX tasks_workflow_id_idx ON tasks (workflow_id) WHERE workflow_id IS NOT NULL;
+
+-- Unique tasks: one unfinished task per type, owner (a missing one counts as
+-- one) and unique key; concurrent submits of a key store one task.
+CREATE UNIQUE INDEX tasks_unique_key_idx ON tasks (type, coalesce(owner, ''), unique_key)
+    WHERE unique_key IS NOT NULL AND status IN ('PENDING', 'PROCESSING');

@@ -9,7 +9,7 @@ the rules themselves live on ``Task``.
 
 Concurrent adds, claims and saves are coalesced into one statement each
 (``taskcore.adapters.batching``), which is where most of the throughput
-under load comes from.
+under load comes from; the INSERTs, and unique keys, are ``inserts.py``'s.
 """
 
 from __future__ import annotations
@@ -25,35 +25,18 @@ from psycopg.types.json import Jsonb
 
 from taskcore.adapters.batching import Coalescer
 from taskcore.adapters.postgres.database import Connection, PostgresDatabase
+from taskcore.adapters.postgres.inserts import TaskInserts, add_in, columns, one_task
 from taskcore.adapters.postgres.limits import PostgresLimitedClaims
 from taskcore.adapters.postgres.rows import task_row
 from taskcore.adapters.postgres.sql import queries
-from taskcore.errors import InvalidInput, RepositoryUnavailable, ServiceUnavailable, TaskcoreError
+from taskcore.errors import RepositoryUnavailable, ServiceUnavailable, TaskcoreError
 from taskcore.model.idempotency import AddedOnce, IdempotencyKey
 from taskcore.model.limits import LimitsOf, no_limits
 from taskcore.model.query import TaskQuery
 from taskcore.model.task import MAX_TASK_ID, NewTask, Task
+from taskcore.model.uniqueness import Added, UniqueKeyTaken
 
 Claim = tuple[int, datetime, timedelta, bool]  # task id, now, lease, alone
-
-
-def _add_params(new: NewTask) -> dict[str, Any]:
-    return {
-        "type": new.type,
-        "input": Jsonb(new.input),
-        "max_attempts": new.max_attempts,
-        "created_at": new.created_at,
-        "run_at": new.run_at,
-        "owner": new.owner,
-        "priority": new.priority,
-        "queue": new.queue,
-        "concurrency_key": new.concurrency_key,
-        "rate_key": new.rate_key,
-        "after": list(new.after),
-        "run_anyway": new.run_anyway,
-        "workflow_id": new.workflow_id,
-        "step": new.step,
-    }
 
 
 def _save_params(task: Task) -> dict[str, Any]:
@@ -76,23 +59,6 @@ def _save_params(task: Task) -> dict[str, Any]:
     }
 
 
-def _columns(rows: list[dict[str, Any]], names: dict[str, str]) -> dict[str, list[Any]]:
-    """Per-row parameters as one array per column, for an ``unnest`` statement."""
-    return {plural: [row[name] for row in rows] for plural, name in names.items()}
-
-
-_ADD_COLUMNS = {
-    "types": "type",
-    "inputs": "input",
-    "max_attempts": "max_attempts",
-    "created_at": "created_at",
-    "run_at": "run_at",
-    "owners": "owner",
-    "priorities": "priority",
-    "queues": "queue",
-    "concurrency_keys": "concurrency_key",
-    "rate_keys": "rate_key",
-}
 _SAVE_COLUMNS = {
     "ids": "id",
     "statuses": "status",
@@ -127,8 +93,8 @@ class PostgresTasks:
         self._db = database
         self._limited = PostgresLimitedClaims(database, limits, clock)
         linger = batch_linger_s
-        self._adds: Coalescer[NewTask, Task] = Coalescer(
-            self._add_batch, linger_s=linger, name="taskcore-add-tasks"
+        self._adds: Coalescer[NewTask, Added] = Coalescer(
+            TaskInserts(database).add_batch, linger_s=linger, name="taskcore-add-tasks"
         )
         self._saves: Coalescer[Task, bool] = Coalescer(
             self._save_batch, linger_s=linger, name="taskcore-save-tasks"
@@ -138,29 +104,15 @@ class PostgresTasks:
         )
 
     async def add(self, new: NewTask) -> Task:
-        if new.after:
-            return await self._db.transaction(partial(add_after, new=new), action="add a task")
+        added = await self.add_unique(new)
+        if not added.created:
+            raise UniqueKeyTaken.adding(new.type, new.unique_key)
+        return added.task
+
+    async def add_unique(self, new: NewTask) -> Added:
+        if new.after:  # kept from being deleted until it is stored: a transaction of its own
+            return await self._db.transaction(partial(add_in, new=new), action="add a task")
         return await self._adds.call(new)
-
-    async def _add_batch(self, news: list[NewTask]) -> list[Task | BaseException]:
-        """Concurrent adds as one INSERT. If the batch is refused for the data
-        of one of its tasks (a value PostgreSQL cannot store), each task is
-        added on its own, so only that one fails."""
-        if len(news) == 1:
-            return [await self._add_one(news[0])]
-        params = _columns([_add_params(new) for new in news], _ADD_COLUMNS)
-        try:
-            return list(
-                await self._db.run("add_tasks", params, action=f"add {len(news)} tasks", rows=task_row)
-            )
-        except ServiceUnavailable:
-            raise
-        except TaskcoreError:
-            return list(await asyncio.gather(*(self._add_one(new) for new in news), return_exceptions=True))
-
-    async def _add_one(self, new: NewTask) -> Task:
-        (task,) = await self._db.run("add_task", _add_params(new), action="add a task", rows=task_row)
-        return task
 
     async def add_once(self, new: NewTask, key: IdempotencyKey) -> AddedOnce:
         async def add(connection: Connection) -> AddedOnce:
@@ -174,18 +126,21 @@ class PostgresTasks:
         )
         return tasks[0] if tasks else None
 
-    async def find(self, query: TaskQuery) -> list[Task]:
+    async def find(self, query: TaskQuery, *, fresh: bool = False) -> list[Task]:
         before_created, before_id = query.before if query.before else (None, None)
         params = {
             "owner": query.owner,
             "status": query.status.value if query.status else None,
+            "statuses": None if query.statuses is None else sorted(status.value for status in query.statuses),
             "type": query.type,
             "queue": query.queue,
+            "created_after": query.created_after,
+            "created_before": query.created_before,
             "before_created": before_created,
             "before_id": before_id,
             "limit": query.limit,
         }
-        return await self._db.run("list_tasks", params, action="list tasks", rows=task_row, replica=True)
+        return await self._db.run("list_tasks", params, action="list tasks", rows=task_row, replica=not fresh)
 
     async def claim(
         self, task_id: int, now: datetime, lease: timedelta, *, alone: bool = False
@@ -244,7 +199,10 @@ class PostgresTasks:
         return await self._saves.call(task)
 
     async def _save_one(self, task: Task) -> bool:
-        return await self._db.run("save_task", _save_params(task), action=f"save task {task.id}") == 1
+        try:
+            return await self._db.run("save_task", _save_params(task), action=f"save task {task.id}") == 1
+        except UniqueKeyTaken as exc:
+            raise UniqueKeyTaken.reviving(task) from exc
 
     async def _save_batch(self, tasks: list[Task]) -> list[bool | BaseException]:
         """Concurrent saves as few UPDATEs as their ids allow: a task saved twice
@@ -268,7 +226,7 @@ class PostgresTasks:
     async def _save_distinct(self, batch: list[Task]) -> list[bool | BaseException]:
         if len(batch) == 1:
             return [await self._save_one(batch[0])]
-        params = _columns([_save_params(task) for task in batch], _SAVE_COLUMNS)
+        params = columns([_save_params(task) for task in batch], _SAVE_COLUMNS)
         try:
             saved = await self._db.run(
                 "save_tasks", params, action=f"save {len(batch)} tasks", rows=tuple_row
@@ -292,23 +250,9 @@ class PostgresTasks:
             await self._db.run("mark_dispatched", params, action="mark tasks dispatched")
 
 
-async def add_after(connection: Connection, new: NewTask) -> Task:
-    """A task that runs after others, in the caller's transaction: they are
-    kept from being deleted until it is stored, and must all exist."""
-    if new.after:
-        locked = await connection.execute(queries["lock_parents"], {"ids": list(new.after)})
-        found = {task_id for (task_id,) in await locked.fetchall()}
-        if missing := [task_id for task_id in new.after if task_id not in found]:
-            raise InvalidInput(f"it runs after task {missing[0]}, which does not exist", after=missing[0])
-    async with connection.cursor(row_factory=task_row) as cursor:
-        await cursor.execute(queries["add_task"], _add_params(new))
-        task = await cursor.fetchone()
-    assert task is not None
-    return task
-
-
 async def _add_once_in(connection: Connection, new: NewTask, key: IdempotencyKey) -> AddedOnce:
-    """Take the key and add the task, or find the task the key made before: one transaction."""
+    """Take the key and add the task (or take the one holding its unique key),
+    or find what the key gave before: one transaction."""
     slot = {"owner": new.owner or "", "key": key.key}
     claimed = await connection.execute(
         queries["claim_idempotency_key"],
@@ -323,12 +267,13 @@ async def _add_once_in(connection: Connection, new: NewTask, key: IdempotencyKey
         used = await (await connection.execute(queries["get_idempotency_key"], slot)).fetchone()
         if used is None or used[1] is None:  # expired and purged meanwhile: rare, retryable
             raise RepositoryUnavailable("the idempotency key changed concurrently; try again")
-        async with connection.cursor(row_factory=task_row) as cursor:
-            await cursor.execute(queries["get_task"], {"id": used[1]})
-            original = await cursor.fetchone()
+        original = await one_task(connection, "get_task", {"id": used[1]})
         if original is None:
             raise RepositoryUnavailable("the idempotency key's task is gone; try again")
-        return AddedOnce(original, created=False, request_hash=used[0])
-    task = await add_after(connection, new)
-    await connection.execute(queries["link_idempotency_key"], {**slot, "task_id": task.id})
-    return AddedOnce(task, created=True, request_hash=key.request_hash)
+        return AddedOnce(original, replayed=True, request_hash=used[0], deduplicated=used[2])
+    added = await add_in(connection, new)
+    link = {**slot, "task_id": added.task.id, "deduplicated": not added.created}
+    await connection.execute(queries["link_idempotency_key"], link)
+    return AddedOnce(
+        added.task, replayed=False, request_hash=key.request_hash, deduplicated=not added.created
+    )

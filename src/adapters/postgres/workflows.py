@@ -11,9 +11,9 @@ from psycopg.rows import dict_row
 
 from taskcore.adapters.batching import Coalescer
 from taskcore.adapters.postgres.database import Connection, PostgresDatabase
+from taskcore.adapters.postgres.inserts import add_in
 from taskcore.adapters.postgres.rows import task_row
 from taskcore.adapters.postgres.sql import queries
-from taskcore.adapters.postgres.tasks import add_after
 from taskcore.model.task import NewTask, Task
 from taskcore.model.workflows import StoredWorkflow
 
@@ -48,9 +48,12 @@ class PostgresWorkflows:
             stored: list[Task] = []
             for new, parents in zip(steps, after, strict=True):
                 placed = msgspec.structs.replace(
-                    new, workflow_id=row["id"], after=tuple(stored[index].id for index in parents)
+                    new,
+                    workflow_id=row["id"],
+                    after=tuple(stored[index].id for index in parents),
+                    unique_key=None,  # a step is never another task: see WorkflowService
                 )
-                stored.append(await add_after(connection, placed))
+                stored.append((await add_in(connection, placed)).task)
             return _workflow(row, stored)
 
         return await self._db.transaction(add, action=f"add a workflow of {len(steps)} steps")

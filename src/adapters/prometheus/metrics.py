@@ -44,6 +44,12 @@ class Metrics:
         self.submitted = Counter(
             "taskcore_tasks_submitted_total", "Tasks stored by a submit.", by_type, registry=registry
         )
+        self.deduplicated = Counter(
+            "taskcore_tasks_deduplicated_total",
+            "Submits answered with an unfinished task that had their unique key.",
+            by_type,
+            registry=registry,
+        )
         self.completed = Counter(
             "taskcore_tasks_completed_total",
             "Attempts whose verdict was COMPLETED.",
@@ -140,6 +146,9 @@ class PrometheusTelemetry:
 
     def task_submitted(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
         self.metrics.submitted.labels(task_type, queue).inc()
+
+    def task_deduplicated(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
+        self.metrics.deduplicated.labels(task_type, queue).inc()
 
     def task_claimed(self, task_type: str, waited_s: float, *, queue: str = DEFAULT_QUEUE) -> None:
         self.metrics.queue_wait.labels(task_type, queue).observe(waited_s)

@@ -1,4 +1,4 @@
-"""Opaque listing cursors: the keyset position, base64url-encoded.
+"""Opaque cursors of listings and bulk actions: the keyset position, base64url-encoded.
 
 Clients treat the string as opaque; a tampered or stale-format cursor is a
 422, never a 500.
@@ -22,7 +22,11 @@ class _Position(msgspec.Struct, array_like=True, frozen=True):
 
 
 def encode_cursor(task: Task) -> str:
-    raw = msgspec.json.encode(_Position(task.created_at, task.id))
+    return encode_position(task.created_at, task.id)
+
+
+def encode_position(created_at: datetime, task_id: int) -> str:
+    raw = msgspec.json.encode(_Position(created_at, task_id))
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 

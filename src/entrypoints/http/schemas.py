@@ -10,6 +10,7 @@ import msgspec
 from taskcore.errors import InvalidInput
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Task
+from taskcore.model.uniqueness import MAX_UNIQUE_KEY_LENGTH
 from taskcore.model.workflows import MAX_AFTER
 
 MAX_DELAY_S = 366 * 86_400
@@ -77,6 +78,21 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     run_anyway: Annotated[
         bool, msgspec.Meta(description="Start after the `after` tasks end even if one failed.")
     ] = False
+    unique_key: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=MAX_UNIQUE_KEY_LENGTH,
+                description=(
+                    "While an unfinished (PENDING or PROCESSING) task of this type and owner has this key,"
+                    " a submit returns that task (200, `Deduplicated: true`) instead of creating one."
+                    " Replaces the key the handler derives from the input, if it does."
+                ),
+            ),
+        ]
+        | None
+    ) = None
 
     def delay(self, now: datetime) -> timedelta | None:
         """When the task may run, as a delay from ``now`` (``None``: now);
@@ -112,6 +128,7 @@ class TaskView(msgspec.Struct, kw_only=True):
     blocked: bool  # PENDING, waiting for the tasks it runs after
     workflow_id: int | None
     step: str | None
+    unique_key: str | None
     created_at: datetime
     updated_at: datetime
     run_at: datetime
@@ -133,6 +150,7 @@ class TaskView(msgspec.Struct, kw_only=True):
             blocked=task.blocked,
             workflow_id=task.workflow_id,
             step=task.step,
+            unique_key=task.unique_key,
             created_at=task.created_at,
             updated_at=task.updated_at,
             run_at=task.run_at,

@@ -122,7 +122,21 @@ class TaskController(Controller):
         status_code=201,
         operation_id="submitTask",
         summary="Submit a task",
-        responses=problems(400, *AUTH, 413, 422, 429, 503),
+        response_description=(
+            "Created: the new task, PENDING, with `Location`. (With an Idempotency-Key used before: "
+            "the task its first use answered with, and `Idempotent-Replayed: true`.)"
+        ),
+        responses={
+            200: ResponseSpec(
+                data_container=TaskView,
+                description=(
+                    "Deduplicated (`Deduplicated: true`): an unfinished task of this type and owner has "
+                    "the unique key, and is returned instead of a new one; nothing was created."
+                ),
+                generate_examples=False,
+            ),
+            **problems(400, *AUTH, 413, 422, 429, 503),
+        },
     )
     async def submit(
         self,
@@ -135,44 +149,37 @@ class TaskController(Controller):
                 name="Idempotency-Key",
                 min_length=1,
                 max_length=255,
-                description="Retrying with the same key and body returns the original task.",
+                description="Retrying with the same key and body returns the original answer.",
             ),
         ] = None,
     ) -> Response[TaskView]:
         """Store the task as PENDING and queue it; answers before it runs. With
         ``run_at`` or ``delay_s`` it is dispatched when due (held by the broker,
         never by a worker); a ``run_at`` that has passed means now. Of the tasks
-        waiting for a worker, higher ``priority`` ones start first. The body
-        schema lists the registered types, each with its handler's input."""
-        caller, service = authorized(request, WRITE), tasks.service
-        delay = data.delay(tasks.clock.now())  # the core's clock, the one run_at is computed on
-        if idempotency_key is None:
-            task = await service.submit(
-                data.type,
-                data.input_data,
-                owner=caller.sub,
-                delay=delay,
-                priority=data.priority,
-                queue=data.queue,
-                after=data.after,
-                run_anyway=data.run_anyway,
-            )
-            return Response(TaskView.of(task), status_code=201, headers=_location(task.id))
-        task, created = await service.submit_once(
+        waiting for a worker, higher ``priority`` ones start first. With a
+        ``unique_key`` (or a handler that derives one) held by an unfinished
+        task, that task is the answer (200). The body schema lists the
+        registered types, each with its handler's input."""
+        caller = authorized(request, WRITE)
+        submitted = await tasks.service.submit_detailed(
             data.type,
             data.input_data,
             idempotency_key=idempotency_key,
+            unique_key=data.unique_key,
             owner=caller.sub,
-            delay=delay,
+            delay=data.delay(tasks.clock.now()),  # the core's clock, the one run_at is computed on
             priority=data.priority,
             queue=data.queue,
             after=data.after,
             run_anyway=data.run_anyway,
         )
-        headers = _location(task.id)
-        if not created:
+        headers = _location(submitted.task.id)
+        if submitted.replayed:
             headers["Idempotent-Replayed"] = "true"
-        return Response(TaskView.of(task), status_code=201, headers=headers)
+        if submitted.deduplicated:
+            headers["Deduplicated"] = "true"
+        status = 200 if submitted.deduplicated else 201
+        return Response(TaskView.of(submitted.task), status_code=status, headers=headers)
 
     @get(
         "/{task_id:int}",

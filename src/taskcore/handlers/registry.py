@@ -3,7 +3,9 @@
 A handler is a plain function, sync or async, with one parameter. Its
 annotation is the task's input type: submit converts the client's JSON into it
 with msgspec and refuses a mismatch before anything is stored, and the worker
-converts the stored JSON back into it before the call.
+converts the stored JSON back into it before the call. A handler may also
+say which of its tasks are the same work (``unique=``, a key function over
+the input; see ``model/uniqueness.py``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from taskcore.errors import HandlerRegistrationError, InvalidInput, UnknownTaskT
 from taskcore.handlers.context import TaskContext
 from taskcore.model.limits import NO_LIMITS, KeyFunction, Rate, TypeLimits, parse_rate
 from taskcore.model.queues import DEFAULT_QUEUE, check_queue_name
+from taskcore.model.uniqueness import check_unique_key
 
 F = TypeVar("F", bound=Callable[..., Any])
+UniqueKeyFunction = Callable[[Any], "str | None"]
+"""Of a task's parsed input: its unique key, or ``None`` when this one is not unique."""
 
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -49,6 +54,8 @@ class Handler:
         ``value`` (``""``: the whole type; ``None``: not limited that way)."""
         return _key(self.concurrency, self.concurrency_key, value), _key(self.rate, self.rate_key, value)
 
+    unique: UniqueKeyFunction | None = None
+
     def parse_input(self, data: Any) -> Any:
         """Convert JSON-shaped data into the handler's input type."""
         try:
@@ -59,6 +66,27 @@ class Handler:
     def normalise_input(self, data: Any) -> Any:
         """Validate ``data`` and return it as the JSON value to store."""
         return msgspec.to_builtins(self.parse_input(data))
+
+    def unique_key(self, value: Any) -> str | None:
+        """The unique key the handler's ``unique`` function gives the parsed
+        input ``value``, if it has one. The function depends on the input, so
+        what it raises, or a value that cannot be a key, is the input's
+        fault as far as the client can tell: ``InvalidInput``, never a 500."""
+        if self.unique is None:
+            return None
+        try:
+            key = self.unique(value)
+        except Exception as exc:
+            raise InvalidInput(
+                f"cannot derive the unique key of this {self.name!r} input: {type(exc).__name__}: {exc}",
+                task_type=self.name,
+            ) from exc
+        if key is None:
+            return None
+        try:
+            return check_unique_key(key)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{self.name!r}'s unique function: {exc}", task_type=self.name) from exc
 
     def bind(self, value: Any, context: TaskContext | None = None) -> Callable[[], Any]:
         """The call of the handler with ``value``, and ``context`` if it asks for one."""
@@ -151,6 +179,7 @@ class HandlerRegistry:
         concurrency_key: KeyFunction | None = None,
         rate_limit: str | None = None,
         rate_key: KeyFunction | None = None,
+        unique: UniqueKeyFunction | None = None,
     ) -> Callable[[F], F]: ...
 
     def handler(
@@ -167,6 +196,7 @@ class HandlerRegistry:
         concurrency_key: KeyFunction | None = None,
         rate_limit: str | None = None,
         rate_key: KeyFunction | None = None,
+        unique: UniqueKeyFunction | None = None,
     ) -> F | Callable[[F], F]:
         """Decorator form of ``register``: ``@registry.handler`` or
         ``@registry.handler(name="resize", queue="images", max_attempts=5, retry=RetryPolicy(base_s=2))``."""
@@ -183,6 +213,7 @@ class HandlerRegistry:
                 concurrency_key=concurrency_key,
                 rate_limit=rate_limit,
                 rate_key=rate_key,
+                unique=unique,
             )
             return f
 
@@ -201,13 +232,17 @@ class HandlerRegistry:
         concurrency_key: KeyFunction | None = None,
         rate_limit: str | None = None,
         rate_key: KeyFunction | None = None,
+        unique: UniqueKeyFunction | None = None,
     ) -> Handler:
         """``queue``: where its tasks wait unless a submit names another
         (``model/queues.py``). ``concurrency``: at most this many of its tasks
         run at once across all workers; ``rate_limit`` (``"100/m"``, ``"20/s"``,
         ``"5/h"``): at most that many start per period. Each applies per key
         when ``concurrency_key`` / ``rate_key`` (a function of the parsed
-        input, say the customer) is given (``model/limits.py``)."""
+        input, say the customer) is given (``model/limits.py``). ``unique``: a
+        function of the parsed input giving the task's unique key, or ``None``
+        for a task that is not unique; a submit's own ``unique_key`` takes its
+        place (``model/uniqueness.py``)."""
         task_type = name or getattr(fn, "__name__", "")
         if not task_type:
             raise HandlerRegistrationError("a handler needs a name")
@@ -217,6 +252,8 @@ class HandlerRegistry:
             raise HandlerRegistrationError("max_attempts must be at least 1")
         if timeout_s is not None and timeout_s <= 0:
             raise HandlerRegistrationError("timeout_s must be positive")
+        if unique is not None and not callable(unique):
+            raise HandlerRegistrationError(f"handler {task_type!r}: unique must be a function of the input")
         try:
             check_queue_name(queue)
             rate = parse_rate(rate_limit) if rate_limit is not None else None
@@ -243,6 +280,7 @@ class HandlerRegistry:
             concurrency_key=concurrency_key,
             rate=rate,
             rate_key=rate_key,
+            unique=unique,
         )
         self._handlers[task_type] = handler
         return handler

@@ -5,6 +5,12 @@ for a while (24 h by default); the same key with the same request returns the
 original task, with a different request it is refused. The repository makes
 the key and the task one atomic step, so concurrent duplicates create one
 task.
+
+With a unique key too (``model/uniqueness.py``), the key's first use may find
+an unfinished task holding the unique key and take that one instead of
+creating one; the key remembers that, so a retry answers exactly as the first
+use did (the same task, deduplicated) even once the task has finished and
+the unique key is free again: a replay never creates a task.
 """
 
 from __future__ import annotations
@@ -31,8 +37,16 @@ class IdempotencyKey(msgspec.Struct, frozen=True, kw_only=True):
 
 class AddedOnce(NamedTuple):
     task: Task
-    created: bool  # False: the key was used before and this is the original task
+    replayed: bool  # the key was used before: ``task`` is what that use gave
     request_hash: str  # the hash the key was first used with
+    # The key's first use (this one, or the replayed one) found ``task``
+    # unfinished with the new task's unique key, and took it instead of adding one.
+    deduplicated: bool = False
+
+    @property
+    def created(self) -> bool:
+        """This call stored ``task``."""
+        return not self.replayed and not self.deduplicated
 
 
 def request_hash(
@@ -43,15 +57,21 @@ def request_hash(
     queue: str | None = None,
     after: tuple[int, ...] = (),
     run_anyway: bool = False,
+    unique_key: str | None = None,
 ) -> str:
     """A fingerprint of what was asked, independent of JSON key order. What
-    was not asked for (the default priority, no queue, no ``after``) is left
-    out, so keys stored before those options existed still match."""
+    was not asked for (the default priority, no queue, no unique key, no
+    ``after``) is left out, so keys stored before those options existed
+    still match. A unique key a handler derives from the input is not asked
+    for: the input covers it."""
     asked: list[Any] = [task_type, stored_input]
-    if priority or queue or after:
+    unique = unique_key is not None
+    if priority or queue or unique or after:
         asked.append(priority)
-    if queue or after:
+    if queue or unique or after:
         asked.append(queue)
+    if unique or after:
+        asked.append(unique_key)
     if after:
         asked += [list(after), run_anyway]
     canonical = msgspec.json.encode(asked, order="sorted")

@@ -21,6 +21,11 @@ MIN_PRIORITY = 0
 MAX_PRIORITY = 9  # the broker's work queue is declared with this x-max-priority
 DEFAULT_PRIORITY = 0
 
+CANCELLABLE = frozenset({TaskStatus.PENDING, TaskStatus.PROCESSING})
+RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
+"""The statuses ``Task.cancel`` and ``Task.retry`` accept, for whoever picks
+the tasks to change (a bulk action selects these)."""
+
 MAX_TASK_ID = 2**63 - 1
 """Ids are PostgreSQL ``bigint``s: a larger number names no task (a poison message can carry one)."""
 
@@ -53,6 +58,7 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     run_anyway: bool = False  # start when the tasks it runs after end, even if one FAILED or was CANCELLED
     workflow_id: int | None = None
     step: str | None = None
+    unique_key: str | None = None  # model/uniqueness.py
 
     def __post_init__(self) -> None:
         check_priority(self.priority)
@@ -88,6 +94,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     blocked: bool = False
     workflow_id: int | None = None
     step: str | None = None
+    # While the task is unfinished, no other task of its type and owner has this key (model/uniqueness.py).
+    unique_key: str | None = None
     # Crash attribution. ``alone``: the current (or last) attempt runs alone on
     # its worker, so if that worker dies, this task is what killed it.
     # ``suspect``: a worker died while this task ran beside others, so it may
@@ -116,6 +124,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             blocked=bool(new.after),
             workflow_id=new.workflow_id,
             step=new.step,
+            unique_key=new.unique_key,
         )
 
     def visible_to(self, owner: str | None) -> bool:
@@ -254,7 +263,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     def cancel(self, now: datetime, reason: str | None = None) -> Task:
         """``reason`` is kept as its ``error`` (a workflow step cancelled
         because a step it runs after failed names that step)."""
-        self._require("cancel", TaskStatus.PENDING, TaskStatus.PROCESSING)
+        self._require("cancel", *CANCELLABLE)
         changes: dict[str, Any] = {"error": reason} if reason is not None else {}
         return self._next(
             now, status=TaskStatus.CANCELLED, lease_until=None, finished_at=now, blocked=False, **changes
@@ -270,7 +279,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
 
     def retry(self, now: datetime) -> Task:
         """Give a FAILED or CANCELLED task a fresh set of attempts."""
-        self._require("retry", TaskStatus.FAILED, TaskStatus.CANCELLED)
+        self._require("retry", *RETRYABLE)
         return self._next(
             now,
             status=TaskStatus.PENDING,

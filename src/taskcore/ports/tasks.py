@@ -15,6 +15,7 @@ from typing import Protocol
 from taskcore.model.idempotency import AddedOnce, IdempotencyKey
 from taskcore.model.query import TaskQuery
 from taskcore.model.task import NewTask, Task
+from taskcore.model.uniqueness import Added
 
 
 class TaskReader(Protocol):
@@ -25,8 +26,10 @@ class TaskReader(Protocol):
 
 
 class TaskFinder(Protocol):
-    async def find(self, query: TaskQuery) -> list[Task]:
-        """Tasks matching ``query``, newest first by (created_at, id), at most ``query.limit``."""
+    async def find(self, query: TaskQuery, *, fresh: bool = False) -> list[Task]:
+        """Tasks matching ``query``, newest first by (created_at, id), at most
+        ``query.limit``. Listings may be served by a lagging replica; ``fresh``
+        reads the primary, for a bulk action about to change what it finds."""
         ...
 
 
@@ -34,13 +37,23 @@ class TaskStore(TaskReader, Protocol):
     """The submit path: store new tasks, read them back."""
 
     async def add(self, new: NewTask) -> Task:
-        """Store a PENDING task and return it with its id."""
+        """Store a PENDING task and return it with its id. If ``new`` has a
+        unique key that an unfinished task holds, ``UniqueKeyTaken`` (use
+        ``add_unique`` to get that task instead)."""
+        ...
+
+    async def add_unique(self, new: NewTask) -> Added:
+        """Store ``new``, unless an unfinished task of its type and owner has
+        its unique key: then return that task (``created`` false). Atomic, so
+        concurrent adds of one key store one task; a key whose holder
+        finishes meanwhile is free, and ``new`` is stored."""
         ...
 
     async def add_once(self, new: NewTask, key: IdempotencyKey) -> AddedOnce:
         """Store ``new`` unless ``new.owner`` used ``key`` before (and it has not
-        expired): then return the task it created. Atomic, so concurrent
-        duplicates create one task."""
+        expired): then return what that use gave (``replayed``). A unique key
+        is honoured as ``add_unique`` does (``deduplicated``), and the key
+        remembers it. Atomic, so concurrent duplicates create one task."""
         ...
 
 
@@ -51,7 +64,9 @@ class TransitionStore(Protocol):
         Lands only if the stored row still has ``task.version - 1``: a writer
         that lost a race (its lease lapsed, the task was cancelled) gets
         ``False`` and changes nothing. A task saved as PENDING needs a new
-        message: its confirmation is cleared until ``mark_dispatched``.
+        message: its confirmation is cleared until ``mark_dispatched``. A
+        finished task that would hold its unique key again (a retry) while
+        another unfinished task holds it raises ``UniqueKeyTaken``.
         """
         ...
 

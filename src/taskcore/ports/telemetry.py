@@ -29,6 +29,10 @@ class SubmitTelemetry(Protocol):
         """A task was stored (an idempotent replay is not a new one)."""
         ...
 
+    def task_deduplicated(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
+        """A submit got an unfinished task that had its unique key, and stored none."""
+        ...
+
 
 class WorkTelemetry(Protocol):
     def task_claimed(self, task_type: str, waited_s: float, *, queue: str = DEFAULT_QUEUE) -> None:

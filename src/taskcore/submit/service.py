@@ -1,4 +1,4 @@
-"""What clients call: submit, read, cancel and retry.
+"""What clients call: submit, read, cancel and retry (one task, or every one a filter matches).
 
 This is the library's entry point (``container.service()``); waiting and
 listing have their own objects (``TaskWatcher``, the ``TaskFinder`` port).
@@ -9,16 +9,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
-from taskcore.errors import InvalidInput, InvalidTransition, TaskNotFound
+from taskcore.errors import ConfigurationError, InvalidInput, InvalidTransition, TaskNotFound
 from taskcore.handlers.registry import HandlerRegistry
 from taskcore.model.idempotency import IdempotencyConflict, IdempotencyKey, request_hash
-from taskcore.model.task import DEFAULT_PRIORITY, NewTask, Task, check_priority
+from taskcore.model.query import TaskQuery
+from taskcore.model.task import CANCELLABLE, DEFAULT_PRIORITY, RETRYABLE, NewTask, Task, check_priority
+from taskcore.model.uniqueness import check_unique_key
 from taskcore.model.workflows import check_after
-from taskcore.ports import Clock, SubmitTelemetry, TaskStore
+from taskcore.ports import Clock, SubmitTelemetry, TaskFinder, TaskStore
+from taskcore.submit.bulk import MAX_BULK, BulkChanges, BulkOutcome
 from taskcore.submit.reads import TaskReads
 from taskcore.telemetry import NoTelemetry
 from taskcore.transitions.writer import Transitions
@@ -27,6 +30,21 @@ log = logging.getLogger("taskcore.service")
 
 CAS_ATTEMPTS = 5
 DEFAULT_IDEMPOTENCY_TTL = timedelta(days=1)
+
+
+class Submitted(NamedTuple):
+    """What a submit did (``TaskService.submit_detailed``): the task doing the
+    work, and whether this call created it."""
+
+    task: Task
+    # An unfinished task of the type and owner had the unique key: ``task`` is that one.
+    deduplicated: bool = False
+    # The Idempotency-Key was used before: ``task`` (and ``deduplicated``) are what that use gave.
+    replayed: bool = False
+
+    @property
+    def created(self) -> bool:
+        return not self.deduplicated and not self.replayed
 
 
 class TaskService:
@@ -39,10 +57,17 @@ class TaskService:
         clock: Clock,
         idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL,
         telemetry: SubmitTelemetry | None = None,
+        finder: TaskFinder | None = None,
     ) -> None:
+        """``finder`` (the tasks' ``TaskFinder``) is what the bulk actions
+        (``cancel_matching``, ``retry_matching``) walk; without it they are
+        refused, and the rest works."""
         self._tasks = tasks
         self._transitions = transitions
         self._reads = TaskReads(tasks=tasks, cache=transitions.cache)
+        self._bulk = (
+            BulkChanges(finder=finder, reader=tasks, transitions=transitions) if finder is not None else None
+        )
         self._registry = registry
         self._clock = clock
         self._idempotency_ttl = idempotency_ttl
@@ -57,10 +82,14 @@ class TaskService:
         owner: str | None = None,
         priority: int = DEFAULT_PRIORITY,
         queue: str | None = None,
+        unique_key: str | None = None,
         after: Sequence[int] = (),
         run_anyway: bool = False,
     ) -> Task:
-        """Validate, store as PENDING, wake a worker, write through to the cache.
+        """Validate, store as PENDING, wake a worker, write through to the
+        cache; the task. With a unique key (``unique_key``, or the one the
+        handler's ``unique`` function gives) that an unfinished task holds,
+        that task instead: ``submit_detailed`` tells which happened.
 
         Validation happens first, so a rejected request writes nothing. The row
         is committed before the message is published, and a publish failure
@@ -72,34 +101,18 @@ class TaskService:
         once they have ended, and is cancelled if one FAILED or was CANCELLED
         unless ``run_anyway`` (``model/workflows.py``).
         """
-        new = self.new_task(
+        submitted = await self.submit_detailed(
             task_type,
             input_data,
             delay=delay,
             owner=owner,
             priority=priority,
             queue=queue,
-            after=await self._visible_parents(after, owner),
+            unique_key=unique_key,
+            after=after,
             run_anyway=run_anyway,
         )
-        task = await self._tasks.add(new)
-        await self._created(task)
-        return task
-
-    async def _created(self, task: Task) -> None:
-        await self._transitions.created(task)
-        self._telemetry.task_submitted(task.type, queue=task.queue)
-        if task.blocked:  # the tasks it runs after may have ended already
-            await self._transitions.settle(task, task.created_at)
-
-    async def _visible_parents(self, after: Sequence[int], owner: str | None) -> tuple[int, ...]:
-        """``after`` without repeats, each a task ``owner`` can see (else ``InvalidInput``)."""
-        ids = check_after(after)
-        for parent_id in ids:
-            parent = await self._tasks.get(parent_id, fresh=True)
-            if parent is None or not parent.visible_to(owner):
-                raise InvalidInput(f"it runs after task {parent_id}, which does not exist", after=parent_id)
-        return ids
+        return submitted.task
 
     async def submit_once(
         self,
@@ -111,13 +124,53 @@ class TaskService:
         owner: str | None = None,
         priority: int = DEFAULT_PRIORITY,
         queue: str | None = None,
+        unique_key: str | None = None,
         after: Sequence[int] = (),
         run_anyway: bool = False,
     ) -> tuple[Task, bool]:
         """``submit`` under a client's Idempotency-Key: the first call creates
         the task, a retry with the same request returns it (``False``: not
-        created now), a different request with the key is an
-        ``IdempotencyConflict``."""
+        created now, as for a deduplicated one), a different request with the
+        key is an ``IdempotencyConflict``."""
+        submitted = await self.submit_detailed(
+            task_type,
+            input_data,
+            idempotency_key=idempotency_key,
+            delay=delay,
+            owner=owner,
+            priority=priority,
+            queue=queue,
+            unique_key=unique_key,
+            after=after,
+            run_anyway=run_anyway,
+        )
+        return submitted.task, submitted.created
+
+    async def submit_detailed(
+        self,
+        task_type: str,
+        input_data: Any,
+        *,
+        idempotency_key: str | None = None,
+        unique_key: str | None = None,
+        delay: timedelta | None = None,
+        owner: str | None = None,
+        priority: int = DEFAULT_PRIORITY,
+        queue: str | None = None,
+        after: Sequence[int] = (),
+        run_anyway: bool = False,
+    ) -> Submitted:
+        """``submit`` with every option, saying what it did.
+
+        ``unique_key`` (1 to 255 characters) replaces the key the handler's
+        ``unique`` function derives from the input: while an unfinished
+        (PENDING or PROCESSING) task of this type and owner holds it, that
+        task is returned, ``deduplicated``, and nothing is stored, published
+        or counted. ``idempotency_key`` makes a retry of this very request
+        return what its first use returned (``replayed``; with another
+        request, ``IdempotencyConflict``), whatever became of the task: a
+        replay never creates a task, even once the unique key is free again.
+        """
         new = self.new_task(
             task_type,
             input_data,
@@ -125,26 +178,53 @@ class TaskService:
             owner=owner,
             priority=priority,
             queue=queue,
+            unique_key=unique_key,
             after=await self._visible_parents(after, owner),
             run_anyway=run_anyway,
         )
-        fingerprint = request_hash(
-            task_type, new.input, priority=new.priority, queue=queue, after=new.after, run_anyway=run_anyway
-        )
-        key = IdempotencyKey(
-            key=idempotency_key,
-            request_hash=fingerprint,
-            expired_before=new.created_at - self._idempotency_ttl,
-        )
-        added = await self._tasks.add_once(new, key)
-        if not added.created:
-            if added.request_hash != fingerprint:
+        if idempotency_key is not None:
+            fingerprint = request_hash(
+                task_type,
+                new.input,
+                priority=new.priority,
+                queue=queue,
+                unique_key=unique_key,
+                after=new.after,
+                run_anyway=run_anyway,
+            )
+            key = IdempotencyKey(
+                key=idempotency_key,
+                request_hash=fingerprint,
+                expired_before=new.created_at - self._idempotency_ttl,
+            )
+            once = await self._tasks.add_once(new, key)
+            if once.replayed and once.request_hash != fingerprint:
                 raise IdempotencyConflict(
                     "this Idempotency-Key was already used with a different request", key=idempotency_key
                 )
-            return added.task, False
-        await self._created(added.task)
-        return added.task, True
+            submitted = Submitted(once.task, deduplicated=once.deduplicated, replayed=once.replayed)
+        elif new.unique_key is not None:
+            added = await self._tasks.add_unique(new)
+            submitted = Submitted(added.task, deduplicated=not added.created)
+        else:
+            submitted = Submitted(await self._tasks.add(new))
+        if submitted.created:
+            await self._transitions.created(submitted.task)
+            self._telemetry.task_submitted(submitted.task.type, queue=submitted.task.queue)
+            if submitted.task.blocked:  # the tasks it runs after may have ended already
+                await self._transitions.settle(submitted.task, submitted.task.created_at)
+        elif submitted.deduplicated and not submitted.replayed:
+            self._telemetry.task_deduplicated(submitted.task.type, queue=submitted.task.queue)
+        return submitted
+
+    async def _visible_parents(self, after: Sequence[int], owner: str | None) -> tuple[int, ...]:
+        """``after`` without repeats, each a task ``owner`` can see (else ``InvalidInput``)."""
+        ids = check_after(after)
+        for parent_id in ids:
+            parent = await self._tasks.get(parent_id, fresh=True)
+            if parent is None or not parent.visible_to(owner):
+                raise InvalidInput(f"it runs after task {parent_id}, which does not exist", after=parent_id)
+        return ids
 
     def new_task(
         self,
@@ -155,31 +235,35 @@ class TaskService:
         owner: str | None = None,
         priority: int = DEFAULT_PRIORITY,
         queue: str | None = None,
+        unique_key: str | None = None,
         after: tuple[int, ...] = (),
         run_anyway: bool = False,
         workflow_id: int | None = None,
         step: str | None = None,
     ) -> NewTask:
-        """Validate a task to submit (its type, input, queue and priority) and
-        build what the store needs; raises what a refused submit answers."""
+        """Validate a task to submit (its type, input, queue, priority and
+        unique key) and build what the store needs; raises what a refused
+        submit answers."""
         check_priority(priority)
+        if unique_key is not None:
+            check_unique_key(unique_key)
         handler = self._registry.get(task_type)
         if queue is not None and queue not in self._registry.queues():
             known = ", ".join(self._registry.queues())
             raise InvalidInput(f"unknown queue {queue!r}; the known queues are {known}", queue=queue)
         value = handler.parse_input(input_data)
         concurrency_key, rate_key = handler.limit_keys(value)
-        stored_input = msgspec.to_builtins(value)
         now = self._clock.now()
         return NewTask(
             type=task_type,
-            input=stored_input,
+            input=msgspec.to_builtins(value),
             max_attempts=handler.max_attempts,
             run_at=now + delay if delay else now,
             created_at=now,
             owner=owner,
             priority=priority,
             queue=queue or handler.queue,
+            unique_key=unique_key if unique_key is not None else handler.unique_key(value),
             concurrency_key=concurrency_key,
             rate_key=rate_key,
             after=after,
@@ -202,8 +286,31 @@ class TaskService:
         return await self._transition(task_id, owner, lambda task: task.cancel(self._clock.now()))
 
     async def retry(self, task_id: int, *, owner: str | None = None) -> Task:
-        """Run a FAILED or CANCELLED task again with a fresh set of attempts."""
+        """Run a FAILED or CANCELLED task again with a fresh set of attempts;
+        ``UniqueKeyTaken`` if another unfinished task holds its unique key."""
         return await self._transition(task_id, owner, lambda task: task.retry(self._clock.now()))
+
+    async def cancel_matching(self, query: TaskQuery, *, limit: int = MAX_BULK) -> BulkOutcome:
+        """Cancel the PENDING and PROCESSING tasks ``query`` matches (its
+        owner, status, type, queue, creation times), as ``cancel`` does each
+        one; at most ``limit`` (up to 10,000) are looked at, and the outcome
+        says where a next call goes on (``query.before``). See ``submit/bulk.py``."""
+        return await self._bulk_actions().apply(
+            query, "cancel", CANCELLABLE, lambda task: task.cancel(self._clock.now()), limit=limit
+        )
+
+    async def retry_matching(self, query: TaskQuery, *, limit: int = MAX_BULK) -> BulkOutcome:
+        """Retry the FAILED and CANCELLED tasks ``query`` matches, as ``retry``
+        does each one (one whose unique key another unfinished task holds
+        stays as it is); bounded and resumable as ``cancel_matching``."""
+        return await self._bulk_actions().apply(
+            query, "retry", RETRYABLE, lambda task: task.retry(self._clock.now()), limit=limit
+        )
+
+    def _bulk_actions(self) -> BulkChanges:
+        if self._bulk is None:
+            raise ConfigurationError("bulk actions need the TaskService to be given a finder")
+        return self._bulk
 
     async def _transition(self, task_id: int, owner: str | None, change: Callable[[Task], Task]) -> Task:
         for _ in range(CAS_ATTEMPTS):

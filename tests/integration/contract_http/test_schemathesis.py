@@ -49,6 +49,8 @@ ACCEPTS_422_FOR_VALID_DATA = {
     "GET /tasks": "cursor is opaque: any string <= 200 chars is schema-valid, only issued ones are accepted",
     "POST /tasks": "after names tasks by id: a schema-valid id that names no task of the caller's is a 422",
     "POST /workflows": "steps form a graph: acyclic, after names steps of the same body (no schema says so)",
+    "POST /tasks/cancel": "cursor is opaque as for GET /tasks; a body without any filter is refused",
+    "POST /tasks/retry": "cursor is opaque as for GET /tasks; a body without any filter is refused",
 }
 # schemathesis' default for positive_data_acceptance, plus 422.
 POSITIVE_DATA_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]

@@ -11,6 +11,7 @@ from tests.contracts.tasks import (
     TaskStoreContract,
     TransitionStoreContract,
 )
+from tests.contracts.unique import UniqueKeyContract
 
 pytestmark = pytest.mark.integration
 
@@ -28,4 +29,8 @@ class TestPostgresAttemptStore(AttemptStoreContract):
 
 
 class TestPostgresTransitionStore(TransitionStoreContract):
+    pass
+
+
+class TestPostgresUniqueKeys(UniqueKeyContract):
     pass

@@ -1,0 +1,239 @@
+"""New tasks into PostgreSQL: one INSERT for many submits, and unique keys kept.
+
+Concurrent adds arrive here as one batch (``PostgresTasks``' coalescer). The
+plain ones go in one INSERT (``add_tasks``). Those with a unique key go in
+one of their own (``add_unique_tasks``, ``ON CONFLICT DO NOTHING`` on the
+partial unique index), so a taken key leaves the rest of the batch stored,
+and a plain submit pays nothing for the feature; a task whose key is taken
+gets the holder, read by the next statement (it may have committed after the
+INSERT's snapshot, so not in the same one). A holder that finished in
+between freed its key, and that task is inserted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from taskcore.adapters.postgres.database import Connection, PostgresDatabase
+from taskcore.adapters.postgres.rows import optional_task_row, task_row
+from taskcore.adapters.postgres.sql import queries
+from taskcore.errors import InvalidInput, RepositoryUnavailable, ServiceUnavailable, TaskcoreError
+from taskcore.model.task import NewTask, Task
+from taskcore.model.uniqueness import Added, unique_slot
+
+Slot = tuple[str, str, str]  # type, owner or "", unique key
+
+UNIQUE_ATTEMPTS = 5
+"""Rounds of "the key is taken" then "its holder has just finished" before a
+submit gives up with a retryable error: each round needs the holder to
+finish in the instant between two statements."""
+
+
+def add_params(new: NewTask) -> dict[str, Any]:
+    return {
+        "type": new.type,
+        "input": Jsonb(new.input),
+        "max_attempts": new.max_attempts,
+        "created_at": new.created_at,
+        "run_at": new.run_at,
+        "owner": new.owner,
+        "priority": new.priority,
+        "queue": new.queue,
+        "unique_key": new.unique_key,
+        "concurrency_key": new.concurrency_key,
+        "rate_key": new.rate_key,
+        "after": list(new.after),
+        # an array per row cannot ride in an unnest of arrays: its text form does
+        "after_text": "{" + ",".join(map(str, new.after)) + "}",
+        "run_anyway": new.run_anyway,
+        "workflow_id": new.workflow_id,
+        "step": new.step,
+    }
+
+
+def _slot(new: NewTask) -> Slot:
+    return unique_slot(new.type, new.owner, new.unique_key or "")
+
+
+def _slot_params(slots: Sequence[Slot]) -> dict[str, list[str]]:
+    return {
+        "types": [slot[0] for slot in slots],
+        "owners": [slot[1] for slot in slots],
+        "unique_keys": [slot[2] for slot in slots],
+    }
+
+
+def columns(rows: list[dict[str, Any]], names: dict[str, str]) -> dict[str, list[Any]]:
+    """Per-row parameters as one array per column, for an ``unnest`` statement."""
+    return {plural: [row[name] for row in rows] for plural, name in names.items()}
+
+
+ADD_COLUMNS = {
+    "types": "type",
+    "inputs": "input",
+    "max_attempts": "max_attempts",
+    "created_at": "created_at",
+    "run_at": "run_at",
+    "owners": "owner",
+    "priorities": "priority",
+    "queues": "queue",
+    "concurrency_keys": "concurrency_key",
+    "rate_keys": "rate_key",
+}
+_ADD_UNIQUE_COLUMNS = {
+    **ADD_COLUMNS,
+    "unique_keys": "unique_key",
+    "afters": "after_text",
+    "run_anyways": "run_anyway",
+    "workflow_ids": "workflow_id",
+    "steps": "step",
+}
+
+
+class TaskInserts:
+    """The statements that store new tasks, over the pools."""
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._db = database
+
+    async def add_batch(self, news: list[NewTask]) -> list[Added | BaseException]:
+        """Concurrent adds: the plain ones as one INSERT, those with a unique
+        key as another. Each statement's failure is its own tasks' only: the
+        other's may be stored already, and their callers must hear so."""
+        outcomes: dict[int, Added | BaseException] = {}
+        plain = [index for index, new in enumerate(news) if new.unique_key is None]
+        unique = [index for index, new in enumerate(news) if new.unique_key is not None]
+        if plain:
+            try:
+                stored = await self._add_plain([news[index] for index in plain])
+            except Exception as exc:
+                stored = [exc] * len(plain)
+            for index, task in zip(plain, stored, strict=True):
+                outcomes[index] = task if isinstance(task, BaseException) else Added(task, created=True)
+        if unique:
+            try:
+                added = await self._add_unique([news[index] for index in unique])
+            except Exception as exc:
+                added = [exc] * len(unique)
+            for index, outcome in zip(unique, added, strict=True):
+                outcomes[index] = outcome
+        return [outcomes[index] for index in range(len(news))]
+
+    async def _add_plain(self, news: list[NewTask]) -> list[Task | BaseException]:
+        """As one INSERT. If the batch is refused for the data of one of its
+        tasks (a value PostgreSQL cannot store), each task is added on its
+        own, so only that one fails."""
+        if len(news) == 1:
+            return [await self._add_one(news[0])]
+        params = columns([add_params(new) for new in news], ADD_COLUMNS)
+        try:
+            return list(
+                await self._db.run("add_tasks", params, action=f"add {len(news)} tasks", rows=task_row)
+            )
+        except ServiceUnavailable:
+            raise
+        except TaskcoreError:
+            return list(await asyncio.gather(*(self._add_one(new) for new in news), return_exceptions=True))
+
+    async def _add_one(self, new: NewTask) -> Task:
+        (task,) = await self._db.run("add_task", add_params(new), action="add a task", rows=task_row)
+        return task
+
+    async def _add_unique(self, news: list[NewTask]) -> list[Added | BaseException]:
+        """Store what the index lets through, and give the others the task
+        holding their key. A holder that finished between the two statements
+        freed its key: those tasks are inserted again."""
+        outcomes: dict[int, Added | BaseException] = {}
+        pending = list(range(len(news)))
+        for _ in range(UNIQUE_ATTEMPTS):
+            stored = await self._insert_unique([news[index] for index in pending])
+            taken = []
+            for index, task in zip(pending, stored, strict=True):
+                if task is None:
+                    taken.append(index)
+                else:
+                    outcomes[index] = task if isinstance(task, BaseException) else Added(task, created=True)
+            holders = await self._holders({_slot(news[index]) for index in taken})
+            pending = []
+            for index in taken:
+                holder = holders.get(_slot(news[index]))
+                if holder is None:
+                    pending.append(index)
+                else:
+                    outcomes[index] = Added(holder, created=False)
+            if not pending:
+                break
+        for index in pending:
+            outcomes[index] = RepositoryUnavailable("a unique key's holder kept finishing; try again")
+        return [outcomes[index] for index in range(len(news))]
+
+    async def _insert_unique(self, news: list[NewTask]) -> list[Task | BaseException | None]:
+        """``add_unique_tasks``: a stored task, or ``None`` where the key is
+        taken; refused for one task's data, task by task."""
+        try:
+            stored: list[Task | BaseException | None] = [*await self._insert_unique_now(news)]
+        except ServiceUnavailable:
+            raise
+        except TaskcoreError as exc:
+            if len(news) == 1:
+                return [exc]
+            alone = await asyncio.gather(
+                *(self._insert_unique_now([new]) for new in news), return_exceptions=True
+            )
+            return [outcome if isinstance(outcome, BaseException) else outcome[0] for outcome in alone]
+        return stored
+
+    async def _insert_unique_now(self, news: list[NewTask]) -> list[Task | None]:
+        params = columns([add_params(new) for new in news], _ADD_UNIQUE_COLUMNS)
+        return await self._db.run(
+            "add_unique_tasks", params, action=f"add {len(news)} unique tasks", rows=optional_task_row
+        )
+
+    async def _holders(self, slots: set[Slot]) -> dict[Slot, Task]:
+        if not slots:
+            return {}
+        holders = await self._db.run(
+            "unique_key_holders",
+            _slot_params(sorted(slots)),
+            action="read unique keys' holders",
+            rows=task_row,
+        )
+        return {unique_slot(task.type, task.owner, task.unique_key or ""): task for task in holders}
+
+
+async def add_in(connection: Connection, new: NewTask) -> Added:
+    """``add`` (or ``add_unique``) inside the caller's transaction. Each
+    statement sees what committed before it, so a holder found taken by the
+    INSERT is read by the next statement, or found finished and tried again.
+    The tasks a new one runs after must exist, and are kept from being
+    deleted until it is stored."""
+    if new.after:
+        locked = await connection.execute(queries["lock_parents"], {"ids": list(new.after)})
+        found = {task_id for (task_id,) in await locked.fetchall()}
+        if missing := [task_id for task_id in new.after if task_id not in found]:
+            raise InvalidInput(f"it runs after task {missing[0]}, which does not exist", after=missing[0])
+    if new.unique_key is None:
+        task = await one_task(connection, "add_task", add_params(new))
+        assert task is not None
+        return Added(task, created=True)
+    unique = columns([add_params(new)], _ADD_UNIQUE_COLUMNS)
+    for _ in range(UNIQUE_ATTEMPTS):
+        async with connection.cursor(row_factory=optional_task_row) as cursor:
+            await cursor.execute(queries["add_unique_tasks"], unique)
+            stored = await cursor.fetchone()
+        if stored is not None:
+            return Added(stored, created=True)
+        holder = await one_task(connection, "unique_key_holders", _slot_params([_slot(new)]))
+        if holder is not None:
+            return Added(holder, created=False)
+    raise RepositoryUnavailable("a unique key's holder kept finishing; try again")
+
+
+async def one_task(connection: Connection, name: str, params: dict[str, Any]) -> Task | None:
+    async with connection.cursor(row_factory=task_row) as cursor:
+        await cursor.execute(queries[name], params)
+        return await cursor.fetchone()
