@@ -152,6 +152,7 @@ def build_core(
         idempotency_ttl=config.idempotency_ttl,
         telemetry=telemetry,
         finder=tasks,
+        batches=tasks,
     )
     return Core(
         clock=clock,

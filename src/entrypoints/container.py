@@ -258,6 +258,7 @@ class Container(containers.DeclarativeContainer):
         idempotency_ttl=core_config.provided.idempotency_ttl,
         telemetry=telemetry,
         finder=tasks,
+        batches=tasks,
     )
     reads = providers.Singleton(TaskReads, tasks=tasks, cache=status_cache)
     workflows = providers.Singleton(

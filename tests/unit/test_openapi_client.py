@@ -31,6 +31,7 @@ METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # (method, path) -> operationId: every operation the schema publishes.
 EXPECTED = {
     ("post", "/tasks"): "submitTask",
+    ("post", "/tasks/batch"): "submitTasks",
     ("get", "/tasks"): "listTasks",
     ("get", "/tasks/{task_id}"): "getTask",
     ("get", "/tasks/{task_id}/events"): "streamTaskEvents",
@@ -52,6 +53,7 @@ EXPECTED = {
 MODULES = {
     "tasks": {
         "submit_task",
+        "submit_tasks",
         "list_tasks",
         "get_task",
         "stream_task_events",

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from taskcore.adapters.memory.database import MemoryDatabase, UsedKey
-from taskcore.errors import InvalidInput
+from taskcore.errors import InvalidInput, UnstorableValue
 from taskcore.model.idempotency import AddedOnce, IdempotencyKey
 from taskcore.model.limits import LimitsOf, no_limits, scope
 from taskcore.model.query import TaskQuery
@@ -49,6 +49,18 @@ class MemoryTasks:
         if slot is not None:
             self.db.unique_keys[slot] = task.id
         return Added(task, created=True)
+
+    async def add_many(self, news: Sequence[NewTask]) -> list[Added]:
+        """All or nothing, as in one transaction: every check before any store."""
+        self.db.check()
+        for index, new in enumerate(news):
+            try:
+                self.db.storable(new.input, new.unique_key)
+            except UnstorableValue as exc:
+                raise UnstorableValue(f"items[{index}]: {exc}", index=index) from exc
+            if missing := [task_id for task_id in new.after if task_id not in self.db.tasks]:
+                raise InvalidInput(f"items[{index}]: it runs after task {missing[0]}, which does not exist")
+        return [await self.add_unique(new) for new in news]
 
     async def add_once(self, new: NewTask, key: IdempotencyKey) -> AddedOnce:
         self.db.check()

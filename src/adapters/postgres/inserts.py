@@ -16,12 +16,19 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from taskcore.adapters.postgres.database import Connection, PostgresDatabase
 from taskcore.adapters.postgres.rows import optional_task_row, task_row
 from taskcore.adapters.postgres.sql import queries
-from taskcore.errors import InvalidInput, RepositoryUnavailable, ServiceUnavailable, TaskcoreError
+from taskcore.errors import (
+    InvalidInput,
+    RepositoryUnavailable,
+    ServiceUnavailable,
+    TaskcoreError,
+    UnstorableValue,
+)
 from taskcore.model.task import NewTask, Task
 from taskcore.model.uniqueness import Added, unique_slot
 
@@ -237,3 +244,59 @@ async def one_task(connection: Connection, name: str, params: dict[str, Any]) ->
     async with connection.cursor(row_factory=task_row) as cursor:
         await cursor.execute(queries[name], params)
         return await cursor.fetchone()
+
+
+async def add_all_in(connection: Connection, news: Sequence[NewTask]) -> list[Added]:
+    """``TaskBatches.add_many`` inside the caller's transaction: the plain
+    tasks in one INSERT, the unique ones in one (the holders of taken keys
+    read by the next statement), those that run after others one by one.
+    A value PostgreSQL cannot store fails the whole batch, naming its task."""
+    outcomes: dict[int, Added] = {}
+    plain = [i for i, new in enumerate(news) if new.unique_key is None and not new.after]
+    unique = [i for i, new in enumerate(news) if new.unique_key is not None and not new.after]
+    try:
+        async with connection.transaction():  # a savepoint: a refusal is found task by task
+            if plain:
+                params = columns([add_params(news[i]) for i in plain], ADD_COLUMNS)
+                async with connection.cursor(row_factory=task_row) as cursor:
+                    await cursor.execute(queries["add_tasks"], params)
+                    stored = await cursor.fetchall()
+                outcomes |= {i: Added(task, created=True) for i, task in zip(plain, stored, strict=True)}
+            if unique:
+                params = columns([add_params(news[i]) for i in unique], _ADD_UNIQUE_COLUMNS)
+                async with connection.cursor(row_factory=optional_task_row) as cursor:
+                    await cursor.execute(queries["add_unique_tasks"], params)
+                    inserted = await cursor.fetchall()
+                outcomes |= {
+                    i: Added(task, created=True) for i, task in zip(unique, inserted, strict=True) if task
+                }
+    except psycopg.DataError as exc:  # translated at the transaction's edge, once named here
+        await _name_the_unstorable(connection, news)
+        raise UnstorableValue(f"a task of the batch cannot be stored: {exc}") from exc
+    for index, new in enumerate(news):
+        if index not in outcomes:  # runs after others, or its unique key is taken (or just freed)
+            outcomes[index] = await add_in(connection, new)
+    return [outcomes[index] for index in range(len(news))]
+
+
+async def _name_the_unstorable(connection: Connection, news: Sequence[NewTask]) -> None:
+    """Which task of a refused batch PostgreSQL cannot store: halves of the
+    batch tried in savepoints rolled back at once, so ten round trips find
+    one of a thousand."""
+    low, high = 0, len(news)
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            async with connection.transaction():
+                params = columns([add_params(new) for new in news[low:middle]], _ADD_UNIQUE_COLUMNS)
+                await connection.execute(queries["add_unique_tasks"], params)
+                raise _RolledBack
+        except _RolledBack:
+            low = middle  # the first half stores: the culprit is in the second
+        except psycopg.DataError:
+            high = middle
+    raise UnstorableValue(f"items[{low}]: a value PostgreSQL cannot store", index=low)
+
+
+class _RolledBack(Exception):
+    """Leaves a savepoint by rolling it back (psycopg rolls back on an exception)."""

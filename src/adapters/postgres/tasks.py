@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from taskcore.adapters.batching import Coalescer
 from taskcore.adapters.postgres.database import Connection, PostgresDatabase
-from taskcore.adapters.postgres.inserts import TaskInserts, add_in, columns, one_task
+from taskcore.adapters.postgres.inserts import TaskInserts, add_all_in, add_in, columns, one_task
 from taskcore.adapters.postgres.limits import PostgresLimitedClaims
 from taskcore.adapters.postgres.rows import task_row
 from taskcore.adapters.postgres.sql import queries
@@ -113,6 +113,11 @@ class PostgresTasks:
         if new.after:  # kept from being deleted until it is stored: a transaction of its own
             return await self._db.transaction(partial(add_in, new=new), action="add a task")
         return await self._adds.call(new)
+
+    async def add_many(self, news: Sequence[NewTask]) -> list[Added]:
+        return await self._db.transaction(
+            partial(add_all_in, news=news), action=f"add a batch of {len(news)} tasks"
+        )
 
     async def add_once(self, new: NewTask, key: IdempotencyKey) -> AddedOnce:
         async def add(connection: Connection) -> AddedOnce:

@@ -19,6 +19,7 @@ from taskcore.dashboard.stats import StatsService
 from taskcore.entrypoints.container import Container
 from taskcore.entrypoints.http.auth import jwt_middleware
 from taskcore.entrypoints.http.auth_config import AuthMode, build_verifier
+from taskcore.entrypoints.http.batch_controller import BatchController
 from taskcore.entrypoints.http.bulk_controller import BulkController
 from taskcore.entrypoints.http.dashboard_controller import DashboardController, StatsController
 from taskcore.entrypoints.http.health_controller import Dependencies, HealthController
@@ -111,7 +112,14 @@ def create_app(
     # Only the task routes need a token; /docs and /health/* stay public.
     tasks = Router(
         path="/",
-        route_handlers=[TaskController, BulkController, StatsController, QueueController, WorkflowController],
+        route_handlers=[
+            TaskController,
+            BatchController,
+            BulkController,
+            StatsController,
+            QueueController,
+            WorkflowController,
+        ],
         security=[{"BearerToken": []}] if verifier is not None else None,
     )
     # Order matters: the metrics count what auth and the rate limit answer too,

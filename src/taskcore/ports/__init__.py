@@ -8,6 +8,7 @@ live below them, in ``taskcore.model``. Adapters raise only taskcore errors
 their driver's.
 """
 
+from taskcore.ports.batches import TaskBatches
 from taskcore.ports.broker import Consumer, Delivery, TaskQueue
 from taskcore.ports.cache import ChangeFeed, TaskCache
 from taskcore.ports.census import WakeUpCensus
@@ -44,6 +45,7 @@ __all__ = [
     "RecoveryStore",
     "RecoveryTelemetry",
     "SubmitTelemetry",
+    "TaskBatches",
     "TaskCache",
     "TaskFinder",
     "TaskQueue",

@@ -6,6 +6,7 @@ listing have their own objects (``TaskWatcher``, the ``TaskFinder`` port).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -13,14 +14,15 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from taskcore.errors import ConfigurationError, InvalidInput, InvalidTransition, TaskNotFound
+from taskcore.errors import ConfigurationError, InvalidInput, InvalidTransition, TaskNotFound, UnknownTaskType
 from taskcore.handlers.registry import HandlerRegistry
+from taskcore.model.batch import MAX_BATCH, TaskRequest
 from taskcore.model.idempotency import IdempotencyConflict, IdempotencyKey, request_hash
 from taskcore.model.query import TaskQuery
 from taskcore.model.task import CANCELLABLE, DEFAULT_PRIORITY, RETRYABLE, NewTask, Task, check_priority
 from taskcore.model.uniqueness import check_unique_key
 from taskcore.model.workflows import check_after
-from taskcore.ports import Clock, SubmitTelemetry, TaskFinder, TaskStore
+from taskcore.ports import Clock, SubmitTelemetry, TaskBatches, TaskFinder, TaskStore
 from taskcore.submit.bulk import MAX_BULK, BulkChanges, BulkOutcome
 from taskcore.submit.reads import TaskReads
 from taskcore.telemetry import NoTelemetry
@@ -58,6 +60,7 @@ class TaskService:
         idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL,
         telemetry: SubmitTelemetry | None = None,
         finder: TaskFinder | None = None,
+        batches: TaskBatches | None = None,
     ) -> None:
         """``finder`` (the tasks' ``TaskFinder``) is what the bulk actions
         (``cancel_matching``, ``retry_matching``) walk; without it they are
@@ -68,6 +71,7 @@ class TaskService:
         self._bulk = (
             BulkChanges(finder=finder, reader=tasks, transitions=transitions) if finder is not None else None
         )
+        self._batches = batches
         self._registry = registry
         self._clock = clock
         self._idempotency_ttl = idempotency_ttl
@@ -215,6 +219,51 @@ class TaskService:
                 await self._transitions.settle(submitted.task, submitted.task.created_at)
         elif submitted.deduplicated and not submitted.replayed:
             self._telemetry.task_deduplicated(submitted.task.type, queue=submitted.task.queue)
+        return submitted
+
+    async def submit_many(
+        self, requests: Sequence[TaskRequest], *, owner: str | None = None
+    ) -> list[Submitted]:
+        """Submit a batch (``model/batch.py``): each task validated as ``submit``
+        validates one, the first bad one named by its position
+        (``items[i]: ...``) before anything is stored; then all stored in one
+        transaction (or none), and their wake-ups and cache writes sent
+        together. A task whose unique key is taken is that key's holder
+        (``deduplicated``)."""
+        if self._batches is None:
+            raise ConfigurationError("bulk submit needs the TaskService to be given its batches")
+        if not 1 <= len(requests) <= MAX_BATCH:
+            raise InvalidInput(f"a batch has 1 to {MAX_BATCH} tasks, got {len(requests)}")
+        news = []
+        for index, request in enumerate(requests):
+            try:
+                news.append(
+                    self.new_task(
+                        request.type,
+                        request.input,
+                        delay=request.delay,
+                        owner=owner,
+                        priority=request.priority,
+                        queue=request.queue,
+                        unique_key=request.unique_key,
+                        after=await self._visible_parents(request.after, owner),
+                        run_anyway=request.run_anyway,
+                    )
+                )
+            except (InvalidInput, UnknownTaskType) as exc:
+                raise InvalidInput(f"items[{index}]: {exc}", index=index) from exc
+        added = await self._batches.add_many(news)
+        submitted = [Submitted(one.task, deduplicated=not one.created) for one in added]
+        created = [one.task for one in submitted if one.created]
+        await asyncio.gather(*(self._transitions.created(task) for task in created))
+        for one in submitted:
+            if one.created:
+                self._telemetry.task_submitted(one.task.type, queue=one.task.queue)
+            else:
+                self._telemetry.task_deduplicated(one.task.type, queue=one.task.queue)
+        for task in created:
+            if task.blocked:
+                await self._transitions.settle(task, task.created_at)
         return submitted
 
     async def _visible_parents(self, after: Sequence[int], owner: str | None) -> tuple[int, ...]:
