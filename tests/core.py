@@ -153,6 +153,7 @@ def build_core(
         telemetry=telemetry,
         finder=tasks,
         batches=tasks,
+        transactional=tasks,
     )
     return Core(
         clock=clock,

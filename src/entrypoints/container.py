@@ -22,6 +22,7 @@ from taskcore.adapters.memory import (
     MemoryCache,
     MemoryCensus,
     MemoryChangeFeed,
+    MemoryCommitNotices,
     MemoryDashboard,
     MemoryDatabase,
     MemoryQueue,
@@ -34,6 +35,7 @@ from taskcore.adapters.memory import (
 )
 from taskcore.adapters.postgres import (
     PostgresCensus,
+    PostgresCommitNotices,
     PostgresDashboard,
     PostgresDatabase,
     PostgresQueues,
@@ -62,6 +64,7 @@ from taskcore.transitions.announcer import ChangeAnnouncer
 from taskcore.transitions.dispatch import Dispatcher
 from taskcore.transitions.status_cache import StatusCache
 from taskcore.transitions.writer import Transitions
+from taskcore.work.committed import CommitListener
 from taskcore.work.pauses import PauseWatcher
 from taskcore.work.presence import WorkerPresence
 from taskcore.work.processor import TaskProcessor
@@ -259,10 +262,24 @@ class Container(containers.DeclarativeContainer):
         telemetry=telemetry,
         finder=tasks,
         batches=tasks,
+        transactional=tasks,
     )
     reads = providers.Singleton(TaskReads, tasks=tasks, cache=status_cache)
     workflows = providers.Singleton(
         WorkflowService, store=workflow_store, tasks=service, transitions=transitions, clock=clock
+    )
+    # Waking the tasks enqueued in callers' transactions once they commit (one listener among the workers).
+    commit_notices = providers.Selector(
+        database_backend,
+        memory=providers.Singleton(MemoryCommitNotices, database),
+        postgres=providers.Singleton(
+            PostgresCommitNotices,
+            settings.provided.database_url,
+            connect_timeout_s=settings.provided.database_timeout_s,
+        ),
+    )
+    commit_listener = providers.Singleton(
+        CommitListener, notices=commit_notices, reader=tasks, transitions=transitions
     )
     # The worker's view of the paused queues: its consumer and its processor share it.
     pauses = providers.Singleton(PauseWatcher, queue_states, worker_queues)
@@ -313,6 +330,7 @@ class Container(containers.DeclarativeContainer):
         presence=providers.Singleton(WorkerPresence, roster=roster, clock=clock),
         queues=worker_queues,
         pauses=pauses,
+        commits=commit_listener,
     )
     # Pause, resume, and GET /queues.
     queue_admin = providers.Singleton(

@@ -19,12 +19,14 @@ from taskcore.adapters.memory.queues import MemoryQueues
 from taskcore.adapters.memory.recovery import MemoryRecovery
 from taskcore.adapters.memory.tasks import MemoryTasks
 from taskcore.adapters.memory.telemetry import MemoryTelemetry
+from taskcore.adapters.memory.transactional import MemoryCommitNotices, MemoryTransaction
 from taskcore.adapters.memory.workflows import MemoryWorkflows
 
 __all__ = [
     "MemoryCache",
     "MemoryCensus",
     "MemoryChangeFeed",
+    "MemoryCommitNotices",
     "MemoryDashboard",
     "MemoryDatabase",
     "MemoryQueue",
@@ -33,6 +35,7 @@ __all__ = [
     "MemoryRecovery",
     "MemoryTasks",
     "MemoryTelemetry",
+    "MemoryTransaction",
     "MemoryWorkers",
     "MemoryWorkflows",
 ]

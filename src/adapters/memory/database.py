@@ -8,6 +8,7 @@ view fail like an unreachable database.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -53,6 +54,7 @@ class MemoryDatabase:
         self.rate_slots: dict[int, datetime] = {}
         self.rate_next: dict[str, datetime] = {}
         self.workflows: dict[int, tuple[str | None, str | None, datetime]] = {}  # id -> name, owner, created
+        self.commit_listeners: list[asyncio.Queue[list[int]]] = []  # transactional enqueue's notices
         self.available = True
         self._next_id = 1
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from taskcore.adapters.memory.database import MemoryDatabase, UsedKey
+from taskcore.adapters.memory.transactional import add_within
 from taskcore.errors import InvalidInput, UnstorableValue
 from taskcore.model.idempotency import AddedOnce, IdempotencyKey
 from taskcore.model.limits import LimitsOf, no_limits, scope
@@ -22,6 +23,7 @@ from taskcore.model.query import TaskQuery
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import NewTask, Task
 from taskcore.model.uniqueness import Added, UniqueKeyTaken, holds_unique_key, unique_slot
+from taskcore.ports import Transaction
 
 
 class MemoryTasks:
@@ -61,6 +63,9 @@ class MemoryTasks:
             if missing := [task_id for task_id in new.after if task_id not in self.db.tasks]:
                 raise InvalidInput(f"items[{index}]: it runs after task {missing[0]}, which does not exist")
         return [await self.add_unique(new) for new in news]
+
+    async def add_within(self, transaction: Transaction, new: NewTask) -> Added:
+        return await add_within(self.db, transaction, new)
 
     async def add_once(self, new: NewTask, key: IdempotencyKey) -> AddedOnce:
         self.db.check()

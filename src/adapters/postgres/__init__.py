@@ -15,11 +15,13 @@ from taskcore.adapters.postgres.migrate import Migration, migrate, migration_fil
 from taskcore.adapters.postgres.queues import PostgresQueues
 from taskcore.adapters.postgres.recovery import PostgresRecovery
 from taskcore.adapters.postgres.tasks import PostgresTasks
+from taskcore.adapters.postgres.transactional import PostgresCommitNotices
 from taskcore.adapters.postgres.workflows import PostgresWorkflows
 
 __all__ = [
     "Migration",
     "PostgresCensus",
+    "PostgresCommitNotices",
     "PostgresDashboard",
     "PostgresDatabase",
     "PostgresQueues",

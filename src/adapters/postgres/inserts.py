@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from taskcore.adapters.postgres.database import Connection, PostgresDatabase
@@ -219,8 +220,10 @@ async def add_in(connection: Connection, new: NewTask) -> Added:
     The tasks a new one runs after must exist, and are kept from being
     deleted until it is stored."""
     if new.after:
-        locked = await connection.execute(queries["lock_parents"], {"ids": list(new.after)})
-        found = {task_id for (task_id,) in await locked.fetchall()}
+        # A cursor of its own rows: the caller's connection may have another row factory.
+        async with connection.cursor(row_factory=tuple_row) as locked:
+            await locked.execute(queries["lock_parents"], {"ids": list(new.after), "owner": new.owner})
+            found = {task_id for (task_id,) in await locked.fetchall()}
         if missing := [task_id for task_id in new.after if task_id not in found]:
             raise InvalidInput(f"it runs after task {missing[0]}, which does not exist", after=missing[0])
     if new.unique_key is None:

@@ -459,8 +459,11 @@ GROUP BY queue;
 
 -- name: lock_parents
 -- The tasks a new one runs after, kept from being deleted until it is stored
--- (a key-share lock: their own transitions do not wait for it).
-SELECT id FROM tasks WHERE id = ANY(%(ids)s::bigint[]) FOR KEY SHARE;
+-- (a key-share lock: their own transitions do not wait for it); only those its
+-- owner can see (a NULL owner sees every task).
+SELECT id FROM tasks
+WHERE id = ANY(%(ids)s::bigint[]) AND (%(owner)s::text IS NULL OR owner = %(owner)s::text)
+FOR KEY SHARE;
 
 -- name: add_workflow
 INSERT INTO workflows (name, owner, created_at)
@@ -492,3 +495,15 @@ WHERE t.status = 'PENDING' AND t.blocked
                   WHERE p.id = ANY(t.after) AND p.status IN ('FAILED', 'CANCELLED')))
 ORDER BY t.updated_at
 LIMIT %(limit)s;
+
+-- name: notify_committed
+-- Sent by PostgreSQL when (and only if) the caller's transaction commits.
+SELECT pg_notify(%(channel)s, %(id)s);
+
+-- name: listen_committed
+LISTEN taskcore_committed;
+
+-- name: take_listener_lock
+-- One listener for committed tasks among the workers: the one whose session
+-- holds this; the others wait here to take over.
+SELECT pg_advisory_lock(%(key)s);

@@ -29,12 +29,14 @@ from taskcore.adapters.postgres.inserts import TaskInserts, add_all_in, add_in, 
 from taskcore.adapters.postgres.limits import PostgresLimitedClaims
 from taskcore.adapters.postgres.rows import task_row
 from taskcore.adapters.postgres.sql import queries
+from taskcore.adapters.postgres.transactional import add_within
 from taskcore.errors import RepositoryUnavailable, ServiceUnavailable, TaskcoreError
 from taskcore.model.idempotency import AddedOnce, IdempotencyKey
 from taskcore.model.limits import LimitsOf, no_limits
 from taskcore.model.query import TaskQuery
 from taskcore.model.task import MAX_TASK_ID, NewTask, Task
 from taskcore.model.uniqueness import Added, UniqueKeyTaken
+from taskcore.ports import Transaction
 
 Claim = tuple[int, datetime, timedelta, bool]  # task id, now, lease, alone
 
@@ -118,6 +120,9 @@ class PostgresTasks:
         return await self._db.transaction(
             partial(add_all_in, news=news), action=f"add a batch of {len(news)} tasks"
         )
+
+    async def add_within(self, transaction: Transaction, new: NewTask) -> Added:
+        return await add_within(transaction, new)
 
     async def add_once(self, new: NewTask, key: IdempotencyKey) -> AddedOnce:
         async def add(connection: Connection) -> AddedOnce:

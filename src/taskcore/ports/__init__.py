@@ -26,6 +26,7 @@ from taskcore.ports.tasks import (
     TransitionStore,
 )
 from taskcore.ports.telemetry import CacheTelemetry, RecoveryTelemetry, SubmitTelemetry, WorkTelemetry
+from taskcore.ports.transactional import CommitNotices, Transaction, TransactionalStore
 from taskcore.ports.workflows import Dependencies, WorkflowStore
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "CacheTelemetry",
     "ChangeFeed",
     "Clock",
+    "CommitNotices",
     "ConcurrencySlots",
     "Consumer",
     "DashboardReads",
@@ -51,6 +53,8 @@ __all__ = [
     "TaskQueue",
     "TaskReader",
     "TaskStore",
+    "Transaction",
+    "TransactionalStore",
     "TransitionStore",
     "WakeUpCensus",
     "WorkTelemetry",

@@ -22,7 +22,15 @@ from taskcore.model.query import TaskQuery
 from taskcore.model.task import CANCELLABLE, DEFAULT_PRIORITY, RETRYABLE, NewTask, Task, check_priority
 from taskcore.model.uniqueness import check_unique_key
 from taskcore.model.workflows import check_after
-from taskcore.ports import Clock, SubmitTelemetry, TaskBatches, TaskFinder, TaskStore
+from taskcore.ports import (
+    Clock,
+    SubmitTelemetry,
+    TaskBatches,
+    TaskFinder,
+    TaskStore,
+    Transaction,
+    TransactionalStore,
+)
 from taskcore.submit.bulk import MAX_BULK, BulkChanges, BulkOutcome
 from taskcore.submit.reads import TaskReads
 from taskcore.telemetry import NoTelemetry
@@ -61,6 +69,7 @@ class TaskService:
         telemetry: SubmitTelemetry | None = None,
         finder: TaskFinder | None = None,
         batches: TaskBatches | None = None,
+        transactional: TransactionalStore | None = None,
     ) -> None:
         """``finder`` (the tasks' ``TaskFinder``) is what the bulk actions
         (``cancel_matching``, ``retry_matching``) walk; without it they are
@@ -72,6 +81,7 @@ class TaskService:
             BulkChanges(finder=finder, reader=tasks, transitions=transitions) if finder is not None else None
         )
         self._batches = batches
+        self._transactional = transactional
         self._registry = registry
         self._clock = clock
         self._idempotency_ttl = idempotency_ttl
@@ -89,6 +99,7 @@ class TaskService:
         unique_key: str | None = None,
         after: Sequence[int] = (),
         run_anyway: bool = False,
+        transaction: Transaction | None = None,
     ) -> Task:
         """Validate, store as PENDING, wake a worker, write through to the
         cache; the task. With a unique key (``unique_key``, or the one the
@@ -103,7 +114,11 @@ class TaskService:
         ``queue`` sends it to another known queue than its handler's.
         ``after`` names tasks (visible to ``owner``) it runs after: it starts
         once they have ended, and is cancelled if one FAILED or was CANCELLED
-        unless ``run_anyway`` (``model/workflows.py``).
+        unless ``run_anyway`` (``model/workflows.py``). With ``transaction``
+        (the caller's open transaction, a psycopg connection for PostgreSQL)
+        the task is stored inside it: nothing is visible or runs unless it
+        commits, and its wake-up goes out once it does
+        (``ports/transactional.py``).
         """
         submitted = await self.submit_detailed(
             task_type,
@@ -115,6 +130,7 @@ class TaskService:
             unique_key=unique_key,
             after=after,
             run_anyway=run_anyway,
+            transaction=transaction,
         )
         return submitted.task
 
@@ -163,6 +179,7 @@ class TaskService:
         queue: str | None = None,
         after: Sequence[int] = (),
         run_anyway: bool = False,
+        transaction: Transaction | None = None,
     ) -> Submitted:
         """``submit`` with every option, saying what it did.
 
@@ -175,6 +192,9 @@ class TaskService:
         request, ``IdempotencyConflict``), whatever became of the task: a
         replay never creates a task, even once the unique key is free again.
         """
+        # In a caller's transaction the tasks it runs after may be its own
+        # uncommitted ones: the store checks them there, as it stores it.
+        parents = check_after(after) if transaction is not None else await self._visible_parents(after, owner)
         new = self.new_task(
             task_type,
             input_data,
@@ -183,9 +203,11 @@ class TaskService:
             priority=priority,
             queue=queue,
             unique_key=unique_key,
-            after=await self._visible_parents(after, owner),
+            after=parents,
             run_anyway=run_anyway,
         )
+        if transaction is not None:
+            return await self._submit_within(transaction, new, idempotency_key)
         if idempotency_key is not None:
             fingerprint = request_hash(
                 task_type,
@@ -220,6 +242,22 @@ class TaskService:
         elif submitted.deduplicated and not submitted.replayed:
             self._telemetry.task_deduplicated(submitted.task.type, queue=submitted.task.queue)
         return submitted
+
+    async def _submit_within(
+        self, transaction: Transaction, new: NewTask, idempotency_key: str | None
+    ) -> Submitted:
+        """Stored in the caller's transaction: nothing is published or cached
+        now (the transaction may still roll back); the commit's notice wakes
+        it. The caller's transaction already makes its submit atomic with its
+        own writes, so an Idempotency-Key has nothing to add."""
+        if self._transactional is None:
+            raise ConfigurationError("this TaskService cannot enqueue inside a caller's transaction")
+        if idempotency_key is not None:
+            raise InvalidInput("an Idempotency-Key cannot go with a caller's transaction")
+        added = await self._transactional.add_within(transaction, new)
+        if added.created:
+            self._telemetry.task_submitted(added.task.type, queue=added.task.queue)
+        return Submitted(added.task, deduplicated=not added.created)
 
     async def submit_many(
         self, requests: Sequence[TaskRequest], *, owner: str | None = None

@@ -30,6 +30,7 @@ from taskcore.model.messages import runs_alone
 from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.ports import Consumer, Delivery, TaskQueue, WorkTelemetry
 from taskcore.telemetry import NoTelemetry
+from taskcore.work.committed import CommitListener
 from taskcore.work.pauses import PauseWatcher
 from taskcore.work.presence import WorkerPresence
 from taskcore.work.processor import Outcome, TaskProcessor, requeue_quietly
@@ -59,6 +60,7 @@ class Worker:
         presence: WorkerPresence | None = None,
         queues: Sequence[str] = (DEFAULT_QUEUE,),
         pauses: PauseWatcher | None = None,
+        commits: CommitListener | None = None,
     ) -> None:
         """``queues``: the named queues it consumes (``taskcore worker --queue``);
         ``pauses`` keeps it off the paused ones (the processor's, too)."""
@@ -73,6 +75,7 @@ class Worker:
         self._concurrency = concurrency
         self._grace_s = grace_s
         self._sweeper = sweeper
+        self._commits = commits  # wakes tasks enqueued in callers' transactions as they commit
         self._slots = asyncio.Semaphore(concurrency)
         self._running: dict[asyncio.Task[Outcome | None], int] = {}  # each with the slots it holds
         self._stop = asyncio.Event()
@@ -115,6 +118,7 @@ class Worker:
 
     async def run(self) -> None:
         sweeping = asyncio.create_task(self._sweeper.run(self._stop)) if self._sweeper else None
+        listening = asyncio.create_task(self._commits.run(self._stop)) if self._commits else None
         try:
             async with self._reporting():
                 await self._consume()
@@ -122,9 +126,10 @@ class Worker:
             self._ended = f"the consume loop ended: {type(exc).__name__}: {exc}"
             raise
         finally:
-            if sweeping is not None:
+            backgrounds = [task for task in (sweeping, listening) if task is not None]
+            if backgrounds:
                 self._stop.set()
-                await sweeping
+                await asyncio.gather(*backgrounds)
 
     async def _consume(self) -> None:
         async with self._queue.consume(prefetch=self._concurrency, queues=self._queues) as consumer:
