@@ -59,8 +59,8 @@ async def test_a_committed_task_runs_at_once_and_a_rolled_back_one_never(core: C
     await eventually(lambda: bool(core.db.commit_listeners))
     try:
         kept, dropped = MemoryTransaction(core.db), MemoryTransaction(core.db)
-        committed = await core.service.submit("reverse", "kept", transaction=kept)
-        rolled_back = await core.service.submit("reverse", "dropped", transaction=dropped)
+        committed = await core.service.submit("reverse", "kept", connection=kept)
+        rolled_back = await core.service.submit("reverse", "dropped", connection=dropped)
         assert status_of(core, committed.id) is None, "nothing is visible before the commit"
         assert core.queue.published == 0, "nothing is published before the commit"
 
@@ -84,7 +84,7 @@ async def test_a_commit_nobody_heard_is_published_by_the_sweeper(core: Core) -> 
     running = asyncio.create_task(worker.run())
     try:
         transaction = MemoryTransaction(core.db)
-        task = await core.service.submit("reverse", "unheard", transaction=transaction)
+        task = await core.service.submit("reverse", "unheard", connection=transaction)
         transaction.commit()
         await eventually(lambda: status_of(core, task.id) is TaskStatus.COMPLETED, within=120)
     finally:
@@ -97,7 +97,7 @@ async def test_a_task_cancelled_before_the_notice_is_not_woken(core: Core) -> No
         notices=MemoryCommitNotices(core.db), reader=core.tasks, transitions=core.transitions
     )
     transaction = MemoryTransaction(core.db)
-    task = await core.service.submit("reverse", "changed its mind", transaction=transaction)
+    task = await core.service.submit("reverse", "changed its mind", connection=transaction)
     transaction.commit()
     await core.service.cancel(task.id)
     assert await listener.wake([task.id]) == 0
@@ -109,7 +109,7 @@ async def test_a_step_after_an_unfinished_task_waits_for_it(core: Core) -> None:
     settles it (blocked) instead of waking it."""
     parent = await core.service.submit("reverse", "first")
     transaction = MemoryTransaction(core.db)
-    child = await core.service.submit("reverse", "second", after=[parent.id], transaction=transaction)
+    child = await core.service.submit("reverse", "second", after=[parent.id], connection=transaction)
     transaction.commit()
     listener = CommitListener(
         notices=MemoryCommitNotices(core.db), reader=core.tasks, transitions=core.transitions
@@ -122,33 +122,33 @@ async def test_a_step_after_an_unfinished_task_waits_for_it(core: Core) -> None:
 
 async def test_the_transaction_is_the_adapters_own(core: Core) -> None:
     with pytest.raises(ConfigurationError, match="MemoryTransaction"):
-        await core.service.submit("reverse", "x", transaction=object())
+        await core.service.submit("reverse", "x", connection=object())
     other = build_core(clock=LoopClock())
     with pytest.raises(ConfigurationError):
-        await core.service.submit("reverse", "x", transaction=MemoryTransaction(other.db))
+        await core.service.submit("reverse", "x", connection=MemoryTransaction(other.db))
 
 
 async def test_an_idempotency_key_is_refused_within_a_transaction(core: Core) -> None:
     with pytest.raises(InvalidInput, match="Idempotency-Key"):
         await core.service.submit_detailed(
-            "reverse", "x", idempotency_key="k", transaction=MemoryTransaction(core.db)
+            "reverse", "x", idempotency_key="k", connection=MemoryTransaction(core.db)
         )
 
 
 async def test_input_is_checked_before_the_transaction_sees_it(core: Core) -> None:
     transaction = MemoryTransaction(core.db)
     with pytest.raises(UnknownTaskType):
-        await core.service.submit("no-such-type", "x", transaction=transaction)
+        await core.service.submit("no-such-type", "x", connection=transaction)
     assert transaction.added == []
 
 
 async def test_a_step_may_run_after_a_task_of_the_same_transaction(core: Core) -> None:
     transaction = MemoryTransaction(core.db)
-    first = await core.service.submit("reverse", "one", transaction=transaction)
-    then = await core.service.submit("reverse", "two", after=[first.id], transaction=transaction)
+    first = await core.service.submit("reverse", "one", connection=transaction)
+    then = await core.service.submit("reverse", "two", after=[first.id], connection=transaction)
     assert then.blocked
     with pytest.raises(InvalidInput, match="does not exist"):
-        await core.service.submit("reverse", "three", after=[first.id + 100], transaction=transaction)
+        await core.service.submit("reverse", "three", after=[first.id + 100], connection=transaction)
     mine = await core.service.submit("reverse", "own", owner="ann")
     with pytest.raises(InvalidInput, match="does not exist"):  # another owner's task is not to be seen
-        await core.service.submit("reverse", "bob's", owner="bob", after=[mine.id], transaction=transaction)
+        await core.service.submit("reverse", "bob's", owner="bob", after=[mine.id], connection=transaction)

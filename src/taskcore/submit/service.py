@@ -99,7 +99,7 @@ class TaskService:
         unique_key: str | None = None,
         after: Sequence[int] = (),
         run_anyway: bool = False,
-        transaction: Transaction | None = None,
+        connection: Transaction | None = None,
     ) -> Task:
         """Validate, store as PENDING, wake a worker, write through to the
         cache; the task. With a unique key (``unique_key``, or the one the
@@ -114,8 +114,8 @@ class TaskService:
         ``queue`` sends it to another known queue than its handler's.
         ``after`` names tasks (visible to ``owner``) it runs after: it starts
         once they have ended, and is cancelled if one FAILED or was CANCELLED
-        unless ``run_anyway`` (``model/workflows.py``). With ``transaction``
-        (the caller's open transaction, a psycopg connection for PostgreSQL)
+        unless ``run_anyway`` (``model/workflows.py``). With ``connection``
+        (the caller's, in an open transaction: a psycopg ``AsyncConnection``)
         the task is stored inside it: nothing is visible or runs unless it
         commits, and its wake-up goes out once it does
         (``ports/transactional.py``).
@@ -130,7 +130,7 @@ class TaskService:
             unique_key=unique_key,
             after=after,
             run_anyway=run_anyway,
-            transaction=transaction,
+            connection=connection,
         )
         return submitted.task
 
@@ -179,7 +179,7 @@ class TaskService:
         queue: str | None = None,
         after: Sequence[int] = (),
         run_anyway: bool = False,
-        transaction: Transaction | None = None,
+        connection: Transaction | None = None,
     ) -> Submitted:
         """``submit`` with every option, saying what it did.
 
@@ -194,7 +194,7 @@ class TaskService:
         """
         # In a caller's transaction the tasks it runs after may be its own
         # uncommitted ones: the store checks them there, as it stores it.
-        parents = check_after(after) if transaction is not None else await self._visible_parents(after, owner)
+        parents = check_after(after) if connection is not None else await self._visible_parents(after, owner)
         new = self.new_task(
             task_type,
             input_data,
@@ -206,8 +206,8 @@ class TaskService:
             after=parents,
             run_anyway=run_anyway,
         )
-        if transaction is not None:
-            return await self._submit_within(transaction, new, idempotency_key)
+        if connection is not None:
+            return await self._submit_within(connection, new, idempotency_key)
         if idempotency_key is not None:
             fingerprint = request_hash(
                 task_type,

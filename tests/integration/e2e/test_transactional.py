@@ -62,8 +62,8 @@ async def enqueue_order(stack: Stack, service: TaskService, sku: str, *, commit:
         try:
             async with connection.transaction():
                 await connection.execute("INSERT INTO orders (sku) VALUES (%s)", (sku,))
-                pack = await service.submit("reverse", sku, transaction=connection)
-                ship = await service.submit("reverse", f"{sku}!", after=[pack.id], transaction=connection)
+                pack = await service.submit("reverse", sku, connection=connection)
+                ship = await service.submit("reverse", f"{sku}!", after=[pack.id], connection=connection)
                 if not commit:
                     raise LookupError("the application changed its mind")
         except LookupError:
