@@ -203,6 +203,33 @@ WHERE (owner, key) IN (
         FOR UPDATE SKIP LOCKED)
   AND created_at < %(used_before)s;
 
+-- name: prune_tasks
+-- Retention: finished tasks past their type's cutoff, a batch at a time,
+-- oldest first. The scan walks tasks_finished_at_idx from the oldest finish
+-- and stops at the newest cutoff of any type (%(newest_before)s), so a sweep
+-- with nothing to delete reads nothing. A type with a cutoff of its own finds
+-- it in %(befores)s at its position in %(types)s; the types in %(kept)s are
+-- kept forever; every other type goes by %(default_before)s (NULL: kept). A
+-- task an idempotency key still names stays until the sweeper forgets the key
+-- (idempotency_keys_task_id_idx), so a retried submit gets its task back.
+-- SKIP LOCKED leaves alone a row a transition holds (a retry making a FAILED
+-- task PENDING) and other sweepers' batches; a row changed meanwhile is
+-- checked again against the conditions, and the outer one repeats the only
+-- one a transition can undo. Workflows (#15): a task a running workflow
+-- still needs will be kept by one more condition here.
+DELETE FROM tasks
+WHERE id IN (
+        SELECT id FROM tasks
+        WHERE finished_at IS NOT NULL AND finished_at < %(newest_before)s::timestamptz
+          AND finished_at < coalesce((%(befores)s::timestamptz[])[array_position(%(types)s::text[], type)],
+                                     %(default_before)s::timestamptz)
+          AND type <> ALL(%(kept)s::text[])
+          AND NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE idempotency_keys.task_id = tasks.id)
+        ORDER BY finished_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
+  AND finished_at IS NOT NULL;
+
 -- name: get_idempotency_key
 SELECT request_hash, task_id FROM idempotency_keys WHERE owner = %(owner)s AND key = %(key)s;
 

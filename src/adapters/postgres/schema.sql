@@ -105,3 +105,7 @@ CREATE TABLE queues (
     paused boolean NOT NULL DEFAULT false,
     updated_at timestamptz NOT NULL
 );
+
+-- Retention keeps a task while an idempotency key names it, and deleting a
+-- task deletes its keys (ON DELETE CASCADE): both look keys up by task_id.
+CREATE INDEX idempotency_keys_task_id_idx ON idempotency_keys (task_id);

@@ -14,6 +14,7 @@ from taskcore.ports.census import WakeUpCensus
 from taskcore.ports.clock import Clock
 from taskcore.ports.dashboard import DashboardReads, QueueDepths, WorkerRoster
 from taskcore.ports.queues import QueueLoads, QueueSwitches
+from taskcore.ports.retention import TaskPruner
 from taskcore.ports.tasks import (
     AttemptStore,
     DispatchLog,
@@ -42,6 +43,7 @@ __all__ = [
     "SubmitTelemetry",
     "TaskCache",
     "TaskFinder",
+    "TaskPruner",
     "TaskQueue",
     "TaskReader",
     "TaskStore",
