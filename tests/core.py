@@ -21,6 +21,7 @@ from taskcore.adapters.memory import (
     MemoryChangeFeed,
     MemoryDashboard,
     MemoryDatabase,
+    MemoryPruner,
     MemoryQueue,
     MemoryQueueDepths,
     MemoryRecovery,
@@ -33,6 +34,7 @@ from taskcore.transitions.announcer import ChangeAnnouncer
 from taskcore.transitions.dispatch import Dispatcher
 from taskcore.transitions.status_cache import COMPLETED_MEMO, StatusCache
 from taskcore.transitions.writer import Transitions
+from taskcore.work.retention import Retention
 from taskcore.work.sweeper import Sweeper
 
 
@@ -87,6 +89,7 @@ class Core:
     db: MemoryDatabase
     tasks: MemoryTasks
     recovery: MemoryRecovery
+    pruner: MemoryPruner
     dashboard: MemoryDashboard
     roster: MemoryWorkers
     census: MemoryCensus
@@ -100,6 +103,7 @@ class Core:
     transitions: Transitions
     service: TaskService
     processor: TaskProcessor
+    retention: Retention
     sweeper: Sweeper
 
     async def aclose(self) -> None:
@@ -132,6 +136,8 @@ def build_core(
     changes = changes if changes is not None else MemoryChangeFeed()
     telemetry = telemetry if telemetry is not None else MemoryTelemetry()
     recovery = MemoryRecovery(db)
+    pruner = MemoryPruner(db)
+    retention = Retention(pruner=pruner, registry=registry, clock=clock, config=config)
     census = MemoryCensus(db)
     dispatcher = Dispatcher(log=tasks, queue=queue, clock=clock, flush_delay_s=flush_delay_s)
     announcer = ChangeAnnouncer(changes)
@@ -144,6 +150,7 @@ def build_core(
         db=db,
         tasks=tasks,
         recovery=recovery,
+        pruner=pruner,
         dashboard=MemoryDashboard(db),
         roster=MemoryWorkers(db),
         census=census,
@@ -172,6 +179,7 @@ def build_core(
             executor=executor,
             telemetry=telemetry,
         ),
+        retention=retention,
         sweeper=Sweeper(
             recovery=recovery,
             transitions=transitions,
@@ -180,5 +188,6 @@ def build_core(
             telemetry=telemetry,
             census=census,
             depths=MemoryQueueDepths(queue),
+            retention=retention,
         ),
     )

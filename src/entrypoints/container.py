@@ -24,6 +24,7 @@ from taskcore.adapters.memory import (
     MemoryChangeFeed,
     MemoryDashboard,
     MemoryDatabase,
+    MemoryPruner,
     MemoryQueue,
     MemoryQueueDepths,
     MemoryQueues,
@@ -35,6 +36,7 @@ from taskcore.adapters.postgres import (
     PostgresCensus,
     PostgresDashboard,
     PostgresDatabase,
+    PostgresPruner,
     PostgresQueues,
     PostgresRecovery,
     PostgresTasks,
@@ -63,6 +65,7 @@ from taskcore.transitions.writer import Transitions
 from taskcore.work.pauses import PauseWatcher
 from taskcore.work.presence import WorkerPresence
 from taskcore.work.processor import TaskProcessor
+from taskcore.work.retention import Retention
 from taskcore.work.sweeper import Sweeper
 from taskcore.work.worker import Worker
 
@@ -177,6 +180,7 @@ class Container(containers.DeclarativeContainer):
         batch_linger_s=settings.provided.batch_linger_s,
     )
     recovery = _port_on(database_backend, database, MemoryRecovery, PostgresRecovery)
+    pruner = _port_on(database_backend, database, MemoryPruner, PostgresPruner)
     dashboard = _port_on(database_backend, database, MemoryDashboard, PostgresDashboard)
     roster = _port_on(database_backend, database, MemoryWorkers, PostgresWorkers)
     census = _port_on(database_backend, database, MemoryCensus, PostgresCensus)
@@ -253,6 +257,10 @@ class Container(containers.DeclarativeContainer):
         telemetry=telemetry,
         pauses=pauses,
     )
+    # Deleting finished tasks past their retention: each sweep, and `taskcore prune`.
+    retention = providers.Singleton(
+        Retention, pruner=pruner, registry=registry, clock=clock, config=core_config
+    )
     sweeper = providers.Singleton(
         Sweeper,
         recovery=recovery,
@@ -263,6 +271,7 @@ class Container(containers.DeclarativeContainer):
         census=census,
         depths=providers.Callable(_queue_depths, queue),
         queues=queues,
+        retention=retention,
     )
     # The API's one subscription, shared by every waiting request.
     listener = providers.Singleton(ChangeListener, changes)

@@ -35,6 +35,9 @@ class Handler:
     timeout_s: float | None
     retry: RetryPolicy | None = None
     queue: str = DEFAULT_QUEUE
+    # How long its finished tasks are kept, in seconds: None = the setting
+    # (TASKCORE_RETENTION_S), 0 = forever (model/retention.py).
+    retention_s: float | None = None
 
     def parse_input(self, data: Any) -> Any:
         """Convert JSON-shaped data into the handler's input type."""
@@ -93,6 +96,7 @@ class HandlerRegistry:
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
         queue: str = DEFAULT_QUEUE,
+        retention_s: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def handler(
@@ -105,13 +109,20 @@ class HandlerRegistry:
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
         queue: str = DEFAULT_QUEUE,
+        retention_s: float | None = None,
     ) -> F | Callable[[F], F]:
         """Decorator form of ``register``: ``@registry.handler`` or
         ``@registry.handler(name="resize", queue="images", max_attempts=5, retry=RetryPolicy(base_s=2))``."""
 
         def decorate(f: F) -> F:
             self.register(
-                f, name=name, max_attempts=max_attempts, timeout_s=timeout_s, retry=retry, queue=queue
+                f,
+                name=name,
+                max_attempts=max_attempts,
+                timeout_s=timeout_s,
+                retry=retry,
+                queue=queue,
+                retention_s=retention_s,
             )
             return f
 
@@ -126,8 +137,12 @@ class HandlerRegistry:
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
         queue: str = DEFAULT_QUEUE,
+        retention_s: float | None = None,
     ) -> Handler:
-        """``queue``: where its tasks wait unless a submit names another (``model/queues.py``)."""
+        """``queue``: where its tasks wait unless a submit names another
+        (``model/queues.py``). ``retention_s``: how long its finished tasks are
+        kept, overriding the setting; 0 keeps them forever (an audit trail),
+        a short one suits tasks whose results are read at once."""
         task_type = name or getattr(fn, "__name__", "")
         if not task_type:
             raise HandlerRegistrationError("a handler needs a name")
@@ -137,6 +152,8 @@ class HandlerRegistry:
             raise HandlerRegistrationError("max_attempts must be at least 1")
         if timeout_s is not None and timeout_s <= 0:
             raise HandlerRegistrationError("timeout_s must be positive")
+        if retention_s is not None and not retention_s >= 0:
+            raise HandlerRegistrationError("retention_s must be 0 (keep forever) or positive")
         try:
             check_queue_name(queue)
         except InvalidInput as exc:
@@ -150,6 +167,7 @@ class HandlerRegistry:
             timeout_s=timeout_s,
             retry=retry,
             queue=queue,
+            retention_s=retention_s,
         )
         self._handlers[task_type] = handler
         return handler
