@@ -4,16 +4,19 @@ costs it; the setting, the handler option and an Idempotency-Key replay."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 from dependency_injector import providers
 from prometheus_client import CollectorRegistry
 
 from taskcore import HandlerRegistry, TaskStatus, register_builtins
 from taskcore.adapters.memory import MemoryQueue
 from taskcore.adapters.prometheus import PrometheusTelemetry
+from taskcore.entrypoints.cli import main
 from taskcore.entrypoints.container import build_container
 from taskcore.entrypoints.http import create_app
 from taskcore.entrypoints.settings import load_settings
@@ -256,3 +259,30 @@ def test_pruned_tasks_are_counted_in_prometheus() -> None:
     telemetry.tasks_pruned(500)
     telemetry.tasks_pruned(20)
     assert registry.get_sample_value("taskcore_tasks_pruned_total") == 520
+
+
+def run_cli(*args: str, **env: str) -> Result:
+    """``taskcore`` in this process, with only the ``TASKCORE_*`` variables given."""
+    cleared: dict[str, str | None] = {name: None for name in os.environ if name.startswith("TASKCORE_")}
+    return CliRunner().invoke(main, list(args), env={**cleared, **env})
+
+
+def test_prune_needs_the_database() -> None:
+    result = run_cli("prune")
+    assert result.exit_code == 1
+    assert "TASKCORE_DATABASE_URL not set" in result.output
+
+
+def test_prune_with_every_type_kept_says_so_and_touches_nothing() -> None:
+    """Decided before connecting: the URL names no server."""
+    result = run_cli(
+        "prune", TASKCORE_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none", TASKCORE_RETENTION_S="0"
+    )
+    assert result.exit_code == 0, result.output
+    assert "nothing pruned: every type is kept forever" in result.output
+
+
+def test_prune_refuses_an_age_it_cannot_read() -> None:
+    result = run_cli("prune", "--older-than", "a while")
+    assert result.exit_code == 2
+    assert "--older-than must look like 30s, 15m, 1h or 7d" in result.output
