@@ -339,7 +339,7 @@ def prune(app_spec: str | None, older_than: str | None) -> None:
         raise click.ClickException("TASKCORE_DATABASE_URL not set: taskcore prune deletes from the database")
     retention = container.retention()
     cutoffs = retention.cutoffs(older_than=age)
-    if cutoffs.newest is None:
+    if cutoffs.keeps_all:
         click.echo(
             "nothing pruned: every type is kept forever (TASKCORE_RETENTION_S=0); --older-than AGE prunes"
         )

@@ -58,6 +58,17 @@ class TaskPrunerContract:
         assert await remaining(tasks, done, failed, cancelled, young) == {young.id}
         assert await tasks.get(young.id, fresh=True) == young
 
+    async def test_a_batch_takes_the_type_whose_tasks_go_back_furthest_first(
+        self, pruner: TaskPruner, tasks: Tasks
+    ) -> None:
+        """Type by type, so a type's kept tasks are never walked: roughly the
+        oldest overall, not exactly."""
+        a_old = await finished(tasks, TaskStatus.COMPLETED, 10, task_type="b-first")
+        a_new = await finished(tasks, TaskStatus.COMPLETED, 30, task_type="b-first")
+        b = await finished(tasks, TaskStatus.COMPLETED, 20, task_type="a-second")
+        assert await pruner.prune(PruneCutoffs(default=later(100)), 2) == 2
+        assert await remaining(tasks, a_old, a_new, b) == {b.id}
+
     async def test_an_unfinished_task_stays_whatever_its_age(self, pruner: TaskPruner, tasks: Tasks) -> None:
         pending = await tasks.add(new_task())
         running = await claimed_task(tasks)

@@ -11,15 +11,13 @@ from taskcore.model.retention import PruneCutoffs
 def prune_params(cutoffs: PruneCutoffs, limit: int) -> dict[str, Any]:
     """The statement's parameters: the types with a cutoff of their own as two
     arrays (a type's cutoff is found by its position), the types kept forever,
-    the cutoff of every other type (NULL keeps them), and the newest cutoff,
-    which bounds the index scan."""
+    and the cutoff of every other type (NULL keeps them)."""
     overridden = cutoffs.overridden
     return {
         "types": list(overridden),
         "befores": list(overridden.values()),
         "kept": cutoffs.kept,
         "default_before": cutoffs.default,
-        "newest_before": cutoffs.newest,
         "limit": limit,
     }
 
@@ -31,7 +29,7 @@ class PostgresPruner:
         self._db = database
 
     async def prune(self, cutoffs: PruneCutoffs, limit: int) -> int:
-        if cutoffs.newest is None:
+        if cutoffs.keeps_all:
             return 0  # every type is kept
         return await self._db.run(
             "prune_tasks", prune_params(cutoffs, limit), action="delete finished tasks past their retention"

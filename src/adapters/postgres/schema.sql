@@ -106,6 +106,10 @@ CREATE TABLE queues (
     updated_at timestamptz NOT NULL
 );
 
+-- Retention: finished tasks type by type, each up to its cutoff, never
+-- walking the tasks a type keeps; and the types present.
+CREATE INDEX tasks_type_finished_at_idx ON tasks (type, finished_at) WHERE finished_at IS NOT NULL;
+
 -- Retention keeps a task while an idempotency key names it, and deleting a
 -- task deletes its keys (ON DELETE CASCADE): both look keys up by task_id.
 CREATE INDEX idempotency_keys_task_id_idx ON idempotency_keys (task_id);

@@ -52,11 +52,9 @@ class PruneCutoffs(msgspec.Struct, frozen=True, kw_only=True):
         return task.finished_at is not None and cutoff is not None and task.finished_at < cutoff
 
     @property
-    def newest(self) -> datetime | None:
-        """The latest cutoff of any type, ``None`` if every type is kept:
-        nothing that finished since then may go, which bounds the scan."""
-        cutoffs = [cutoff for cutoff in (self.default, *self.by_type.values()) if cutoff is not None]
-        return max(cutoffs, default=None)
+    def keeps_all(self) -> bool:
+        """Every type is kept: nothing to delete, nothing to ask the database."""
+        return self.default is None and all(cutoff is None for cutoff in self.by_type.values())
 
     @property
     def overridden(self) -> dict[str, datetime]:

@@ -15,8 +15,10 @@ from taskcore.model.retention import PruneCutoffs
 class TaskPruner(Protocol):
     async def prune(self, cutoffs: PruneCutoffs, limit: int) -> int:
         """Delete up to ``limit`` finished tasks that ``cutoffs`` lets go
-        (``PruneCutoffs.expired``), oldest ``finished_at`` first, and return
-        how many went.
+        (``PruneCutoffs.expired``) and return how many went: type by type,
+        the type whose finished tasks go back furthest first, each type's
+        oldest ``finished_at`` first (roughly the oldest overall, at a cost
+        that does not grow with the tasks a type keeps).
 
         Never an unfinished task, and never one an idempotency key still names:
         the task stays until the sweeper forgets the key
@@ -30,7 +32,7 @@ class TaskPruner(Protocol):
         Workflows (issue #15) will add one condition here: a finished task
         that a running workflow still needs (a parent whose result its
         children will read) is kept until the workflow ends. It belongs in
-        this one place (the ``prune_tasks`` statement and ``MemoryPruner``),
+        this one place (the ``prune_tasks`` statement and ``MemoryPruner.prune``),
         so the sweepers and ``taskcore prune`` both respect it.
         """
         ...

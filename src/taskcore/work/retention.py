@@ -79,7 +79,7 @@ class Retention:
         return self._batches(self.cutoffs(older_than=older_than), None)
 
     async def _batches(self, cutoffs: PruneCutoffs, batches: int | None) -> AsyncIterator[int]:
-        if cutoffs.newest is None:
+        if cutoffs.keeps_all:
             return  # every type is kept
         for _ in itertools.count() if batches is None else range(batches):
             pruned = await self._pruner.prune(cutoffs, self._batch)

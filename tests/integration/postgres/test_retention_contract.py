@@ -5,6 +5,7 @@ rows instead of waiting for them, and delete each task once."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import psycopg
 import pytest
@@ -90,6 +91,45 @@ async def test_a_task_being_retried_is_skipped_not_waited_for(
     stored = await tasks.get(failed.id, fresh=True)
     assert stored is not None
     assert stored.status is TaskStatus.PENDING
+
+
+def removed_rows(plan: Any) -> int:
+    """Rows a plan read and then threw away, over all its nodes."""
+    if isinstance(plan, list):
+        return sum(removed_rows(node) for node in plan)
+    if not isinstance(plan, dict):
+        return 0
+    own = sum(int(plan.get(key, 0)) for key in ("Rows Removed by Filter", "Rows Removed by Index Recheck"))
+    return own + sum(removed_rows(value) for value in plan.values() if isinstance(value, (list, dict)))
+
+
+async def test_a_batch_never_walks_the_tasks_a_type_keeps(
+    pruner: PostgresPruner, tasks: Tasks, database: Database
+) -> None:
+    """20,000 tasks of a type kept forever, all older than the cutoff, and a
+    few to delete: the statement reads past none of the kept ones, so its cost
+    does not grow with them (an audit trail grows forever)."""
+    for n in range(3):
+        await finished(tasks, TaskStatus.COMPLETED, 10 + n, task_type="plain")
+    async with await psycopg.AsyncConnection.connect(database.url, autocommit=True) as connection:
+        await connection.execute(
+            "INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created_at, updated_at,"
+            "                   run_at, started_at, finished_at)"
+            " SELECT 'audit', '1', 'COMPLETED', 1, 1, 3, t, t, t, t, t"
+            " FROM (SELECT %s - g * interval '1 ms' AS t FROM generate_series(1, 20000) AS g) AS times",
+            (later(5),),
+        )
+        await connection.execute("ANALYZE tasks")
+        cutoffs = PruneCutoffs(default=later(100), by_type={"audit": None})
+        async with connection.transaction(force_rollback=True):
+            explained = await connection.execute(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + queries["prune_tasks"], prune_params(cutoffs, 500)
+            )
+            row = await explained.fetchone()
+    assert row is not None
+    assert removed_rows(row[0]) < 100
+    assert await pruner.prune(cutoffs, 500) == 3
+    assert await count_tasks(database) == 20_000
 
 
 async def test_concurrent_prunes_delete_every_task_once(
