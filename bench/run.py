@@ -21,6 +21,8 @@ Workloads (see bench/README.md):
   delay   1000 tasks at the default 5 s delay through one worker with a raised
           TASKCORE_WORKER_CONCURRENCY: time until all are done.
   memory  API and worker RSS after a warm-up vs after M more tasks.
+  soak    (only with --only soak) 200,000 tasks with a 30 s retention: the
+          table's size and the claim latency sampled every 10 s (soak.py).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import msgspec
 import psycopg
+import soak
 from harness import (
     BENCH,
     MACHINE_COMPONENTS,
@@ -590,7 +593,8 @@ async def memory(stack: Stack, run: int, tag: str) -> dict[str, Any]:
         worker.stop()
 
 
-RUNNERS = {"W1": w1, "W2": w2, "W3": w3, "delay": delay_bound, "memory": memory}
+RUNNERS = {"W1": w1, "W2": w2, "W3": w3, "delay": delay_bound, "memory": memory, "soak": soak.soak}
+ON_REQUEST = ("soak",)  # long: run only when --only names them
 
 
 # ---------------------------------------------------------------------------- profiling
@@ -702,6 +706,25 @@ METRICS: list[tuple[str, str, str, int]] = [
     ("memory", "worker_rss_after_mb", "worker RSS after M more (MB)", 1),
     ("memory", "worker_growth_kb_per_1k", "worker growth (KB per 1k tasks)", 0),
     ("memory", "failures", "failures", 0),
+    ("soak", "submit_rate", "submit (tasks/s)", 0),
+    ("soak", "e2e_rate", "end-to-end (tasks/s)", 0),
+    ("soak", "rows_steady_first", "rows, steady: first sample", 0),
+    ("soak", "rows_steady_last", "rows, steady: last sample", 0),
+    ("soak", "rows_steady_max", "rows, steady: max", 0),
+    ("soak", "total_mb_steady_first", "table + indexes (MB), steady: first", 1),
+    ("soak", "total_mb_steady_last", "table + indexes (MB), steady: last", 1),
+    ("soak", "total_mb_steady_max", "table + indexes (MB), steady: max", 1),
+    ("soak", "indexes_mb_steady_first", "indexes (MB), steady: first", 1),
+    ("soak", "indexes_mb_steady_last", "indexes (MB), steady: last", 1),
+    ("soak", "wait_p50_ms_steady_first", "queue wait p50 (ms), steady: first", 1),
+    ("soak", "wait_p50_ms_steady_last", "queue wait p50 (ms), steady: last", 1),
+    ("soak", "wait_p99_ms_steady_median", "queue wait p99 (ms), steady: median", 1),
+    ("soak", "claim_probe_ms_steady_first", "claim statement (ms), steady: first", 2),
+    ("soak", "claim_probe_ms_steady_last", "claim statement (ms), steady: last", 2),
+    ("soak", "mb_per_100k_tasks_kept", "MB per 100k tasks kept (no pruning yet)", 1),
+    ("soak", "pruned_total", "pruned by the sweeper", 0),
+    ("soak", "rows_left", "rows left after the tail", 0),
+    ("soak", "failures", "failures", 0),
 ]
 
 
@@ -830,14 +853,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--profile-format", default="speedscope", choices=["speedscope", "flamegraph", "raw"])
     ap.add_argument("--out", help="JSON path (default bench/results/<date>.json)")
+    soak.add_arguments(ap)
     args = ap.parse_args(argv)
     if args.memory_full:
         args.memory_tasks = 100_000
     only = [w.strip() for w in args.only.split(",") if w.strip()]
-    lookup = {w.lower(): w for w in WORKLOADS}
+    lookup = {w.lower(): w for w in (*WORKLOADS, *ON_REQUEST)}
     bad = [w for w in only if w.lower() not in lookup]
     if bad:
-        ap.error(f"unknown workload(s) {bad}; choose from {', '.join(WORKLOADS)}")
+        ap.error(f"unknown workload(s) {bad}; choose from {', '.join((*WORKLOADS, *ON_REQUEST))}")
     args.workloads = [lookup[w.lower()] for w in only] if only else list(WORKLOADS)
     args.stamp = datetime.now().strftime("%Y-%m-%d-%H%M%S")
     return args
@@ -879,7 +903,7 @@ async def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict[str, Any]]] = {w: [] for w in args.workloads}
     for run in range(1, args.runs + 1):
         for w in args.workloads:
-            if w == "memory" and run > 1:
+            if w in ("memory", "soak") and run > 1:
                 continue
             tag = f"{w}-r{run}"
             await stack.reset()
@@ -891,6 +915,8 @@ async def main(argv: list[str] | None = None) -> int:
                 res = {"error": f"{type(exc).__name__}: {exc}"}
             res["loadavg_1m"] = load
             runs[w].append(res)
+            if res.get("samples"):
+                log(f"{tag} samples:\n{soak.print_samples(res['samples'])}")
             log(f"{tag}: {json.dumps(res, default=str)}")
     await stack.reset()
     summary: dict[str, dict[str, Any]] = {}

@@ -21,6 +21,7 @@ from taskcore.adapters.memory import (
     MemoryChangeFeed,
     MemoryDashboard,
     MemoryDatabase,
+    MemoryPruner,
     MemoryQueue,
     MemoryQueueDepths,
     MemoryRecovery,
@@ -34,6 +35,7 @@ from taskcore.transitions.announcer import ChangeAnnouncer
 from taskcore.transitions.dispatch import Dispatcher
 from taskcore.transitions.status_cache import COMPLETED_MEMO, StatusCache
 from taskcore.transitions.writer import Transitions
+from taskcore.work.retention import Retention
 from taskcore.work.sweeper import Sweeper
 from taskcore.workflows.service import WorkflowService
 
@@ -89,6 +91,7 @@ class Core:
     db: MemoryDatabase
     tasks: MemoryTasks
     recovery: MemoryRecovery
+    pruner: MemoryPruner
     dashboard: MemoryDashboard
     roster: MemoryWorkers
     census: MemoryCensus
@@ -102,6 +105,7 @@ class Core:
     transitions: Transitions
     service: TaskService
     processor: TaskProcessor
+    retention: Retention
     sweeper: Sweeper
     workflow_store: MemoryWorkflows
     workflows: WorkflowService
@@ -136,6 +140,8 @@ def build_core(
     changes = changes if changes is not None else MemoryChangeFeed()
     telemetry = telemetry if telemetry is not None else MemoryTelemetry()
     recovery = MemoryRecovery(db)
+    pruner = MemoryPruner(db)
+    retention = Retention(pruner=pruner, registry=registry, clock=clock, config=config)
     census = MemoryCensus(db)
     dispatcher = Dispatcher(log=tasks, queue=queue, clock=clock, flush_delay_s=flush_delay_s)
     announcer = ChangeAnnouncer(changes)
@@ -162,6 +168,7 @@ def build_core(
         db=db,
         tasks=tasks,
         recovery=recovery,
+        pruner=pruner,
         dashboard=MemoryDashboard(db),
         roster=MemoryWorkers(db),
         census=census,
@@ -184,6 +191,7 @@ def build_core(
             telemetry=telemetry,
             dependencies=workflows,
         ),
+        retention=retention,
         sweeper=Sweeper(
             recovery=recovery,
             transitions=transitions,
@@ -193,6 +201,7 @@ def build_core(
             census=census,
             depths=MemoryQueueDepths(queue),
             dependencies=workflows,
+            retention=retention,
         ),
         workflow_store=workflows,
         workflows=WorkflowService(store=workflows, tasks=service, transitions=transitions, clock=clock),

@@ -38,6 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 DEFAULT_PORT = 8005
+PRUNE_PROGRESS_EVERY = 10_000  # taskcore prune logs its count this often
 
 
 def _app_option(fn: F) -> F:
@@ -312,6 +313,55 @@ def queue_pause(app_spec: str | None, name: str) -> None:
 def queue_resume(app_spec: str | None, name: str) -> None:
     """Resume NAME: its backlog runs again, in priority order."""
     click.echo(_show(_queue_command(app_spec, lambda admin: admin.resume(name))))
+
+
+@main.command()
+@_app_option
+@click.option(
+    "--older-than",
+    "older_than",
+    metavar="AGE",
+    default=None,
+    help="Delete the tasks that finished more than AGE ago (30s, 15m, 1h, 7d), whatever their type's "
+    "retention, except those of handlers with retention_s=0. Default: each type's retention "
+    "(TASKCORE_RETENTION_S, or the handler's retention_s).",
+)
+def prune(app_spec: str | None, older_than: str | None) -> None:
+    """Delete finished tasks past their retention now, batch by batch until none is left, and print
+    how many went. Never an unfinished task, nor one an unexpired Idempotency-Key names. Safe while
+    workers sweep: each skips what the other holds. Needs TASKCORE_DATABASE_URL."""
+    try:
+        age = None if older_than is None else parse_duration(older_than, option="--older-than")
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from exc
+    settings, container = _compose(app_spec, startup_attempts=1, migrate_on_start=False)
+    if not settings.database_url:
+        raise click.ClickException("TASKCORE_DATABASE_URL not set: taskcore prune deletes from the database")
+    retention = container.retention()
+    cutoffs = retention.cutoffs(older_than=age)
+    if cutoffs.keeps_all:
+        click.echo(
+            "nothing pruned: every type is kept forever (TASKCORE_RETENTION_S=0); --older-than AGE prunes"
+        )
+        return
+
+    async def run() -> int:
+        database = container.database()
+        await database.open()
+        pruned = 0
+        try:
+            async for batch in retention.prune(older_than=age):
+                pruned += batch
+                if batch and pruned % PRUNE_PROGRESS_EVERY < batch:
+                    log.info("%d finished tasks pruned so far", pruned)
+        finally:
+            await database.close()
+        return pruned
+
+    pruned = _run(run())
+    which = "past their retention" if age is None else f"older than {older_than}"
+    kept = f"; kept forever by their handlers: {', '.join(cutoffs.kept)}" if cutoffs.kept else ""
+    click.echo(f"pruned {pruned} finished tasks {which}{kept}")
 
 
 @main.command()

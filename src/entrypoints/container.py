@@ -25,6 +25,7 @@ from taskcore.adapters.memory import (
     MemoryCommitNotices,
     MemoryDashboard,
     MemoryDatabase,
+    MemoryPruner,
     MemoryQueue,
     MemoryQueueDepths,
     MemoryQueues,
@@ -38,6 +39,7 @@ from taskcore.adapters.postgres import (
     PostgresCommitNotices,
     PostgresDashboard,
     PostgresDatabase,
+    PostgresPruner,
     PostgresQueues,
     PostgresRecovery,
     PostgresTasks,
@@ -68,6 +70,7 @@ from taskcore.work.committed import CommitListener
 from taskcore.work.pauses import PauseWatcher
 from taskcore.work.presence import WorkerPresence
 from taskcore.work.processor import TaskProcessor
+from taskcore.work.retention import Retention
 from taskcore.work.sweeper import Sweeper
 from taskcore.work.worker import Worker
 from taskcore.workflows.service import WorkflowService
@@ -185,6 +188,7 @@ class Container(containers.DeclarativeContainer):
         ),
     )
     recovery = _port_on(database_backend, database, MemoryRecovery, PostgresRecovery)
+    pruner = _port_on(database_backend, database, MemoryPruner, PostgresPruner)
     dashboard = _port_on(database_backend, database, MemoryDashboard, PostgresDashboard)
     roster = _port_on(database_backend, database, MemoryWorkers, PostgresWorkers)
     census = _port_on(database_backend, database, MemoryCensus, PostgresCensus)
@@ -295,6 +299,10 @@ class Container(containers.DeclarativeContainer):
         pauses=pauses,
         dependencies=workflow_store,
     )
+    # Deleting finished tasks past their retention: each sweep, and `taskcore prune`.
+    retention = providers.Singleton(
+        Retention, pruner=pruner, registry=registry, clock=clock, config=core_config
+    )
     sweeper = providers.Singleton(
         Sweeper,
         recovery=recovery,
@@ -306,6 +314,7 @@ class Container(containers.DeclarativeContainer):
         depths=providers.Callable(_queue_depths, queue),
         queues=queues,
         dependencies=workflow_store,
+        retention=retention,
     )
     # The API's one subscription, shared by every waiting request.
     listener = providers.Singleton(ChangeListener, changes)

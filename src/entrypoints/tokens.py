@@ -15,10 +15,11 @@ _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: str, *, option: str = "--ttl") -> timedelta:
+    """``30s``, ``15m``, ``1h``, ``7d``; ``option`` names the flag in the error."""
     match = _DURATION.match(text.strip())
     if not match:
-        raise ConfigurationError(f"--ttl must look like 30s, 15m, 1h or 7d, got {text!r}")
+        raise ConfigurationError(f"{option} must look like 30s, 15m, 1h or 7d, got {text!r}")
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 

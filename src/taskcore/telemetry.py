@@ -44,6 +44,9 @@ class NoTelemetry:
     def tasks_recovered(self, action: Recovery, count: int) -> None:
         pass
 
+    def tasks_pruned(self, count: int) -> None:
+        pass
+
     def cache_read(self, result: CacheRead) -> None:
         pass
 

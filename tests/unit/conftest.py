@@ -14,6 +14,7 @@ from taskcore.adapters.memory import (
     MemoryCensus,
     MemoryDashboard,
     MemoryDatabase,
+    MemoryPruner,
     MemoryQueue,
     MemoryRecovery,
     MemoryTasks,
@@ -59,6 +60,11 @@ def tasks(core: Core) -> MemoryTasks:
 @pytest.fixture
 def recovery(core: Core) -> MemoryRecovery:
     return core.recovery
+
+
+@pytest.fixture
+def pruner(core: Core) -> MemoryPruner:
+    return core.pruner
 
 
 @pytest.fixture

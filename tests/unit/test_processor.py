@@ -13,6 +13,7 @@ from taskcore.adapters.memory import MemoryCache, MemoryDatabase, MemoryQueue, M
 from taskcore.adapters.memory.queue import MemoryDelivery
 from taskcore.model.changes import TaskChange
 from taskcore.model.messages import encode_task_message
+from taskcore.model.task import Task
 from tests.core import LoopClock, ManualClock, build_core, quick_config
 
 
@@ -326,3 +327,48 @@ async def test_a_task_cancelled_while_running_is_stopped_at_the_next_heartbeat(
     final = core.db.tasks[task.id]
     assert (final.status, final.result) == (TaskStatus.CANCELLED, None)
     assert core.queue.acked == 1
+
+
+class HeldCache(MemoryCache):
+    """A cache whose PROCESSING writes wait until released, as a Redis that
+    stopped answering holds them until the client's timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = asyncio.Event()
+
+    async def put(self, task: Task, ttl: timedelta | None) -> None:
+        if task.status is TaskStatus.PROCESSING:
+            await self.released.wait()
+        await super().put(task, ttl)
+
+
+@pytest.mark.looptime
+async def test_the_lease_is_kept_while_the_verdict_waits_for_a_slow_cache(registry: HandlerRegistry) -> None:
+    """The handler is done, but the PROCESSING write-through (which the verdict
+    waits for, to keep the cache in order) is held longer than the lease: the
+    heartbeat goes on, so a sweep meanwhile finds the lease alive and the task
+    runs once. (The lease lapsed here, a sweeper released the task and it ran
+    again on a loaded machine: tests/integration/faults/test_worker_crashes.py.)"""
+    cache = HeldCache()
+    core = build_core(
+        clock=LoopClock(), registry=registry, cache=cache, config=quick_config(lease_s=3, task_timeout_s=60)
+    )
+    runs = 0
+
+    @registry.handler
+    async def quick(_: None) -> str:
+        nonlocal runs
+        runs += 1
+        return "done"
+
+    task = await core.service.submit("quick", None)
+    running = asyncio.create_task(deliver(core.queue, core.processor))
+    await asyncio.sleep(2 * core.config.lease_s)  # the handler ended long ago; the write is still held
+    assert (await core.sweeper.sweep_once()).released == 0
+    cache.released.set()
+    outcome, _ = await running
+    assert outcome is Outcome.COMPLETED
+    assert runs == 1
+    done = core.db.tasks[task.id]
+    assert (done.status, done.attempts, done.result) == (TaskStatus.COMPLETED, 1, "done")

@@ -17,6 +17,7 @@ from taskcore.adapters.memory.queue import MemoryQueue
 from taskcore.adapters.memory.queue_depths import MemoryQueueDepths
 from taskcore.adapters.memory.queues import MemoryQueues
 from taskcore.adapters.memory.recovery import MemoryRecovery
+from taskcore.adapters.memory.retention import MemoryPruner
 from taskcore.adapters.memory.tasks import MemoryTasks
 from taskcore.adapters.memory.telemetry import MemoryTelemetry
 from taskcore.adapters.memory.transactional import MemoryCommitNotices, MemoryTransaction
@@ -29,6 +30,7 @@ __all__ = [
     "MemoryCommitNotices",
     "MemoryDashboard",
     "MemoryDatabase",
+    "MemoryPruner",
     "MemoryQueue",
     "MemoryQueueDepths",
     "MemoryQueues",

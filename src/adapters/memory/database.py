@@ -2,8 +2,8 @@
 
 ``MemoryDatabase`` is what the PostgreSQL database is to its adapters: one
 state behind the per-port views (``MemoryTasks``, ``MemoryRecovery``,
-``MemoryDashboard``, ``MemoryWorkers``). ``available = False`` makes every
-view fail like an unreachable database.
+``MemoryPruner``, ``MemoryDashboard``, ``MemoryWorkers``). ``available =
+False`` makes every view fail like an unreachable database.
 """
 
 from __future__ import annotations

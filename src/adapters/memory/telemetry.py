@@ -22,6 +22,7 @@ class MemoryTelemetry:
         self.in_flight = 0
         self.in_flight_peak = 0
         self.recovered: Counter[Recovery] = Counter()
+        self.pruned = 0
         self.cache_reads: Counter[str] = Counter()
         self.cache_write_failures = 0
 
@@ -51,6 +52,9 @@ class MemoryTelemetry:
 
     def tasks_recovered(self, action: Recovery, count: int) -> None:
         self.recovered[action] += count
+
+    def tasks_pruned(self, count: int) -> None:
+        self.pruned += count
 
     def cache_read(self, result: Literal["hit", "miss", "error"]) -> None:
         self.cache_reads[result] += 1

@@ -2,9 +2,10 @@
 
 Nothing here connects at import: build a ``PostgresDatabase`` with plain
 values and the per-port adapters over it (``PostgresTasks``,
-``PostgresRecovery``, ``PostgresDashboard``, ``PostgresWorkers``), ``await
-open()`` the database at start-up and ``await close()`` it at shutdown; run
-``await migrate(url)`` before the processes start.
+``PostgresRecovery``, ``PostgresPruner``, ``PostgresDashboard``,
+``PostgresWorkers``), ``await open()`` the database at start-up and ``await
+close()`` it at shutdown; run ``await migrate(url)`` before the processes
+start.
 """
 
 from taskcore.adapters.postgres.census import PostgresCensus
@@ -14,6 +15,7 @@ from taskcore.adapters.postgres.errors import RepositoryError
 from taskcore.adapters.postgres.migrate import Migration, migrate, migration_files
 from taskcore.adapters.postgres.queues import PostgresQueues
 from taskcore.adapters.postgres.recovery import PostgresRecovery
+from taskcore.adapters.postgres.retention import PostgresPruner
 from taskcore.adapters.postgres.tasks import PostgresTasks
 from taskcore.adapters.postgres.transactional import PostgresCommitNotices
 from taskcore.adapters.postgres.workflows import PostgresWorkflows
@@ -24,6 +26,7 @@ __all__ = [
     "PostgresCommitNotices",
     "PostgresDashboard",
     "PostgresDatabase",
+    "PostgresPruner",
     "PostgresQueues",
     "PostgresRecovery",
     "PostgresTasks",

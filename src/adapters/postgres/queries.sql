@@ -329,6 +329,70 @@ WHERE (owner, key) IN (
         FOR UPDATE SKIP LOCKED)
   AND created_at < %(used_before)s;
 
+-- name: prune_tasks
+-- Retention: a batch of finished tasks past their type's cutoff. Per type,
+-- through tasks_type_finished_at_idx, so the tasks a type keeps (forever, or
+-- longer than others) are never walked: the cost of a batch is the types
+-- present plus the tasks it deletes, however many are kept. %(types)s are
+-- the types with a cutoff of their own, found in %(befores)s at the same
+-- position; the types in %(kept)s are kept forever; every other type, one no
+-- handler knows included, goes by %(default_before)s (NULL: kept).
+-- present: the types among finished tasks, one index descent each (a loose
+-- index scan). due: those with a task past their cutoff, the type whose
+-- oldest such task is oldest first, so a batch takes roughly the oldest
+-- overall; the LATERAL runs lazily, type after type, until the batch is full.
+-- The row comparisons are what only the (type, finished_at) index can serve:
+-- with the type fixed, the planner would otherwise take tasks_finished_at_idx
+-- for the order and filter on the type, walking past every kept task.
+-- A task an idempotency key still names stays until the sweeper forgets the
+-- key (idempotency_keys_task_id_idx), so a retried submit gets its task back.
+-- SKIP LOCKED passes by a row a transition holds (a retry making a FAILED
+-- task PENDING) and other sweepers' batches; a row changed meanwhile is
+-- checked again against the LATERAL's conditions, and the outer one repeats
+-- the only one a transition can undo. A task that a blocked step runs after
+-- is kept until that step starts (tasks_blocked_after_idx): the step is
+-- settled by reading it, and its handler reads its result.
+WITH RECURSIVE present(type) AS (
+    (SELECT type FROM tasks WHERE finished_at IS NOT NULL ORDER BY type LIMIT 1)
+    UNION ALL
+    SELECT (SELECT tasks.type FROM tasks
+            WHERE tasks.finished_at IS NOT NULL AND tasks.type > present.type
+            ORDER BY tasks.type LIMIT 1)
+    FROM present
+    WHERE present.type IS NOT NULL
+), cutoffs AS (
+    SELECT type,
+           coalesce((%(befores)s::timestamptz[])[array_position(%(types)s::text[], type)],
+                    %(default_before)s::timestamptz) AS before
+    FROM present
+    WHERE type IS NOT NULL AND type <> ALL(%(kept)s::text[])
+), due AS (
+    SELECT type, before,
+           (SELECT finished_at FROM tasks
+            WHERE tasks.type = cutoffs.type AND (tasks.type, tasks.finished_at) < (cutoffs.type, cutoffs.before)
+              AND tasks.finished_at IS NOT NULL
+            ORDER BY tasks.type, tasks.finished_at LIMIT 1) AS oldest
+    FROM cutoffs
+    WHERE before IS NOT NULL
+)
+DELETE FROM tasks
+WHERE id IN (
+        SELECT expired.id
+        FROM (SELECT type, before FROM due WHERE oldest IS NOT NULL ORDER BY oldest) AS due
+        CROSS JOIN LATERAL (
+            SELECT id FROM tasks
+            WHERE tasks.type = due.type AND (tasks.type, tasks.finished_at) < (due.type, due.before)
+              AND tasks.finished_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE idempotency_keys.task_id = tasks.id)
+              AND NOT EXISTS (SELECT 1 FROM tasks AS waiting
+                              WHERE waiting.after @> ARRAY[tasks.id] AND waiting.status = 'PENDING'
+                                AND waiting.blocked)
+            ORDER BY tasks.type, tasks.finished_at
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED) AS expired
+        LIMIT %(limit)s)
+  AND finished_at IS NOT NULL;
+
 -- name: get_idempotency_key
 SELECT request_hash, task_id, deduplicated FROM idempotency_keys WHERE owner = %(owner)s AND key = %(key)s;
 

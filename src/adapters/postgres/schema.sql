@@ -158,3 +158,10 @@ CREATE INDEX tasks_workflow_id_idx ON tasks (workflow_id) WHERE workflow_id IS N
 -- one) and unique key; concurrent submits of a key store one task.
 CREATE UNIQUE INDEX tasks_unique_key_idx ON tasks (type, coalesce(owner, ''), unique_key)
     WHERE unique_key IS NOT NULL AND status IN ('PENDING', 'PROCESSING');
+-- Retention: finished tasks type by type, each up to its cutoff, never
+-- walking the tasks a type keeps; and the types present.
+CREATE INDEX tasks_type_finished_at_idx ON tasks (type, finished_at) WHERE finished_at IS NOT NULL;
+
+-- Retention keeps a task while an idempotency key names it, and deleting a
+-- task deletes its keys (ON DELETE CASCADE): both look keys up by task_id.
+CREATE INDEX idempotency_keys_task_id_idx ON idempotency_keys (task_id);

@@ -100,6 +100,11 @@ class Metrics:
             ["action"],
             registry=registry,
         )
+        self.pruned = Counter(
+            "taskcore_tasks_pruned_total",
+            "Finished tasks the sweeper deleted, past their retention.",
+            registry=registry,
+        )
         self.cache_hits = Counter(
             "taskcore_cache_hits_total", "Status reads answered by the cache.", registry=registry
         )
@@ -172,6 +177,9 @@ class PrometheusTelemetry:
 
     def tasks_recovered(self, action: Recovery, count: int) -> None:
         self.metrics.recovered.labels(action).inc(count)
+
+    def tasks_pruned(self, count: int) -> None:
+        self.metrics.pruned.inc(count)
 
     def cache_read(self, result: Literal["hit", "miss", "error"]) -> None:
         if result == "hit":

@@ -55,6 +55,9 @@ class Handler:
         return _key(self.concurrency, self.concurrency_key, value), _key(self.rate, self.rate_key, value)
 
     unique: UniqueKeyFunction | None = None
+    # How long its finished tasks are kept, in seconds: None = the setting
+    # (TASKCORE_RETENTION_S), 0 = forever (model/retention.py).
+    retention_s: float | None = None
 
     def parse_input(self, data: Any) -> Any:
         """Convert JSON-shaped data into the handler's input type."""
@@ -180,6 +183,7 @@ class HandlerRegistry:
         rate_limit: str | None = None,
         rate_key: KeyFunction | None = None,
         unique: UniqueKeyFunction | None = None,
+        retention_s: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def handler(
@@ -197,6 +201,7 @@ class HandlerRegistry:
         rate_limit: str | None = None,
         rate_key: KeyFunction | None = None,
         unique: UniqueKeyFunction | None = None,
+        retention_s: float | None = None,
     ) -> F | Callable[[F], F]:
         """Decorator form of ``register``: ``@registry.handler`` or
         ``@registry.handler(name="resize", queue="images", max_attempts=5, retry=RetryPolicy(base_s=2))``."""
@@ -214,6 +219,7 @@ class HandlerRegistry:
                 rate_limit=rate_limit,
                 rate_key=rate_key,
                 unique=unique,
+                retention_s=retention_s,
             )
             return f
 
@@ -233,6 +239,7 @@ class HandlerRegistry:
         rate_limit: str | None = None,
         rate_key: KeyFunction | None = None,
         unique: UniqueKeyFunction | None = None,
+        retention_s: float | None = None,
     ) -> Handler:
         """``queue``: where its tasks wait unless a submit names another
         (``model/queues.py``). ``concurrency``: at most this many of its tasks
@@ -242,7 +249,9 @@ class HandlerRegistry:
         input, say the customer) is given (``model/limits.py``). ``unique``: a
         function of the parsed input giving the task's unique key, or ``None``
         for a task that is not unique; a submit's own ``unique_key`` takes its
-        place (``model/uniqueness.py``)."""
+        place (``model/uniqueness.py``). ``retention_s``: how long its finished
+        tasks are kept, overriding the setting; 0 keeps them forever (an audit
+        trail), a short one suits tasks whose results are read at once."""
         task_type = name or getattr(fn, "__name__", "")
         if not task_type:
             raise HandlerRegistrationError("a handler needs a name")
@@ -254,6 +263,8 @@ class HandlerRegistry:
             raise HandlerRegistrationError("timeout_s must be positive")
         if unique is not None and not callable(unique):
             raise HandlerRegistrationError(f"handler {task_type!r}: unique must be a function of the input")
+        if retention_s is not None and not retention_s >= 0:
+            raise HandlerRegistrationError("retention_s must be 0 (keep forever) or positive")
         try:
             check_queue_name(queue)
             rate = parse_rate(rate_limit) if rate_limit is not None else None
@@ -281,6 +292,7 @@ class HandlerRegistry:
             rate=rate,
             rate_key=rate_key,
             unique=unique,
+            retention_s=retention_s,
         )
         self._handlers[task_type] = handler
         return handler

@@ -16,6 +16,7 @@ from taskcore.ports.clock import Clock
 from taskcore.ports.dashboard import DashboardReads, QueueDepths, WorkerRoster
 from taskcore.ports.limits import ConcurrencySlots
 from taskcore.ports.queues import QueueLoads, QueueSwitches
+from taskcore.ports.retention import TaskPruner
 from taskcore.ports.tasks import (
     AttemptStore,
     DispatchLog,
@@ -50,6 +51,7 @@ __all__ = [
     "TaskBatches",
     "TaskCache",
     "TaskFinder",
+    "TaskPruner",
     "TaskQueue",
     "TaskReader",
     "TaskStore",

@@ -65,6 +65,10 @@ class RecoveryTelemetry(Protocol):
         """As ``WorkTelemetry.task_settled``: a sweep that gives up on a task."""
         ...
 
+    def tasks_pruned(self, count: int) -> None:
+        """A sweep deleted ``count`` finished tasks past their retention."""
+        ...
+
 
 class CacheTelemetry(Protocol):
     def cache_read(self, result: CacheRead) -> None: ...

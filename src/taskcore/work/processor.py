@@ -146,7 +146,7 @@ class TaskProcessor:
             log.info("task %s was cancelled or taken over while attempt %s ran", task_id, claimed.attempts)
             await delivery.ack()
             return Outcome.SUPERSEDED
-        await caching
+        await self._keep_lease(claimed, caching)
         self._telemetry.task_ran(claimed.type, time.perf_counter() - started, queue=claimed.queue)
         # Storing the verdict and acking must not be torn apart by a
         # cancellation (a drain that ran out of grace): the verdict is ready,
@@ -225,6 +225,20 @@ class TaskProcessor:
             if not run.done():
                 run.cancel()
                 await asyncio.gather(run, return_exceptions=True)
+
+    async def _keep_lease(self, claimed: Task, caching: asyncio.Future[None]) -> None:
+        """Wait for the PROCESSING write-through before the verdict, renewing the
+        lease as the heartbeat does: the attempt is still ours until its verdict
+        is stored, and a cache that holds the write (up to its timeout) must not
+        let the lease lapse and a sweeper run the task a second time. A renewal
+        that fails stops the renewing; the verdict's compare-and-set then finds
+        the task taken."""
+        interval = self._config.lease_s / 3
+        while not caching.done():
+            await asyncio.wait({caching}, timeout=interval)
+            if not caching.done() and not await self._renew(claimed):
+                break
+        await caching
 
     async def _renew(self, claimed: Task) -> bool:
         lease_until = self._clock.now() + self._config.lease

@@ -5,9 +5,11 @@ lease lapsed (their worker was killed or cut off) go back to PENDING, or to
 FAILED once their attempts are spent; PENDING tasks whose message was never
 confirmed (broker down at submit, API killed after the commit) are published
 again. It also forgets idempotency keys past their time, so that table
-stays the size of a day of keyed submits. Several sweepers at once are safe:
-each release is a compare-and-set
-on the row's version, and a duplicate message is dropped at the claim.
+stays the size of a day of keyed submits, and deletes finished tasks past
+their retention (``work/retention.py``), so the task table stays the size of
+that many days of work. Several sweepers at once are safe: each release is a
+compare-and-set on the row's version, a duplicate message is dropped at the
+claim, and deletions skip the rows another sweeper holds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from taskcore.ports.telemetry import Recovery
 from taskcore.telemetry import NoTelemetry
 from taskcore.transitions.writer import Transitions
 from taskcore.work.presence import REPORT_INTERVAL_S
+from taskcore.work.retention import Retention
 
 log = logging.getLogger("taskcore.sweeper")
 
@@ -46,6 +49,7 @@ class SweepReport:
     woken: int = 0  # found by the wake-up census: confirmed once, but the broker no longer has them
     keys_forgotten: int = 0
     settled: int = 0  # blocked workflow steps whose parents' end went unsettled
+    pruned: int = 0  # finished tasks past their retention, deleted
 
     def __bool__(self) -> bool:
         return bool(
@@ -55,6 +59,7 @@ class SweepReport:
             or self.woken
             or self.keys_forgotten
             or self.settled
+            or self.pruned
         )
 
 
@@ -71,12 +76,15 @@ class Sweeper:
         depths: QueueDepths | None = None,
         queues: Sequence[str] = (DEFAULT_QUEUE,),
         dependencies: Dependencies | None = None,
+        retention: Retention | None = None,
     ) -> None:
         """``census`` and ``depths`` (the broker's ready counts of ``queues``,
         every named queue there is) together turn on the wake-up census;
-        without them, a lost message waits for ``redispatch_overdue_s``."""
+        without them, a lost message waits for ``redispatch_overdue_s``.
+        Without ``retention`` no finished task is ever deleted."""
         self._queues = list(queues)
         self._dependencies = dependencies  # blocked steps whose settling was missed
+        self._retention = retention
         self._recovery = recovery
         self._census = census
         self._depths = depths
@@ -112,6 +120,7 @@ class Sweeper:
         report.settled = await self._settle_stalled(now)
         await self._transitions.catch_up()
         report.keys_forgotten = await self._forget_expired_keys(now)
+        report.pruned = await self._prune()
         recoveries: dict[Recovery, int] = {
             "released": report.released,
             "failed": report.failed,
@@ -120,16 +129,20 @@ class Sweeper:
         for action, count in recoveries.items():
             if count:
                 self._telemetry.tasks_recovered(action, count)
+        if report.pruned:
+            self._telemetry.tasks_pruned(report.pruned)
         if report:
             log.info(
                 "sweep: %d released, %d failed, %d dispatched again, %d woken again (lost wake-ups),"
-                " %d stalled workflow steps settled, %d expired idempotency keys forgotten",
+                " %d stalled workflow steps settled, %d expired idempotency keys forgotten,"
+                " %d finished tasks pruned",
                 report.released,
                 report.failed,
                 report.redispatched,
                 report.woken,
                 report.settled,
                 report.keys_forgotten,
+                report.pruned,
             )
         return report
 
@@ -191,6 +204,21 @@ class Sweeper:
         except ServiceUnavailable as exc:
             log.warning("expired idempotency keys not deleted this time: %s", exc)
         return forgotten
+
+    async def _prune(self) -> int:
+        """Last, and on its own like the keys: it is housekeeping, so a
+        database that fails here costs neither the recoveries above nor the
+        report. After the keys, so a task whose key was just forgotten can go
+        in the same sweep."""
+        if self._retention is None:
+            return 0
+        pruned = 0
+        try:
+            async for batch in self._retention.sweep():
+                pruned += batch
+        except ServiceUnavailable as exc:
+            log.warning("finished tasks past their retention not deleted this time: %s", exc)
+        return pruned
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep every ``sweep_interval_s`` (with jitter, so many workers spread
