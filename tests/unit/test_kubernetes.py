@@ -667,3 +667,15 @@ def test_the_components_leave_the_base_alone_otherwise(renderings: dict[str, lis
     expected = copy.deepcopy(base)
     del expected[("Deployment", "taskcore-worker")]["spec"]["replicas"]
     assert {k: everything[k] for k in base} == expected
+
+
+def test_the_readme_shows_the_query_keda_runs(renderings: dict[str, list[Object]]) -> None:
+    section = (ROOT / "README.md").read_text().split("## Kubernetes", 1)[1].split("\n## ", 1)[0]
+    shown = re.findall(r"```sql\n(.*?)```", section, re.DOTALL)
+    scaled = find(renderings["all-components"], "ScaledObject")["spec"]
+    (trigger,) = scaled["triggers"]
+    assert " ".join(shown[0].split()) == " ".join(trigger["metadata"]["query"].split())
+    assert f'`targetQueryValue: "{trigger["metadata"]["targetQueryValue"]}"`' in section
+    assert f"between {scaled['minReplicaCount']} and {scaled['maxReplicaCount']} replicas" in section
+    # the role test_keda_query.py creates, with these grants
+    assert "GRANT SELECT ON tasks, queues TO taskcore_keda;" in shown[1]
