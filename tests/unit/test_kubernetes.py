@@ -381,6 +381,8 @@ def test_the_secret_keys_referenced_are_in_the_example(
     for workload in workloads(objects):
         for container in containers(workload):
             for variable in container.get("env", []):
+                if "value" in variable:
+                    continue
                 ref = variable["valueFrom"]["secretKeyRef"]
                 assert ref["name"] == name
                 assert ref["key"] == variable["name"]  # a key is named as its variable
@@ -604,6 +606,8 @@ def test_the_example_overlay_sets_namespace_image_and_replicas(renderings: dict[
     find(objects, "ScaledObject", "taskcore-worker")
     # a changed setting rolls the pods: the ConfigMap's name carries its hash
     assert re.fullmatch(r"taskcore-config-[a-z0-9]{10}", find(objects, "ConfigMap")["metadata"]["name"])
+    # but not the Job's: `kubectl apply` cannot change a Job's pod template
+    assert "envFrom" not in only_container(objects, "Job", "taskcore-migrate")
 
 
 def test_keda_scales_the_workers_on_the_work_in_postgresql(
