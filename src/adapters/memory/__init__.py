@@ -20,6 +20,7 @@ from taskcore.adapters.memory.recovery import MemoryRecovery
 from taskcore.adapters.memory.tasks import MemoryTasks
 from taskcore.adapters.memory.telemetry import MemoryTelemetry
 from taskcore.adapters.memory.transactional import MemoryCommitNotices, MemoryTransaction
+from taskcore.adapters.memory.webhooks import MemoryWebhooks
 from taskcore.adapters.memory.workflows import MemoryWorkflows
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "MemoryTasks",
     "MemoryTelemetry",
     "MemoryTransaction",
+    "MemoryWebhooks",
     "MemoryWorkers",
     "MemoryWorkflows",
 ]

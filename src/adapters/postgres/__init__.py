@@ -16,6 +16,7 @@ from taskcore.adapters.postgres.queues import PostgresQueues
 from taskcore.adapters.postgres.recovery import PostgresRecovery
 from taskcore.adapters.postgres.tasks import PostgresTasks
 from taskcore.adapters.postgres.transactional import PostgresCommitNotices
+from taskcore.adapters.postgres.webhooks import PostgresWebhooks
 from taskcore.adapters.postgres.workflows import PostgresWorkflows
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "PostgresQueues",
     "PostgresRecovery",
     "PostgresTasks",
+    "PostgresWebhooks",
     "PostgresWorkers",
     "PostgresWorkflows",
     "ReadReplica",

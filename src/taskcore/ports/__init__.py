@@ -25,8 +25,15 @@ from taskcore.ports.tasks import (
     TaskStore,
     TransitionStore,
 )
-from taskcore.ports.telemetry import CacheTelemetry, RecoveryTelemetry, SubmitTelemetry, WorkTelemetry
+from taskcore.ports.telemetry import (
+    CacheTelemetry,
+    RecoveryTelemetry,
+    SubmitTelemetry,
+    WebhookTelemetry,
+    WorkTelemetry,
+)
 from taskcore.ports.transactional import CommitNotices, Transaction, TransactionalStore
+from taskcore.ports.webhooks import DeliveryReads, WebhookEndpoints, WebhookOutbox, WebhookPoster
 from taskcore.ports.workflows import Dependencies, WorkflowStore
 
 __all__ = [
@@ -39,6 +46,7 @@ __all__ = [
     "Consumer",
     "DashboardReads",
     "Delivery",
+    "DeliveryReads",
     "Dependencies",
     "DispatchLog",
     "QueueDepths",
@@ -57,6 +65,10 @@ __all__ = [
     "TransactionalStore",
     "TransitionStore",
     "WakeUpCensus",
+    "WebhookEndpoints",
+    "WebhookOutbox",
+    "WebhookPoster",
+    "WebhookTelemetry",
     "WorkTelemetry",
     "WorkerRoster",
     "WorkflowStore",
