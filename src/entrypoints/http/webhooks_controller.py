@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 
@@ -137,6 +137,13 @@ class DeliveryPage(msgspec.Struct, kw_only=True):
 class WebhookController(Controller):
     path = "/webhooks"
     tags = ["webhooks"]
+
+    @route("/", http_method=HttpMethod.OPTIONS, include_in_schema=False, status_code=204)
+    async def allow(self) -> Response[None]:
+        """Litestar 2's automatic OPTIONS answer lists only the first method of a
+        path (litestar#4169); this one lists them all. Its name sorts first so it
+        is registered before the automatic one."""
+        return Response(None, status_code=204, headers={"Allow": "GET, OPTIONS, POST"})
 
     @post(
         "/",
