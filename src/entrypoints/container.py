@@ -31,6 +31,7 @@ from taskcore.adapters.memory import (
     MemoryQueues,
     MemoryRecovery,
     MemoryTasks,
+    MemoryWebhooks,
     MemoryWorkers,
     MemoryWorkflows,
 )
@@ -43,12 +44,14 @@ from taskcore.adapters.postgres import (
     PostgresQueues,
     PostgresRecovery,
     PostgresTasks,
+    PostgresWebhooks,
     PostgresWorkers,
     PostgresWorkflows,
 )
 from taskcore.adapters.prometheus import PrometheusTelemetry, QueueDepthPoller
 from taskcore.adapters.rabbitmq import RabbitQueue
 from taskcore.adapters.redis import RedisCache, RedisChangeFeed
+from taskcore.adapters.webhooks import HttpWebhookPoster
 from taskcore.clock import SystemClock
 from taskcore.config import CoreConfig
 from taskcore.dashboard.stats import StatsService
@@ -56,6 +59,7 @@ from taskcore.entrypoints.settings import Settings
 from taskcore.entrypoints.stopping import StopRequest
 from taskcore.errors import ConfigurationError
 from taskcore.handlers.registry import HandlerRegistry
+from taskcore.model.webhooks import CallbackPolicy, DeliveryRetries
 from taskcore.ports import QueueDepths
 from taskcore.queues.admin import QueueAdmin
 from taskcore.submit.reads import TaskReads
@@ -66,6 +70,8 @@ from taskcore.transitions.announcer import ChangeAnnouncer
 from taskcore.transitions.dispatch import Dispatcher
 from taskcore.transitions.status_cache import StatusCache
 from taskcore.transitions.writer import Transitions
+from taskcore.webhooks.admin import WebhookAdmin
+from taskcore.webhooks.sender import WebhookSender
 from taskcore.work.committed import CommitListener
 from taskcore.work.pauses import PauseWatcher
 from taskcore.work.presence import WorkerPresence
@@ -267,6 +273,11 @@ class Container(containers.DeclarativeContainer):
         finder=tasks,
         batches=tasks,
         transactional=tasks,
+        callbacks=providers.Factory(
+            CallbackPolicy,
+            signing=providers.Callable(lambda s: s.webhook_secret is not None, settings),
+            allow_private=settings.provided.webhook_allow_private,
+        ),
     )
     reads = providers.Singleton(TaskReads, tasks=tasks, cache=status_cache)
     workflows = providers.Singleton(
@@ -284,6 +295,37 @@ class Container(containers.DeclarativeContainer):
     )
     commit_listener = providers.Singleton(
         CommitListener, notices=commit_notices, reader=tasks, transitions=transitions
+    )
+    # Completion webhooks: the endpoints and deliveries, the sender in every
+    # worker, and the HTTP side's admin.
+    webhook_store = _port_on(database_backend, database, MemoryWebhooks, PostgresWebhooks)
+    # Its HTTP client is closed with the process (lifecycle.open_resources).
+    webhook_poster = providers.Singleton(
+        HttpWebhookPoster,
+        timeout_s=settings.provided.webhook_timeout_s,
+        allow_private=settings.provided.webhook_allow_private,
+    )
+    webhook_sender = providers.Singleton(
+        WebhookSender,
+        outbox=webhook_store,
+        poster=webhook_poster,
+        clock=clock,
+        retries=providers.Factory(
+            DeliveryRetries,
+            base_s=settings.provided.webhook_retry_base_s,
+            window_s=settings.provided.webhook_retry_window_s,
+        ),
+        callback_secret=settings.provided.webhook_secret,
+        timeout_s=settings.provided.webhook_timeout_s,
+        concurrency=settings.provided.webhook_concurrency,
+        telemetry=telemetry,
+    )
+    webhook_admin = providers.Singleton(
+        WebhookAdmin,
+        endpoints=webhook_store,
+        reads=webhook_store,
+        clock=clock,
+        allow_private=settings.provided.webhook_allow_private,
     )
     # The worker's view of the paused queues: its consumer and its processor share it.
     pauses = providers.Singleton(PauseWatcher, queue_states, worker_queues)
@@ -339,7 +381,7 @@ class Container(containers.DeclarativeContainer):
         presence=providers.Singleton(WorkerPresence, roster=roster, clock=clock),
         queues=worker_queues,
         pauses=pauses,
-        commits=commit_listener,
+        backgrounds=providers.List(commit_listener, webhook_sender),
     )
     # Pause, resume, and GET /queues.
     queue_admin = providers.Singleton(

@@ -103,6 +103,7 @@ async def open_resources(container: Container) -> AsyncIterator[Container]:
         # notifications are sent.
         stack.push_async_callback(container.dispatcher().aclose)
         stack.push_async_callback(container.announcer().aclose)
+        stack.push_async_callback(container.webhook_poster().aclose)
         yield container
 
 

@@ -74,6 +74,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway_s: NonNegative = 0.0
+    # Completion webhooks (model/webhooks.py).
+    webhook_secret: str | None = None  # whsec_...: signs deliveries to tasks' callback_url
+    webhook_allow_private: bool = False
+    webhook_timeout_s: Positive = 10.0
+    webhook_concurrency: Count = 16
+    webhook_retry_base_s: Positive = 5.0
+    webhook_retry_window_s: Positive = 86_400.0
 
     @property
     def core(self) -> CoreConfig:

@@ -14,7 +14,14 @@ from taskcore.errors import CacheUnavailable
 from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.task import Task
 from taskcore.ports.cache import TaskCache
-from taskcore.ports.telemetry import CacheRead, CacheTelemetry, DeadLetterReason, Recovery, Verdict
+from taskcore.ports.telemetry import (
+    CacheRead,
+    CacheTelemetry,
+    DeadLetterReason,
+    Recovery,
+    Verdict,
+    WebhookAttempt,
+)
 
 
 class NoTelemetry:
@@ -51,6 +58,9 @@ class NoTelemetry:
         pass
 
     def cache_write_failed(self) -> None:
+        pass
+
+    def webhook_attempted(self, outcome: WebhookAttempt) -> None:
         pass
 
 

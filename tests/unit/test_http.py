@@ -158,6 +158,7 @@ async def test_submit_then_read_the_result(app: Litestar) -> None:
         "workflow_id",
         "step",
         "unique_key",
+        "callback_url",
         "created_at",
         "updated_at",
         "run_at",

@@ -46,6 +46,11 @@ EXPECTED = {
     ("post", "/workflows"): "submitWorkflow",
     ("get", "/workflows/{workflow_id}"): "getWorkflow",
     ("post", "/workflows/{workflow_id}/cancel"): "cancelWorkflow",
+    ("post", "/webhooks"): "registerWebhook",
+    ("get", "/webhooks"): "listWebhooks",
+    ("delete", "/webhooks/{endpoint_id}"): "removeWebhook",
+    ("get", "/webhooks/deliveries"): "listWebhookDeliveries",
+    ("post", "/webhooks/deliveries/{delivery_id}/retry"): "redeliverWebhook",
     ("get", "/health/live"): "getLiveness",
     ("get", "/health/ready"): "getReadiness",
 }
@@ -65,6 +70,13 @@ MODULES = {
     "dashboard": {"get_stats"},
     "queues": {"list_queues", "pause_queue", "resume_queue"},
     "workflows": {"submit_workflow", "get_workflow", "cancel_workflow"},
+    "webhooks": {
+        "register_webhook",
+        "list_webhooks",
+        "remove_webhook",
+        "list_webhook_deliveries",
+        "redeliver_webhook",
+    },
     "health": {"get_liveness", "get_readiness"},
 }
 

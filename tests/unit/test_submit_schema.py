@@ -80,6 +80,7 @@ async def test_the_body_lists_each_registered_type_with_its_input(openapi: dict[
             "after",
             "run_anyway",
             "unique_key",
+            "callback_url",
         }
     assert variants["reverse"]["required"] == ["input_data"]  # the default type
     assert variants["price"]["required"] == ["input_data", "type"]

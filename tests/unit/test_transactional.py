@@ -36,7 +36,7 @@ def worker_of(core: Core, *, listening: bool = True) -> Worker:
         queue=core.queue,
         concurrency=2,
         sweeper=core.sweeper,
-        commits=commits if listening else None,
+        backgrounds=[commits] if listening else [],
     )
 
 

@@ -21,6 +21,7 @@ from taskcore.adapters.memory.retention import MemoryPruner
 from taskcore.adapters.memory.tasks import MemoryTasks
 from taskcore.adapters.memory.telemetry import MemoryTelemetry
 from taskcore.adapters.memory.transactional import MemoryCommitNotices, MemoryTransaction
+from taskcore.adapters.memory.webhooks import MemoryWebhooks
 from taskcore.adapters.memory.workflows import MemoryWorkflows
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "MemoryTasks",
     "MemoryTelemetry",
     "MemoryTransaction",
+    "MemoryWebhooks",
     "MemoryWorkers",
     "MemoryWorkflows",
 ]

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from taskcore.errors import RepositoryUnavailable, UnstorableValue
 from taskcore.model.task import Task
+from taskcore.model.webhooks import WebhookDelivery, WebhookEndpoint
 from taskcore.model.workers import WorkerReport
 
 
@@ -55,6 +56,9 @@ class MemoryDatabase:
         self.rate_next: dict[str, datetime] = {}
         self.workflows: dict[int, tuple[str | None, str | None, datetime]] = {}  # id -> name, owner, created
         self.commit_listeners: list[asyncio.Queue[list[int]]] = []  # transactional enqueue's notices
+        self.webhook_endpoints: dict[int, WebhookEndpoint] = {}
+        self.webhook_deliveries: dict[int, WebhookDelivery] = {}
+        self._next_endpoint_id = 1
         self.available = True
         self._next_id = 1
 
@@ -80,6 +84,10 @@ class MemoryDatabase:
     def next_id(self) -> int:
         task_id, self._next_id = self._next_id, self._next_id + 1
         return task_id
+
+    def next_endpoint_id(self) -> int:
+        endpoint_id, self._next_endpoint_id = self._next_endpoint_id, self._next_endpoint_id + 1
+        return endpoint_id
 
     def next_workflow_id(self) -> int:
         return len(self.workflows) + 1

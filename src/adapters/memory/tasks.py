@@ -16,6 +16,7 @@ import msgspec
 
 from taskcore.adapters.memory.database import MemoryDatabase, UsedKey
 from taskcore.adapters.memory.transactional import add_within
+from taskcore.adapters.memory.webhooks import webhook_events
 from taskcore.errors import InvalidInput, UnstorableValue
 from taskcore.model.idempotency import AddedOnce, IdempotencyKey
 from taskcore.model.limits import LimitsOf, no_limits, scope
@@ -175,6 +176,8 @@ class MemoryTasks:
         self.db.tasks[task.id] = task
         if task.status is TaskStatus.PENDING:
             self.db.dispatched_at.pop(task.id, None)
+        if task.is_final and stored.status is not task.status:
+            webhook_events(self.db, task)  # in the same "transaction", as PostgreSQL's trigger
         return True
 
     async def renew_lease(self, task_id: int, version: int, lease_until: datetime) -> bool:

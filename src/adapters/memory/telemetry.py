@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Literal
 
 from taskcore.model.queues import DEFAULT_QUEUE
-from taskcore.ports.telemetry import DeadLetterReason, Recovery, Verdict
+from taskcore.ports.telemetry import DeadLetterReason, Recovery, Verdict, WebhookAttempt
 
 
 class MemoryTelemetry:
@@ -25,6 +25,7 @@ class MemoryTelemetry:
         self.pruned = 0
         self.cache_reads: Counter[str] = Counter()
         self.cache_write_failures = 0
+        self.webhook_attempts: Counter[WebhookAttempt] = Counter()
 
     def task_submitted(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
         self.submitted[task_type] += 1
@@ -61,3 +62,6 @@ class MemoryTelemetry:
 
     def cache_write_failed(self) -> None:
         self.cache_write_failures += 1
+
+    def webhook_attempted(self, outcome: WebhookAttempt) -> None:
+        self.webhook_attempts[outcome] += 1

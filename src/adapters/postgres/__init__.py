@@ -18,6 +18,7 @@ from taskcore.adapters.postgres.recovery import PostgresRecovery
 from taskcore.adapters.postgres.retention import PostgresPruner
 from taskcore.adapters.postgres.tasks import PostgresTasks
 from taskcore.adapters.postgres.transactional import PostgresCommitNotices
+from taskcore.adapters.postgres.webhooks import PostgresWebhooks
 from taskcore.adapters.postgres.workflows import PostgresWorkflows
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "PostgresQueues",
     "PostgresRecovery",
     "PostgresTasks",
+    "PostgresWebhooks",
     "PostgresWorkers",
     "PostgresWorkflows",
     "ReadReplica",

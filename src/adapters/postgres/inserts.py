@@ -60,6 +60,7 @@ def add_params(new: NewTask) -> dict[str, Any]:
         "run_anyway": new.run_anyway,
         "workflow_id": new.workflow_id,
         "step": new.step,
+        "callback_url": new.callback_url,
     }
 
 
@@ -91,6 +92,7 @@ ADD_COLUMNS = {
     "queues": "queue",
     "concurrency_keys": "concurrency_key",
     "rate_keys": "rate_key",
+    "callback_urls": "callback_url",
 }
 _ADD_UNIQUE_COLUMNS = {
     **ADD_COLUMNS,

@@ -6,10 +6,11 @@
 -- name: add_task
 -- A new task starts as Task.created makes it: PENDING, no attempt, version 1.
 INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created_at, updated_at, run_at, owner,
-                   priority, queue, concurrency_key, rate_key, after, run_anyway, blocked, workflow_id, step)
+                   priority, queue, concurrency_key, rate_key, after, run_anyway, blocked, workflow_id, step,
+                   callback_url)
 VALUES (%(type)s, %(input)s, 'PENDING', 0, %(max_attempts)s, 1, %(created_at)s, %(created_at)s, %(run_at)s,
         %(owner)s, %(priority)s, %(queue)s, %(concurrency_key)s, %(rate_key)s, %(after)s::bigint[],
-        %(run_anyway)s, cardinality(%(after)s::bigint[]) > 0, %(workflow_id)s, %(step)s)
+        %(run_anyway)s, cardinality(%(after)s::bigint[]) > 0, %(workflow_id)s, %(step)s, %(callback_url)s)
 RETURNING *;
 
 -- name: add_tasks
@@ -22,15 +23,15 @@ WITH new AS (
     FROM unnest(%(types)s::text[], %(inputs)s::jsonb[], %(max_attempts)s::integer[],
                 %(created_at)s::timestamptz[], %(run_at)s::timestamptz[], %(owners)s::text[],
                 %(priorities)s::smallint[], %(queues)s::text[], %(concurrency_keys)s::text[],
-                %(rate_keys)s::text[]) WITH ORDINALITY
+                %(rate_keys)s::text[], %(callback_urls)s::text[]) WITH ORDINALITY
          AS given(type, input, max_attempts, created_at, run_at, owner, priority, queue, concurrency_key,
-                  rate_key, position)
+                  rate_key, callback_url, position)
 ), added AS (
     INSERT INTO tasks (id, type, input, status, attempts, max_attempts, version, created_at, updated_at,
-                       run_at, owner, priority, queue, concurrency_key, rate_key)
+                       run_at, owner, priority, queue, concurrency_key, rate_key, callback_url)
     OVERRIDING SYSTEM VALUE
     SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority,
-           queue, concurrency_key, rate_key
+           queue, concurrency_key, rate_key, callback_url
     FROM new
     RETURNING *
 )
@@ -54,18 +55,18 @@ WITH new AS (
     FROM unnest(%(types)s::text[], %(inputs)s::jsonb[], %(max_attempts)s::integer[],
                 %(created_at)s::timestamptz[], %(run_at)s::timestamptz[], %(owners)s::text[],
                 %(priorities)s::smallint[], %(queues)s::text[], %(concurrency_keys)s::text[],
-                %(rate_keys)s::text[], %(unique_keys)s::text[], %(afters)s::text[], %(run_anyways)s::boolean[],
-                %(workflow_ids)s::bigint[], %(steps)s::text[]) WITH ORDINALITY
+                %(rate_keys)s::text[], %(callback_urls)s::text[], %(unique_keys)s::text[], %(afters)s::text[],
+                %(run_anyways)s::boolean[], %(workflow_ids)s::bigint[], %(steps)s::text[]) WITH ORDINALITY
          AS given(type, input, max_attempts, created_at, run_at, owner, priority, queue, concurrency_key,
-                  rate_key, unique_key, after_text, run_anyway, workflow_id, step, position)
+                  rate_key, callback_url, unique_key, after_text, run_anyway, workflow_id, step, position)
 ), added AS (
     INSERT INTO tasks (id, type, input, status, attempts, max_attempts, version, created_at, updated_at,
                        run_at, owner, priority, queue, concurrency_key, rate_key, unique_key, after, run_anyway,
-                       blocked, workflow_id, step)
+                       blocked, workflow_id, step, callback_url)
     OVERRIDING SYSTEM VALUE
     SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority,
            queue, concurrency_key, rate_key, unique_key, after_text::bigint[], run_anyway,
-           cardinality(after_text::bigint[]) > 0, workflow_id, step
+           cardinality(after_text::bigint[]) > 0, workflow_id, step, callback_url
     FROM new
     ORDER BY type, coalesce(owner, ''), unique_key, position
     ON CONFLICT (type, coalesce(owner, ''), unique_key)
@@ -571,3 +572,77 @@ LISTEN taskcore_committed;
 -- One listener for committed tasks among the workers: the one whose session
 -- holds this; the others wait here to take over.
 SELECT pg_advisory_lock(%(key)s);
+
+-- name: add_webhook_endpoint
+INSERT INTO webhook_endpoints (owner, url, events, secret, description, created_at)
+VALUES (%(owner)s, %(url)s, %(events)s::text[], %(secret)s, %(description)s, %(created_at)s)
+RETURNING *;
+
+-- name: webhook_endpoints
+-- An owner's endpoints; every one for a NULL owner.
+SELECT * FROM webhook_endpoints
+WHERE %(owner)s::text IS NULL OR owner = %(owner)s::text
+ORDER BY id;
+
+-- name: remove_webhook_endpoint
+-- Its deliveries still to send end FAILED with it: nobody holds its secret any more.
+WITH removed AS (
+    DELETE FROM webhook_endpoints
+    WHERE id = %(id)s AND (%(owner)s::text IS NULL OR owner = %(owner)s::text)
+    RETURNING id
+), dropped AS (
+    UPDATE webhook_deliveries
+    SET status = 'FAILED', next_attempt_at = NULL, last_error = 'its endpoint was removed'
+    WHERE endpoint_id IN (SELECT id FROM removed) AND status = 'PENDING'
+)
+SELECT count(*) FROM removed;
+
+-- name: claim_webhook_deliveries
+-- The due deliveries, oldest due first, each counted as an attempt and held
+-- until the lease ends (other claimers skip the rows this one locked), with
+-- the secret of its endpoint as it is now (NULL: a callback, or the endpoint
+-- is gone).
+WITH due AS (
+    SELECT id FROM webhook_deliveries
+    WHERE status = 'PENDING' AND next_attempt_at <= %(now)s
+    ORDER BY next_attempt_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE webhook_deliveries d
+SET attempts = d.attempts + 1, next_attempt_at = %(lease_until)s
+FROM due
+WHERE d.id = due.id
+RETURNING d.*, (SELECT e.secret FROM webhook_endpoints e WHERE e.id = d.endpoint_id) AS secret;
+
+-- name: webhook_delivered
+UPDATE webhook_deliveries
+SET status = 'DELIVERED', delivered_at = %(at)s, next_attempt_at = NULL, last_status = %(status_code)s,
+    last_error = NULL
+WHERE id = %(id)s AND status = 'PENDING';
+
+-- name: webhook_attempt_failed
+-- PENDING again at retry_at, or FAILED for good when there is none.
+UPDATE webhook_deliveries
+SET status = CASE WHEN %(retry_at)s::timestamptz IS NULL THEN 'FAILED' ELSE 'PENDING' END::webhook_delivery_status,
+    next_attempt_at = %(retry_at)s::timestamptz, last_status = %(status_code)s, last_error = %(error)s
+WHERE id = %(id)s AND status = 'PENDING';
+
+-- name: webhook_deliveries
+-- A page of deliveries, newest first (keyset: ids below the previous page's last).
+SELECT * FROM webhook_deliveries
+WHERE (%(owner)s::text IS NULL OR owner = %(owner)s::text)
+  AND (%(status)s::webhook_delivery_status IS NULL OR status = %(status)s::webhook_delivery_status)
+  AND (%(task_id)s::bigint IS NULL OR task_id = %(task_id)s::bigint)
+  AND (%(endpoint_id)s::bigint IS NULL OR endpoint_id = %(endpoint_id)s::bigint)
+  AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: redeliver_webhook
+-- A FAILED delivery due again now, its attempts and retry window starting over.
+UPDATE webhook_deliveries
+SET status = 'PENDING', attempts = 0, retry_from = %(now)s, next_attempt_at = %(now)s, last_status = NULL,
+    last_error = NULL
+WHERE id = %(id)s AND status = 'FAILED' AND (%(owner)s::text IS NULL OR owner = %(owner)s::text)
+RETURNING *;

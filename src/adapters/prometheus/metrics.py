@@ -28,7 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.exposition import choose_encoder
 
 from taskcore.model.queues import DEFAULT_QUEUE
-from taskcore.ports.telemetry import DeadLetterReason, Recovery, Verdict
+from taskcore.ports.telemetry import DeadLetterReason, Recovery, Verdict, WebhookAttempt
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -117,6 +117,13 @@ class Metrics:
             ["operation"],
             registry=registry,
         )
+        self.webhook_attempts = Counter(
+            "taskcore_webhook_attempts_total",
+            "Webhook delivery attempts: delivered (a 2xx), retried (failed, to try again)"
+            " or failed (given up).",
+            ["outcome"],
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "taskcore_queue_depth_messages",
             "Messages ready on a queue's work queue (delayed ones not counted), read every few seconds.",
@@ -191,6 +198,9 @@ class PrometheusTelemetry:
 
     def cache_write_failed(self) -> None:
         self.metrics.cache_errors.labels("write").inc()
+
+    def webhook_attempted(self, outcome: WebhookAttempt) -> None:
+        self.metrics.webhook_attempts.labels(outcome).inc()
 
     def queue_depths(self, queue: str, ready: int | None, dead_letters: int | None) -> None:
         """The latest reading of ``queue``; ``None`` (unknown: the broker did not answer) shows as NaN."""

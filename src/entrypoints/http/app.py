@@ -30,10 +30,12 @@ from taskcore.entrypoints.http.rate_limit import rate_limit_middleware
 from taskcore.entrypoints.http.request_id import RequestIdPlugin
 from taskcore.entrypoints.http.submit_schema import SubmitBodySchemaPlugin
 from taskcore.entrypoints.http.tasks_controller import TaskController, TaskEndpoints
+from taskcore.entrypoints.http.webhooks_controller import WebhookController
 from taskcore.entrypoints.http.workflows_controller import WorkflowController
 from taskcore.entrypoints.lifecycle import dependencies, open_resources
 from taskcore.entrypoints.stopping import StartupStopped
 from taskcore.queues.admin import QueueAdmin
+from taskcore.webhooks.admin import WebhookAdmin
 from taskcore.workflows.service import WorkflowService
 
 log = logging.getLogger("taskcore.http")
@@ -93,6 +95,9 @@ def create_app(
     def provide_workflows() -> WorkflowService:
         return container.workflows()
 
+    def provide_webhooks() -> WebhookAdmin:
+        return container.webhook_admin()
+
     def provide_dependencies() -> Dependencies:
         return Dependencies(dependencies(container))
 
@@ -119,6 +124,7 @@ def create_app(
             StatsController,
             QueueController,
             WorkflowController,
+            WebhookController,
         ],
         security=[{"BearerToken": []}] if verifier is not None else None,
     )
@@ -136,6 +142,7 @@ def create_app(
             "stats": Provide(provide_stats, sync_to_thread=False),
             "queues": Provide(provide_queues, sync_to_thread=False),
             "workflows": Provide(provide_workflows, sync_to_thread=False),
+            "webhooks": Provide(provide_webhooks, sync_to_thread=False),
             "dependencies": Provide(provide_dependencies, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,

@@ -68,6 +68,7 @@ class BatchController(Controller):
                     unique_key=task.unique_key,
                     after=tuple(task.after),
                     run_anyway=task.run_anyway,
+                    callback_url=task.callback_url,
                 )
             )
         submitted = await tasks.service.submit_many(requests, owner=caller.sub)

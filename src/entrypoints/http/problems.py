@@ -25,6 +25,7 @@ from taskcore.errors import (
 )
 from taskcore.model.idempotency import IdempotencyConflict
 from taskcore.model.queues import UnknownQueue
+from taskcore.model.webhooks import WebhookNotFound
 from taskcore.model.workflows import WorkflowNotFound
 
 log = logging.getLogger("taskcore.http")
@@ -78,7 +79,7 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Probl
 
 
 def _not_found(
-    request: Request[Any, Any, Any], exc: TaskNotFound | UnknownQueue | WorkflowNotFound
+    request: Request[Any, Any, Any], exc: TaskNotFound | UnknownQueue | WorkflowNotFound | WebhookNotFound
 ) -> Response[Problem]:
     return problem_response(request, 404, str(exc))
 
@@ -109,6 +110,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     TaskNotFound: _not_found,
     UnknownQueue: _not_found,
     WorkflowNotFound: _not_found,
+    WebhookNotFound: _not_found,
     UnknownTaskType: _unprocessable,
     InvalidInput: _unprocessable,
     UnstorableValue: _unprocessable,

@@ -11,6 +11,7 @@ from taskcore.errors import InvalidInput
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Task
 from taskcore.model.uniqueness import MAX_UNIQUE_KEY_LENGTH
+from taskcore.model.webhooks import MAX_URL_LENGTH
 from taskcore.model.workflows import MAX_AFTER
 
 MAX_DELAY_S = 366 * 86_400
@@ -93,6 +94,22 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         ]
         | None
     ) = None
+    callback_url: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=MAX_URL_LENGTH,
+                description=(
+                    "An http(s) URL told when the task ends (COMPLETED, FAILED or CANCELLED): a POST signed"
+                    " as Standard Webhooks says with the deployment's TASKCORE_WEBHOOK_SECRET, retried for"
+                    " up to a day. Loopback, private and link-local addresses are refused unless"
+                    " TASKCORE_WEBHOOK_ALLOW_PRIVATE."
+                ),
+            ),
+        ]
+        | None
+    ) = None
 
     def delay(self, now: datetime) -> timedelta | None:
         """When the task may run, as a delay from ``now`` (``None``: now);
@@ -129,6 +146,7 @@ class TaskView(msgspec.Struct, kw_only=True):
     workflow_id: int | None
     step: str | None
     unique_key: str | None
+    callback_url: str | None
     created_at: datetime
     updated_at: datetime
     run_at: datetime
@@ -151,6 +169,7 @@ class TaskView(msgspec.Struct, kw_only=True):
             workflow_id=task.workflow_id,
             step=task.step,
             unique_key=task.unique_key,
+            callback_url=task.callback_url,
             created_at=task.created_at,
             updated_at=task.updated_at,
             run_at=task.run_at,

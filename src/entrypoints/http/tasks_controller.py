@@ -172,6 +172,7 @@ class TaskController(Controller):
             queue=data.queue,
             after=data.after,
             run_anyway=data.run_anyway,
+            callback_url=data.callback_url,
         )
         headers = _location(submitted.task.id)
         if submitted.replayed:

@@ -27,3 +27,4 @@ class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
     unique_key: str | None = None
     after: tuple[int, ...] = ()
     run_anyway: bool = False
+    callback_url: str | None = None

@@ -58,6 +58,7 @@ def request_hash(
     after: tuple[int, ...] = (),
     run_anyway: bool = False,
     unique_key: str | None = None,
+    callback_url: str | None = None,
 ) -> str:
     """A fingerprint of what was asked, independent of JSON key order. What
     was not asked for (the default priority, no queue, no unique key, no
@@ -74,5 +75,7 @@ def request_hash(
         asked.append(unique_key)
     if after:
         asked += [list(after), run_anyway]
+    if callback_url is not None:  # tagged, so that it never reads as one of the positions above
+        asked.append({"callback_url": callback_url})
     canonical = msgspec.json.encode(asked, order="sorted")
     return hashlib.sha256(canonical).hexdigest()

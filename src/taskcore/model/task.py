@@ -59,6 +59,7 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     workflow_id: int | None = None
     step: str | None = None
     unique_key: str | None = None  # model/uniqueness.py
+    callback_url: str | None = None  # model/webhooks.py: told when the task ends
 
     def __post_init__(self) -> None:
         check_priority(self.priority)
@@ -102,6 +103,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     # be the killer; it runs alone until an attempt ends with a verdict.
     alone: bool = False
     suspect: bool = False
+    callback_url: str | None = None  # model/webhooks.py: told when the task ends
 
     @classmethod
     def created(cls, task_id: int, new: NewTask) -> Task:
@@ -125,6 +127,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             workflow_id=new.workflow_id,
             step=new.step,
             unique_key=new.unique_key,
+            callback_url=new.callback_url,
         )
 
     def visible_to(self, owner: str | None) -> bool:

@@ -26,8 +26,15 @@ from taskcore.ports.tasks import (
     TaskStore,
     TransitionStore,
 )
-from taskcore.ports.telemetry import CacheTelemetry, RecoveryTelemetry, SubmitTelemetry, WorkTelemetry
+from taskcore.ports.telemetry import (
+    CacheTelemetry,
+    RecoveryTelemetry,
+    SubmitTelemetry,
+    WebhookTelemetry,
+    WorkTelemetry,
+)
 from taskcore.ports.transactional import CommitNotices, Transaction, TransactionalStore
+from taskcore.ports.webhooks import DeliveryReads, WebhookEndpoints, WebhookOutbox, WebhookPoster
 from taskcore.ports.workflows import Dependencies, WorkflowStore
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "Consumer",
     "DashboardReads",
     "Delivery",
+    "DeliveryReads",
     "Dependencies",
     "DispatchLog",
     "QueueDepths",
@@ -59,6 +67,10 @@ __all__ = [
     "TransactionalStore",
     "TransitionStore",
     "WakeUpCensus",
+    "WebhookEndpoints",
+    "WebhookOutbox",
+    "WebhookPoster",
+    "WebhookTelemetry",
     "WorkTelemetry",
     "WorkerRoster",
     "WorkflowStore",

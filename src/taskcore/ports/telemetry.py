@@ -23,6 +23,9 @@ DeadLetterReason = Literal["invalid_message", "unknown_task"]
 
 CacheRead = Literal["hit", "miss", "error"]
 
+WebhookAttempt = Literal["delivered", "retried", "failed"]
+"""How a webhook attempt ended: a 2xx, a failure to try again, a failure that ends the delivery."""
+
 
 class SubmitTelemetry(Protocol):
     def task_submitted(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
@@ -74,3 +77,7 @@ class CacheTelemetry(Protocol):
     def cache_read(self, result: CacheRead) -> None: ...
 
     def cache_write_failed(self) -> None: ...
+
+
+class WebhookTelemetry(Protocol):
+    def webhook_attempted(self, outcome: WebhookAttempt) -> None: ...

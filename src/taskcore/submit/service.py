@@ -21,6 +21,7 @@ from taskcore.model.idempotency import IdempotencyConflict, IdempotencyKey, requ
 from taskcore.model.query import TaskQuery
 from taskcore.model.task import CANCELLABLE, DEFAULT_PRIORITY, RETRYABLE, NewTask, Task, check_priority
 from taskcore.model.uniqueness import check_unique_key
+from taskcore.model.webhooks import CallbackPolicy
 from taskcore.model.workflows import check_after
 from taskcore.ports import (
     Clock,
@@ -70,6 +71,7 @@ class TaskService:
         finder: TaskFinder | None = None,
         batches: TaskBatches | None = None,
         transactional: TransactionalStore | None = None,
+        callbacks: CallbackPolicy | None = None,
     ) -> None:
         """``finder`` (the tasks' ``TaskFinder``) is what the bulk actions
         (``cancel_matching``, ``retry_matching``) walk; without it they are
@@ -82,6 +84,7 @@ class TaskService:
         )
         self._batches = batches
         self._transactional = transactional
+        self._callbacks = callbacks or CallbackPolicy(signing=False)  # model/webhooks.py
         self._registry = registry
         self._clock = clock
         self._idempotency_ttl = idempotency_ttl
@@ -100,6 +103,7 @@ class TaskService:
         after: Sequence[int] = (),
         run_anyway: bool = False,
         connection: Transaction | None = None,
+        callback_url: str | None = None,
     ) -> Task:
         """Validate, store as PENDING, wake a worker, write through to the
         cache; the task. With a unique key (``unique_key``, or the one the
@@ -131,6 +135,7 @@ class TaskService:
             after=after,
             run_anyway=run_anyway,
             connection=connection,
+            callback_url=callback_url,
         )
         return submitted.task
 
@@ -180,6 +185,7 @@ class TaskService:
         after: Sequence[int] = (),
         run_anyway: bool = False,
         connection: Transaction | None = None,
+        callback_url: str | None = None,
     ) -> Submitted:
         """``submit`` with every option, saying what it did.
 
@@ -205,6 +211,7 @@ class TaskService:
             unique_key=unique_key,
             after=parents,
             run_anyway=run_anyway,
+            callback_url=callback_url,
         )
         if connection is not None:
             return await self._submit_within(connection, new, idempotency_key)
@@ -217,6 +224,7 @@ class TaskService:
                 unique_key=unique_key,
                 after=new.after,
                 run_anyway=run_anyway,
+                callback_url=callback_url,
             )
             key = IdempotencyKey(
                 key=idempotency_key,
@@ -286,6 +294,7 @@ class TaskService:
                         unique_key=request.unique_key,
                         after=await self._visible_parents(request.after, owner),
                         run_anyway=request.run_anyway,
+                        callback_url=request.callback_url,
                     )
                 )
             except (InvalidInput, UnknownTaskType) as exc:
@@ -327,13 +336,16 @@ class TaskService:
         run_anyway: bool = False,
         workflow_id: int | None = None,
         step: str | None = None,
+        callback_url: str | None = None,
     ) -> NewTask:
-        """Validate a task to submit (its type, input, queue, priority and
-        unique key) and build what the store needs; raises what a refused
-        submit answers."""
+        """Validate a task to submit (its type, input, queue, priority, unique
+        key and callback URL) and build what the store needs; raises what a
+        refused submit answers."""
         check_priority(priority)
         if unique_key is not None:
             check_unique_key(unique_key)
+        if callback_url is not None:
+            self._callbacks.check(callback_url)
         handler = self._registry.get(task_type)
         if queue is not None and queue not in self._registry.queues():
             known = ", ".join(self._registry.queues())
@@ -357,6 +369,7 @@ class TaskService:
             run_anyway=run_anyway,
             workflow_id=workflow_id,
             step=step,
+            callback_url=callback_url,
         )
 
     async def get(

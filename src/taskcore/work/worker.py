@@ -24,13 +24,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from taskcore.model.messages import runs_alone
 from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.ports import Consumer, Delivery, TaskQueue, WorkTelemetry
 from taskcore.telemetry import NoTelemetry
-from taskcore.work.committed import CommitListener
 from taskcore.work.pauses import PauseWatcher
 from taskcore.work.presence import WorkerPresence
 from taskcore.work.processor import Outcome, TaskProcessor, requeue_quietly
@@ -43,6 +42,12 @@ log = logging.getLogger("taskcore.worker")
 class Liveness:
     consuming: bool
     detail: str
+
+
+class Background(Protocol):
+    """A loop a worker runs beside its consume loop, until ``stop`` is set."""
+
+    async def run(self, stop: asyncio.Event) -> None: ...
 
 
 class Worker:
@@ -60,7 +65,7 @@ class Worker:
         presence: WorkerPresence | None = None,
         queues: Sequence[str] = (DEFAULT_QUEUE,),
         pauses: PauseWatcher | None = None,
-        commits: CommitListener | None = None,
+        backgrounds: Sequence[Background] = (),
     ) -> None:
         """``queues``: the named queues it consumes (``taskcore worker --queue``);
         ``pauses`` keeps it off the paused ones (the processor's, too)."""
@@ -75,7 +80,9 @@ class Worker:
         self._concurrency = concurrency
         self._grace_s = grace_s
         self._sweeper = sweeper
-        self._commits = commits  # wakes tasks enqueued in callers' transactions as they commit
+        # Loops beside the consume loop until it stops: waking tasks enqueued in
+        # callers' transactions (CommitListener), sending webhooks (WebhookSender).
+        self._backgrounds = list(backgrounds)
         self._slots = asyncio.Semaphore(concurrency)
         self._running: dict[asyncio.Task[Outcome | None], int] = {}  # each with the slots it holds
         self._stop = asyncio.Event()
@@ -117,8 +124,8 @@ class Worker:
         return Liveness(True, "consuming")
 
     async def run(self) -> None:
-        sweeping = asyncio.create_task(self._sweeper.run(self._stop)) if self._sweeper else None
-        listening = asyncio.create_task(self._commits.run(self._stop)) if self._commits else None
+        loops = [self._sweeper, *self._backgrounds] if self._sweeper else self._backgrounds
+        running = [asyncio.create_task(loop.run(self._stop)) for loop in loops]
         try:
             async with self._reporting():
                 await self._consume()
@@ -126,10 +133,9 @@ class Worker:
             self._ended = f"the consume loop ended: {type(exc).__name__}: {exc}"
             raise
         finally:
-            backgrounds = [task for task in (sweeping, listening) if task is not None]
-            if backgrounds:
+            if running:
                 self._stop.set()
-                await asyncio.gather(*backgrounds)
+                await asyncio.gather(*running)
 
     async def _consume(self) -> None:
         async with self._queue.consume(prefetch=self._concurrency, queues=self._queues) as consumer:

@@ -47,8 +47,11 @@ SECURITY_SCHEME = "BearerToken"  # as create_app declares it
 # this list short: every entry hides real "valid request rejected" bugs there.
 ACCEPTS_422_FOR_VALID_DATA = {
     "GET /tasks": "cursor is opaque: any string <= 200 chars is schema-valid, only issued ones are accepted",
-    "POST /tasks": "after names tasks by id: a schema-valid id that names no task of the caller's is a 422",
+    "POST /tasks": "after names tasks by id: a schema-valid id that names no task of the caller's is a 422;"
+    " a callback_url needs TASKCORE_WEBHOOK_SECRET and an http(s) URL with a public host",
+    "POST /tasks/batch": "each item as POST /tasks (after, callback_url)",
     "POST /workflows": "steps form a graph: acyclic, after names steps of the same body (no schema says so)",
+    "POST /webhooks": "url must be http(s) with a public host (SSRF guard); a secret is 16 bytes or more",
     "POST /tasks/cancel": "cursor is opaque as for GET /tasks; a body without any filter is refused",
     "POST /tasks/retry": "cursor is opaque as for GET /tasks; a body without any filter is refused",
 }
