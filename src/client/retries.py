@@ -154,7 +154,8 @@ class Attempts:
         delay = self.retries.wait(self.count, self.clock() - self.started) if allowed else None
         what = f"{self.method} {self.path}: {type(error).__name__}: {error}".rstrip(": ")
         if delay is None:
-            why = "" if allowed else "; not sent again, as it may have been acted on"
+            lost = not allowed and isinstance(error, LOST_ANSWER_ERRORS)
+            why = "; not sent again, as it may have been acted on" if lost else ""
             raise TransportError(f"{what} (attempt {self.count}{why})", attempts=self.count) from error
         self.maybe_acted_on |= isinstance(error, LOST_ANSWER_ERRORS)
         self._log(what, delay)

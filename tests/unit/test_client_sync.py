@@ -9,10 +9,12 @@ through a real ``httpx.Client``, the stream, the sleeps between attempts.
 
 from __future__ import annotations
 
+import email.utils
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -34,6 +36,7 @@ from taskcore.client import (
     Unauthorized,
     Unprocessable,
 )
+from taskcore.client.retries import retry_after
 from taskcore.entrypoints.container import Container
 from taskcore.entrypoints.http import create_app
 
@@ -185,3 +188,31 @@ def test_bearer_tokens() -> None:
                 client.queues.list()
         with Client(BASE_URL, transport=transport) as anonymous, pytest.raises(Unauthorized):
             anonymous.get(task.id)
+
+
+def test_the_retry_policy() -> None:
+    policy = Retries(attempts=5, backoff_s=1.0, max_backoff_s=4.0, total_s=20.0)
+    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 4.0)]:
+        waits = [policy.backoff(attempt) for _ in range(200)]
+        assert ceiling / 2 <= min(waits) <= max(waits) <= ceiling  # jittered within [half, all]
+    assert policy.wait(5, 0.0) is None  # the fifth attempt was the last
+    assert policy.wait(1, 19.9) is None  # the wait would end past total_s
+    assert 3.0 <= (policy.wait(1, 0.0, retry_after=3.0) or 0) <= 3.3  # Retry-After, plus jitter
+    with pytest.raises(ValueError, match="attempts"):
+        Retries(attempts=0)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), (" 0 ", 0.0), ("soon", None), ("-3", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_in_seconds_or_as_a_date(header: str, seconds: float | None) -> None:
+    response = httpx.Response(503, headers={"Retry-After": header})
+    assert retry_after(response) == seconds
+
+
+def test_retry_after_a_date_to_come() -> None:
+    later = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    waited = retry_after(httpx.Response(503, headers={"Retry-After": later}))
+    assert waited is not None
+    assert 28 <= waited <= 30
