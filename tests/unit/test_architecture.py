@@ -161,4 +161,20 @@ def test_the_wheel_installs_one_top_level_name(tmp_path: Path) -> None:
     assert {t for t in tops if not t.endswith(".dist-info")} == {"taskcore"}
     assert "taskcore/adapters/memory/queue.py" in names
     assert "taskcore/entrypoints/cli.py" in names
+    assert "taskcore/client/sync.py" in names
+    assert "taskcore/client/py.typed" in names
     assert "taskcore/py.typed" in names
+
+
+def test_the_client_loads_nothing_of_the_server() -> None:
+    """A service that only calls the API imports none of what serves it.
+
+    The import-linter contract sees the client's own imports; this sees what
+    ``import taskcore.client`` loads in the end, ``taskcore/__init__`` included."""
+    server = ["litestar", "psycopg", "redis", "aio_pika", "uvicorn", "dependency_injector"]
+    code = (
+        "import sys, taskcore.client; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({server!r})))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -73,6 +73,32 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         proc.wait(timeout=DEADLINE_S)
 
 
+def test_the_readme_client_example_runs_against_it(
+    dev_server: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """The first example of the README's "Python client", as printed, against ``taskcore dev``."""
+    base, _ = dev_server
+    section = (Path(__file__).parents[2] / "README.md").read_text().split("## Python client", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "client_example.py"
+    script.write_text(example)
+    env = {key: value for key, value in os.environ.items() if key != "TASKCORE_TOKEN"}
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        env={**env, "TASKCORE_URL": base},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    streamed = lines.index("COMPLETED") + 1  # the states it saw: the first may be PENDING or PROCESSING
+    assert set(lines[:streamed]) <= {"PENDING", "PROCESSING", "COMPLETED"}
+    assert lines[streamed:] == ["COMPLETED olleh", lines[-1]]
+    assert lines[-1].startswith("409 ")
+
+
 def test_reference_flow_over_real_http(dev_server: tuple[str, subprocess.Popen[bytes]]) -> None:
     base, _ = dev_server
     created = httpx.post(f"{base}/tasks/", json={"input_data": "hello"}, timeout=HTTP_TIMEOUT_S)

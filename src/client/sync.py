@@ -1,0 +1,494 @@
+"""``Client``: the API from synchronous code (a thread-safe ``httpx.Client`` underneath).
+
+Tasks are the client's own methods; workflows, queues and schedules are
+namespaces on it (``client.workflows.submit(...)``), as in stripe's and
+openai's clients: one flat class would mix four resources' verbs. Every
+request goes through ``_Session.send``, which sends it again when that is
+safe (``retries.py``), and raises what a refusal means (``errors.py``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from httpx_sse import EventSource
+
+from taskcore.client import calls
+from taskcore.client.auth import BearerToken, TokenSource
+from taskcore.client.errors import Conflict, NotFound
+from taskcore.client.models import (
+    Batch,
+    BulkResult,
+    CatchUp,
+    QueueState,
+    Schedule,
+    Step,
+    Submitted,
+    Task,
+    TaskPage,
+    TaskSpec,
+    TaskStatus,
+    Workflow,
+)
+from taskcore.client.retries import Attempts, Retries
+
+T = TypeVar("T")
+
+
+class _Session:
+    """The HTTP connection pool, the token, the timeouts and the retry policy of one client."""
+
+    def __init__(
+        self,
+        base_url: str | None,
+        *,
+        token: TokenSource | None,
+        timeout: float | httpx.Timeout,
+        retries: Retries,
+        http_client: httpx.Client | None,
+        transport: httpx.BaseTransport | None,
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        self.base_url = calls.base_url(base_url)
+        token = token if token is not None else calls.token_from_env()
+        # No token: whatever auth an http_client passed in has.
+        self.auth = BearerToken(token) if token is not None else httpx.USE_CLIENT_DEFAULT
+        self.timeout = httpx.Timeout(timeout)
+        self.retries = retries
+        self.headers = {"User-Agent": calls.user_agent(), **(headers or {})}
+        self.owns_http = http_client is None
+        self.http = http_client or httpx.Client(transport=transport)
+
+    def send(self, call: calls.Call[T]) -> T:
+        tries = self._attempts(call)
+        while True:
+            try:
+                response = self.http.request(
+                    call.method,
+                    self.base_url + call.path,
+                    params=call.params,
+                    content=call.body,
+                    headers={**self.headers, **call.headers},
+                    auth=self.auth,
+                    timeout=calls.timeout_of(call, self.timeout),
+                )
+            except httpx.TransportError as exc:
+                time.sleep(tries.after_error(exc))
+                continue
+            delay = tries.after_response(response)
+            if delay is None:
+                return calls.result(call, response, tries)
+            time.sleep(delay)
+
+    def events(self, task_id: int) -> Iterator[Task]:
+        stream = calls.EventStream(task_id)
+        probe = stream.probe
+        tries: Attempts | None = None  # failures in a row; any event resets it
+        while True:
+            try:
+                with self.http.stream(
+                    "GET",
+                    self.base_url + stream.path,
+                    headers={**self.headers, **stream.headers()},
+                    auth=self.auth,
+                    timeout=calls.stream_timeout(self.timeout),
+                ) as response:
+                    if response.status_code == 204:  # the final state was seen already
+                        return
+                    if not response.is_success:
+                        response.read()
+                        tries = tries or self._attempts(probe)
+                        delay = tries.after_response(response)
+                        if delay is None:
+                            calls.result(probe, response, tries)
+                        time.sleep(delay or 0.0)
+                        continue
+                    began = False  # taskcore's streams open with their retry field at least
+                    for sse in EventSource(response).iter_sse():
+                        began, tries = True, None
+                        task = stream.read(sse.event, sse.data, sse.id, sse.retry)
+                        if task is not None:
+                            yield task
+                            if task.is_final:
+                                return
+                    if not began:
+                        raise httpx.RemoteProtocolError("the event stream ended before it began")
+            except httpx.TransportError as exc:
+                tries = tries or self._attempts(probe)
+                time.sleep(tries.after_error(exc))
+                continue
+            # Ended without a final state (after TASKCORE_EVENTS_MAX_S): go on where it stopped.
+            time.sleep(stream.reconnect_s)
+
+    def _attempts(self, call: calls.Call[Any]) -> Attempts:
+        return Attempts(call.method, call.path, call.resend, self.retries, time.monotonic)
+
+    def close(self) -> None:
+        if self.owns_http:
+            self.http.close()
+
+
+class Client:
+    """The taskcore HTTP API, synchronously.
+
+    ``base_url`` defaults to ``$TASKCORE_URL`` (else ``http://127.0.0.1:8005``)
+    and ``token`` to ``$TASKCORE_TOKEN``; ``token`` may be a function, asked
+    before each attempt, for tokens that rotate. ``http_client`` (yours to
+    close) or ``transport`` replace the ``httpx.Client`` it would make, for
+    proxies, TLS settings, or tests. Use it as a context manager, or
+    ``close()`` it. One client serves many threads.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        token: TokenSource | None = None,
+        timeout: float | httpx.Timeout = calls.DEFAULT_TIMEOUT,
+        retries: Retries | None = None,
+        http_client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._session = _Session(
+            base_url,
+            token=token,
+            timeout=timeout,
+            retries=retries or Retries(),
+            http_client=http_client,
+            transport=transport,
+            headers=headers,
+        )
+        self.workflows = Workflows(self._session)
+        self.queues = Queues(self._session)
+        self.schedules = Schedules(self._session)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections (not those of an ``http_client`` you passed in)."""
+        self._session.close()
+
+    def submit(
+        self,
+        type: str,
+        input: Any,
+        *,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        unique_key: str | None = None,
+        after: Iterable[int] = (),
+        run_anyway: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Task:
+        """Submit a task; it is stored PENDING and runs in the background.
+
+        Each call sends an ``Idempotency-Key`` (a new UUID unless given) and
+        keeps it for all its retries, so a retry after a lost answer gets the
+        task the first attempt created: one call, at most one task. Give your
+        own key to make a submit safe to repeat across calls (or processes).
+        With a ``unique_key`` held by an unfinished task, that task is the
+        answer (``submit_detailed`` says so).
+        """
+        return self.submit_detailed(
+            type,
+            input,
+            delay=delay,
+            run_at=run_at,
+            priority=priority,
+            queue=queue,
+            unique_key=unique_key,
+            after=after,
+            run_anyway=run_anyway,
+            idempotency_key=idempotency_key,
+        ).task
+
+    def submit_detailed(
+        self,
+        type: str,
+        input: Any,
+        *,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        unique_key: str | None = None,
+        after: Iterable[int] = (),
+        run_anyway: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Submitted:
+        """As ``submit``, with whether the task was deduplicated or the answer replayed."""
+        spec = TaskSpec(
+            type=type,
+            input=input,
+            delay=delay,
+            run_at=run_at,
+            priority=priority,
+            queue=queue,
+            unique_key=unique_key,
+            after=tuple(after),
+            run_anyway=run_anyway,
+        )
+        return self._session.send(calls.submit(spec, idempotency_key))
+
+    def submit_many(self, tasks: Iterable[TaskSpec]) -> Batch:
+        """Up to 1,000 tasks in one request, all stored or none (a bad one is an
+        ``Unprocessable`` naming its position). There is no Idempotency-Key for
+        batches, so a batch whose answer was lost is not sent again: the
+        ``TransportError`` means it may or may not have been stored."""
+        return self._session.send(calls.submit_many(tasks))
+
+    def get(self, task_id: int) -> Task:
+        return self._session.send(calls.get(task_id))
+
+    def wait(self, task_id: int, timeout: float | None = None) -> Task:
+        """The task once it is final, or as it is when ``timeout`` seconds have
+        passed (``None``: no limit); look at ``task.is_final``. Long polls, so
+        the answer comes as soon as the task ends."""
+        polls = calls.Polls(timeout, time.monotonic)
+        while True:
+            task = self._session.send(calls.get(task_id, wait_s=polls.next_wait()))
+            pause = polls.pause(task)
+            if pause is None:
+                return task
+            time.sleep(pause)
+
+    def events(self, task_id: int) -> Iterator[Task]:
+        """The task at each new state (Server-Sent Events), ending after the final one.
+
+        A dropped stream is resumed where it stopped (``Last-Event-ID``), so no
+        state is missed or repeated. Nothing is sent until the first ``next()``.
+        """
+        return self._session.events(task_id)
+
+    def list(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        type: str | None = None,
+        queue: str | None = None,
+        page_size: int = 100,
+        cursor: str | None = None,
+    ) -> Iterator[Task]:
+        """Every task that matches, newest first, a page at a time as you iterate.
+
+        Pages are keyset pages: tasks submitted meanwhile are newer than all of
+        them, so none repeats or is skipped. ``list_page`` gives one page and
+        its cursor, for callers that stop and resume.
+        """
+        while True:
+            page = self.list_page(status=status, type=type, queue=queue, limit=page_size, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def list_page(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        type: str | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """One page of tasks (``limit`` 1 to 500); pass its ``next_cursor`` as ``cursor`` for the next."""
+        return self._session.send(
+            calls.list_page(status=status, type=type, queue=queue, limit=limit, cursor=cursor)
+        )
+
+    def cancel(self, task_id: int) -> Task:
+        """Cancel a PENDING or PROCESSING task; ``Conflict`` if it already ended.
+
+        Sent again after a lost answer; if that answer is a 409 because the
+        first attempt had cancelled it, the cancelled task is returned."""
+        try:
+            return self._session.send(calls.cancel(task_id))
+        except Conflict as exc:
+            if exc.resent_after_lost_answer:
+                task = self.get(task_id)
+                if task.status is TaskStatus.CANCELLED:
+                    return task
+            raise
+
+    def retry(self, task_id: int) -> Task:
+        """Run a FAILED or CANCELLED task again with fresh attempts; ``Conflict`` otherwise."""
+        return self._session.send(calls.retry(task_id))
+
+    def cancel_matching(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        type: str | None = None,
+        queue: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        owner: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> BulkResult:
+        """Cancel every PENDING or PROCESSING task the filter matches (at least one filter).
+
+        Goes on call after call (10,000 tasks each) until none is left; with
+        ``limit``, stops after that many and returns ``next_cursor`` to go on
+        from (``cursor=``). The counts add up every call's.
+        """
+        filters = {
+            "status": status,
+            "type": type,
+            "queue": queue,
+            "created_after": created_after,
+            "created_before": created_before,
+            "owner": owner,
+        }
+        return self._bulk("cancel", filters, limit, cursor)
+
+    def retry_matching(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        type: str | None = None,
+        queue: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        owner: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> BulkResult:
+        """Run every FAILED or CANCELLED task the filter matches again; as ``cancel_matching``."""
+        filters = {
+            "status": status,
+            "type": type,
+            "queue": queue,
+            "created_after": created_after,
+            "created_before": created_before,
+            "owner": owner,
+        }
+        return self._bulk("retry", filters, limit, cursor)
+
+    def _bulk(
+        self, action: str, filters: dict[str, Any], limit: int | None, cursor: str | None
+    ) -> BulkResult:
+        total = None
+        while True:
+            step = calls.MAX_BULK if limit is None else min(limit, calls.MAX_BULK)
+            one = self._session.send(calls.bulk(action, filters, limit=step, cursor=cursor))
+            total = calls.add_up(total, one)
+            limit = None if limit is None else limit - step
+            if one.next_cursor is None or limit == 0:
+                return total
+            cursor = one.next_cursor
+
+
+class Workflows:
+    """``client.workflows``: graphs of steps submitted at once."""
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    def submit(self, steps: Iterable[Step], *, name: str | None = None) -> Workflow:
+        """Every step stored in one transaction, or none (a bad one is an
+        ``Unprocessable`` naming it). Not sent again after a lost answer."""
+        return self._session.send(calls.submit_workflow(steps, name))
+
+    def get(self, workflow_id: int) -> Workflow:
+        return self._session.send(calls.get_workflow(workflow_id))
+
+    def cancel(self, workflow_id: int) -> Workflow:
+        """Cancel every step not ended yet; safe to repeat."""
+        return self._session.send(calls.cancel_workflow(workflow_id))
+
+
+class Queues:
+    """``client.queues``: the named queues (needs ``tasks:admin``)."""
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    def list(self) -> builtins.list[QueueState]:
+        return self._session.send(calls.list_queues())
+
+    def pause(self, name: str) -> QueueState:
+        """No task of the queue starts until it is resumed; submits are still taken."""
+        return self._session.send(calls.pause_queue(name))
+
+    def resume(self, name: str) -> QueueState:
+        return self._session.send(calls.resume_queue(name))
+
+
+class Schedules:
+    """``client.schedules``: periodic schedules.
+
+    Follows the ``/schedules`` API as it is being built (POST/GET/DELETE
+    ``/schedules``, ``GET /schedules/{name}``, pause and resume); against an
+    API without it every method raises ``NotFound``.
+    """
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    def create(
+        self,
+        name: str,
+        type: str,
+        input: Any = None,
+        *,
+        cron: str | None = None,
+        timezone: str | None = None,
+        every_s: int | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        catch_up: CatchUp | None = None,
+        catch_up_limit: int | None = None,
+    ) -> Schedule:
+        """A schedule firing on ``cron`` (in ``timezone``) or every ``every_s``
+        seconds; ``Conflict`` if the name is taken. Not sent again after a lost answer."""
+        return self._session.send(
+            calls.create_schedule(
+                name,
+                type,
+                input,
+                cron=cron,
+                timezone=timezone,
+                every_s=every_s,
+                queue=queue,
+                priority=priority,
+                catch_up=catch_up,
+                catch_up_limit=catch_up_limit,
+            )
+        )
+
+    def list(self) -> builtins.list[Schedule]:
+        return self._session.send(calls.list_schedules())
+
+    def get(self, name: str) -> Schedule:
+        return self._session.send(calls.get_schedule(name))
+
+    def delete(self, name: str) -> None:
+        """The tasks it created stay. Sent again after a lost answer; a 404 then
+        means the first attempt deleted it, and is not raised."""
+        try:
+            self._session.send(calls.delete_schedule(name))
+        except NotFound as exc:
+            if not exc.resent_after_lost_answer:
+                raise
+
+    def pause(self, name: str) -> Schedule:
+        return self._session.send(calls.pause_schedule(name))
+
+    def resume(self, name: str) -> Schedule:
+        return self._session.send(calls.resume_schedule(name))
