@@ -56,6 +56,9 @@ def _save_params(task: Task) -> dict[str, Any]:
         "alone": task.alone,
         "suspect": task.suspect,
         "blocked": task.blocked,
+        "progress": task.progress,
+        "progress_message": task.progress_message,
+        "progress_at": task.progress_at,
     }
 
 
@@ -74,6 +77,9 @@ _SAVE_COLUMNS = {
     "alone": "alone",
     "suspect": "suspect",
     "blocked": "blocked",
+    "progress": "progress",
+    "progress_messages": "progress_message",
+    "progress_at": "progress_at",
 }
 
 
