@@ -51,6 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redispatch_overdue_s: Positive = 600.0
     lost_wake_up_grace_s: Positive = 15.0
     idempotency_ttl_s: Positive = 86_400.0
+    progress_interval_s: Positive = 0.5
     rate_limit_submit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 6000
     wait_max_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 60.0
     wait_recheck_s: Positive = 5.0
@@ -87,6 +88,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             redispatch_overdue_s=self.redispatch_overdue_s,
             lost_wake_up_grace_s=self.lost_wake_up_grace_s,
             idempotency_ttl_s=self.idempotency_ttl_s,
+            progress_interval_s=self.progress_interval_s,
         )
 
     def worker_queue_names(self) -> list[str] | None:
