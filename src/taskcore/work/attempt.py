@@ -11,7 +11,7 @@ report would write the old lease back.
 
 A fenced write that finds the row moved on means the task is no longer this
 attempt's (cancelled, or released by a sweeper and perhaps claimed again):
-``lost`` is set and nothing more is written, progress included. Before
+``lost`` is done and nothing more is written, progress included. Before
 giving up, the row is read once: a write whose commit was not confirmed (the
 connection broke at the wrong moment) may have landed, and a row still in
 this attempt (PROCESSING, same start, same attempt count, a version at least
@@ -54,7 +54,10 @@ class Attempt:
         self._clock = clock
         self._lease = config.lease
         self._writing = asyncio.Lock()
-        self.lost = asyncio.Event()
+        # Done once the task is no longer this attempt's: a future, not an
+        # event, so the heartbeat can wait on it beside the handler with no
+        # task of its own per attempt.
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.progress = ProgressReporter(self._store_progress, interval_s=config.progress_interval_s)
 
     @property
@@ -69,7 +72,7 @@ class Attempt:
     async def renew(self) -> bool:
         """Extend the lease; ``False`` once the task is no longer this attempt's."""
         async with self._writing:
-            if self.lost.is_set():
+            if self.lost.done():
                 return False
             lease_until = self._clock.now() + self._lease
             for _ in range(2):  # a second time only after taking over an unconfirmed write
@@ -86,11 +89,11 @@ class Attempt:
                     return True
                 if not await self._still_ours():
                     return False
-            return not self.lost.is_set()
+            return not self.lost.done()
 
     async def _store_progress(self, progress: Progress) -> bool:
         async with self._writing:
-            if self.lost.is_set():
+            if self.lost.done():
                 return True  # not ours any more: nothing to write, nothing to try again
             for _ in range(2):
                 changed = self._current.report_progress(progress, self._clock.now())
@@ -104,7 +107,7 @@ class Attempt:
                     return True
                 if not await self._still_ours():
                     return True
-            return self.lost.is_set()  # refused twice, holder unknown: try again later
+            return self.lost.done()  # refused twice, holder unknown: try again later
 
     async def _still_ours(self) -> bool:
         """After a fenced write was refused: take the row over if it is still
@@ -120,7 +123,8 @@ class Attempt:
         if row is not None and row.same_attempt(ours) and row.version >= ours.version:
             self._current = row
             return True
-        self.lost.set()
+        if not self.lost.done():
+            self.lost.set_result(None)
         return False
 
     async def finish(self) -> Progress | None:

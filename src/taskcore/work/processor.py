@@ -173,7 +173,7 @@ class TaskProcessor:
         written yet is dropped: the next attempt starts without progress."""
         await asyncio.gather(after, return_exceptions=True)  # the PROCESSING write first
         await attempt.finish()  # a progress write under way lands first: unclaim from its version
-        if attempt.lost.is_set():
+        if attempt.lost.done():
             return
         try:
             await self._transitions.record(attempt.current.unclaim(self._clock.now()), publish=False)
@@ -237,17 +237,15 @@ class TaskProcessor:
         """The handler's result; ``_LeaseLost`` as soon as a renewal, or a
         progress write, finds the task taken from this attempt."""
         run = asyncio.ensure_future(self._run(handler, value, context))
-        lost = asyncio.ensure_future(attempt.lost.wait())
         interval = self._config.lease_s / 3
         try:
             while True:
-                await asyncio.wait({run, lost}, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({run, attempt.lost}, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
                 if run.done():
                     return run.result()
-                if lost.done() or not await attempt.renew():
+                if attempt.lost.done() or not await attempt.renew():
                     raise _LeaseLost
         finally:
-            lost.cancel()
             if not run.done():
                 run.cancel()
                 await asyncio.gather(run, return_exceptions=True)
