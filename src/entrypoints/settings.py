@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     lost_wake_up_grace_s: Positive = 15.0
     idempotency_ttl_s: Positive = 86_400.0
     retention_s: NonNegative = 604_800.0  # finished tasks are deleted this long after; 0 keeps them
+    progress_interval_s: Positive = 0.5
     rate_limit_submit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 6000
     wait_max_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 60.0
     wait_recheck_s: Positive = 5.0
@@ -96,6 +97,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             lost_wake_up_grace_s=self.lost_wake_up_grace_s,
             idempotency_ttl_s=self.idempotency_ttl_s,
             retention_s=self.retention_s,
+            progress_interval_s=self.progress_interval_s,
         )
 
     def worker_queue_names(self) -> list[str] | None:

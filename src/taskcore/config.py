@@ -37,6 +37,8 @@ class CoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     lost_wake_up_grace_s: float = 15.0  # a census deficit must last this long before tasks are woken again
     idempotency_ttl_s: float = 86_400.0
     retention_s: float = 604_800.0  # finished tasks are deleted this long after they finished; 0 keeps them
+    # A running task's progress is written at most once per this (work/progress.py).
+    progress_interval_s: float = 0.5
 
     @property
     def lease(self) -> timedelta:

@@ -14,6 +14,7 @@ from datetime import timedelta
 import msgspec
 
 from taskcore.model.limits import NO_LIMITS, Rate, TypeLimits
+from taskcore.model.progress import Progress
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import Task
 from tests.contracts.queues import QueueStates
@@ -138,3 +139,17 @@ class LimitsContract:
         assert await limited.claim(mail.id, later(2), LEASE) is None
         await queue_states.resume("emails", later(3))
         assert await limited.claim(mail.id, later(4), LEASE) is not None
+
+    async def test_a_limited_claim_starts_without_the_last_attempts_progress(self, limited: Tasks) -> None:
+        task = await add(limited, "capped")
+        running = await limited.claim(task.id, later(1), LEASE)
+        assert running is not None
+        reported = running.report_progress(Progress(0.6, "far"), later(2))
+        assert await limited.save(reported)
+        retrying = reported.fail("boom", later(3), timedelta(seconds=1))
+        assert await limited.save(retrying)
+        again = await limited.claim(task.id, later(5), LEASE)  # started when it got its slot: not compared
+        assert again is not None
+        assert (again.status, again.attempts) == (TaskStatus.PROCESSING, 2)
+        assert (again.progress, again.progress_message, again.progress_at) == (None, None, None)
+        assert await limited.get(task.id, fresh=True) == again

@@ -163,7 +163,11 @@ async def test_submit_then_read_the_result(app: Litestar) -> None:
         "updated_at",
         "run_at",
         "finished_at",
+        "progress",
+        "progress_message",
+        "progress_at",
     }
+    assert (done["progress"], done["progress_message"]) == (1.0, None)  # done, though it never reported
 
 
 async def test_a_failing_handler_ends_failed_with_its_error(app: Litestar) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from taskcore import InvalidTransition, NewTask, Task, TaskStatus
+from taskcore.model.progress import MAX_PROGRESS_MESSAGE, Progress
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -171,3 +173,80 @@ def test_transitions_do_not_mutate() -> None:
     task.claim(T0, LEASE)
     assert task.status is TaskStatus.PENDING
     assert task.version == 1
+
+
+# -- progress (model/progress.py) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("fraction", [True, "0.5", None, [0.5]])
+def test_a_progress_fraction_must_be_a_number(fraction: object) -> None:
+    with pytest.raises(TypeError, match="from 0 to 1"):
+        Progress.reported(fraction)
+
+
+@pytest.mark.parametrize("fraction", [-0.01, 1.0001, 7, math.nan, math.inf, -math.inf])
+def test_a_progress_fraction_must_be_from_0_to_1(fraction: float) -> None:
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        Progress.reported(fraction)
+
+
+def test_a_progress_message_is_made_short_and_storable() -> None:
+    assert Progress.reported(0, None) == Progress(0.0, None)
+    assert Progress.reported(1, "done") == Progress(1.0, "done")
+    assert type(Progress.reported(1).fraction) is float
+    long = Progress.reported(0.5, "x" * 1000).message
+    assert long == "x" * (MAX_PROGRESS_MESSAGE - 1) + "…"
+    assert Progress.reported(0.5, "a\x00b\ud800c").message == "ab?c"  # what PostgreSQL text refuses
+    with pytest.raises(TypeError, match="must be a string"):
+        Progress.reported(0.5, b"bytes")
+
+
+def test_a_report_is_a_transition_of_the_running_attempt_only() -> None:
+    claimed = pending().claim(T0, LEASE)
+    reported = claimed.report_progress(Progress(0.4, "reading"), T0 + LEASE)
+    assert (reported.version, reported.status) == (claimed.version + 1, TaskStatus.PROCESSING)
+    assert (reported.progress, reported.progress_message, reported.progress_at) == (
+        0.4,
+        "reading",
+        T0 + LEASE,
+    )
+    assert reported.updated_at == T0 + LEASE
+    assert reported.same_attempt(claimed)
+    for other in (pending(), reported.complete("x", T0), reported.cancel(T0)):
+        with pytest.raises(InvalidTransition):
+            other.report_progress(Progress(0.5), T0)
+
+
+def test_completed_is_all_done_with_the_last_message() -> None:
+    reported = pending().claim(T0, LEASE).report_progress(Progress(0.4, "reading"), T0)
+    kept = reported.complete("x", T0 + LEASE)
+    assert (kept.progress, kept.progress_message, kept.progress_at) == (1.0, "reading", T0 + LEASE)
+    unwritten = reported.complete("x", T0, report=Progress(0.9, "writing"))
+    assert (unwritten.progress, unwritten.progress_message) == (1.0, "writing")
+    silent = pending().claim(T0, LEASE).complete("x", T0)
+    assert (silent.progress, silent.progress_message) == (1.0, None)
+
+
+def test_a_failure_keeps_how_far_it_got_until_the_next_attempt_starts() -> None:
+    reported = pending().claim(T0, LEASE).report_progress(Progress(0.4, "reading"), T0)
+    retrying = reported.fail("boom", T0, timedelta(seconds=1), report=Progress(0.6, "writing"))
+    assert (retrying.progress, retrying.progress_message) == (0.6, "writing")
+    failed = reported.fail("boom", T0, None)
+    assert (failed.progress, failed.progress_message) == (0.4, "reading")
+    next_attempt = retrying.claim(T0 + LEASE, LEASE)
+    assert (next_attempt.progress, next_attempt.progress_message, next_attempt.progress_at) == (
+        None,
+        None,
+        None,
+    )
+    assert not next_attempt.same_attempt(reported)
+    retried = failed.retry(T0 + LEASE)
+    assert (retried.progress, retried.progress_message, retried.progress_at) == (None, None, None)
+
+
+def test_a_second_attempt_is_not_the_same_even_with_the_same_count() -> None:
+    """A release beside others gives its attempt back: the next claim has the same count."""
+    first = pending().claim(T0, LEASE)
+    second = first.release(T0 + LEASE).claim(T0 + 2 * LEASE, LEASE, alone=True)
+    assert second.attempts == first.attempts
+    assert not second.same_attempt(first)

@@ -1,4 +1,4 @@
-"""The task-table contracts (``tests/contracts/tasks.py``) on ``MemoryTasks``."""
+"""The task-table contracts (``tests/contracts/tasks.py``, ``progress.py``) on ``MemoryTasks``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from taskcore.adapters.memory import (
 )
 from taskcore.errors import RepositoryUnavailable
 from taskcore.model.query import TaskQuery
+from tests.contracts.progress import ProgressContract
 from tests.contracts.tasks import (
     LEASE,
     AttemptStoreContract,
@@ -54,6 +55,10 @@ class TestMemoryTransitionStore(TransitionStoreContract):
 
 
 class TestMemoryUniqueKeys(UniqueKeyContract):
+    pass
+
+
+class TestMemoryProgress(ProgressContract):
     pass
 
 

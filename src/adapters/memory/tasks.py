@@ -164,7 +164,7 @@ class MemoryTasks:
 
     async def save(self, task: Task) -> bool:
         self.db.check()
-        self.db.storable(task.result, task.error)
+        self.db.storable(task.result, task.error, task.progress_message)
         stored = self.db.tasks.get(task.id)
         if stored is None or stored.version != task.version - 1:
             return False

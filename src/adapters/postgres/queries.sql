@@ -107,7 +107,10 @@ SET status = 'PROCESSING',
     started_at = %(now)s,
     updated_at = %(now)s,
     version = version + 1,
-    alone = id = ANY(%(alone)s::bigint[])
+    alone = id = ANY(%(alone)s::bigint[]),
+    progress = NULL,
+    progress_message = NULL,
+    progress_at = NULL
 WHERE id = ANY(%(ids)s::bigint[]) AND status = 'PENDING' AND run_at <= %(now)s AND NOT blocked
   AND (NOT suspect OR id = ANY(%(alone)s::bigint[]))
   AND NOT EXISTS (SELECT 1 FROM queues WHERE queues.name = tasks.queue AND queues.paused)
@@ -162,7 +165,8 @@ RETURNING *;
 -- Task.claim of a limited task, under the row lock its claim holds.
 UPDATE tasks
 SET status = 'PROCESSING', attempts = %(attempts)s, lease_until = %(lease_until)s, started_at = %(started_at)s,
-    updated_at = %(updated_at)s, version = %(version)s, alone = %(alone)s, throttled = false, rate_slot = NULL
+    updated_at = %(updated_at)s, version = %(version)s, alone = %(alone)s, throttled = false, rate_slot = NULL,
+    progress = NULL, progress_message = NULL, progress_at = NULL
 WHERE id = %(id)s AND version = %(version)s - 1
 RETURNING *;
 
@@ -194,6 +198,9 @@ SET status = %(status)s::task_status,
     alone = %(alone)s,
     suspect = %(suspect)s,
     blocked = %(blocked)s,
+    progress = %(progress)s,
+    progress_message = %(progress_message)s,
+    progress_at = %(progress_at)s,
     -- back to PENDING means a new message is needed; the caller marks it once confirmed
     dispatched_at = CASE WHEN %(status)s::task_status = 'PENDING' THEN NULL ELSE dispatched_at END
 WHERE id = %(id)s AND version = %(version)s - 1;
@@ -217,13 +224,17 @@ SET status = v.status,
     alone = v.alone,
     suspect = v.suspect,
     blocked = v.blocked,
+    progress = v.progress,
+    progress_message = v.progress_message,
+    progress_at = v.progress_at,
     dispatched_at = CASE WHEN v.status = 'PENDING' THEN NULL ELSE t.dispatched_at END
 FROM unnest(%(ids)s::bigint[], %(statuses)s::task_status[], %(results)s::jsonb[], %(errors)s::text[],
             %(attempts)s::integer[], %(run_at)s::timestamptz[], %(lease_until)s::timestamptz[],
             %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[], %(updated_at)s::timestamptz[],
-            %(versions)s::integer[], %(alone)s::boolean[], %(suspect)s::boolean[], %(blocked)s::boolean[])
+            %(versions)s::integer[], %(alone)s::boolean[], %(suspect)s::boolean[], %(blocked)s::boolean[],
+            %(progress)s::double precision[], %(progress_messages)s::text[], %(progress_at)s::timestamptz[])
      AS v(id, status, result, error, attempts, run_at, lease_until, started_at, finished_at, updated_at,
-          version, alone, suspect, blocked)
+          version, alone, suspect, blocked, progress, progress_message, progress_at)
 WHERE t.id = v.id AND t.version = v.version - 1
 RETURNING t.id;
 

@@ -12,7 +12,15 @@ from psycopg.rows import RowMaker
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import Task
 
-_TIMESTAMPS = ("created_at", "updated_at", "run_at", "lease_until", "started_at", "finished_at")
+_TIMESTAMPS = (
+    "created_at",
+    "updated_at",
+    "run_at",
+    "lease_until",
+    "started_at",
+    "finished_at",
+    "progress_at",
+)
 _FIELDS = frozenset(Task.__struct_fields__)
 
 

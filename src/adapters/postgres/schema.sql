@@ -59,6 +59,12 @@ CREATE TABLE tasks (
     blocked boolean NOT NULL DEFAULT false,
     workflow_id bigint REFERENCES workflows (id) ON DELETE SET NULL,
     step text,
+    -- Progress (taskcore.model.progress): the last report of the running
+    -- attempt, or of the last one; each report is a transition (version + 1).
+    -- A claim clears it; COMPLETED is 1.0.
+    progress double precision CONSTRAINT tasks_progress_range CHECK (progress BETWEEN 0 AND 1),
+    progress_message text CONSTRAINT tasks_progress_message_length CHECK (char_length(progress_message) <= 200),
+    progress_at timestamptz,
     -- Completion webhooks: the task's own receiver, told when it ends.
     callback_url text,
     -- A PROCESSING row without a lease would never be swept; a lease on any

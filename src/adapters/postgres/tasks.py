@@ -58,6 +58,9 @@ def _save_params(task: Task) -> dict[str, Any]:
         "alone": task.alone,
         "suspect": task.suspect,
         "blocked": task.blocked,
+        "progress": task.progress,
+        "progress_message": task.progress_message,
+        "progress_at": task.progress_at,
     }
 
 
@@ -76,6 +79,9 @@ _SAVE_COLUMNS = {
     "alone": "alone",
     "suspect": "suspect",
     "blocked": "blocked",
+    "progress": "progress",
+    "progress_messages": "progress_message",
+    "progress_at": "progress_at",
 }
 
 

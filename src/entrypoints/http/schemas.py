@@ -151,6 +151,17 @@ class TaskView(msgspec.Struct, kw_only=True):
     updated_at: datetime
     run_at: datetime
     finished_at: datetime | None
+    progress: Annotated[
+        float | None,
+        msgspec.Meta(
+            description=(
+                "How far the running attempt (or the last one) got, 0 to 1, as its handler reported; "
+                "null before its first report; 1 once COMPLETED."
+            )
+        ),
+    ]
+    progress_message: Annotated[str | None, msgspec.Meta(description="The last report's message.")]
+    progress_at: Annotated[datetime | None, msgspec.Meta(description="When the last report was stored.")]
 
     @classmethod
     def of(cls, task: Task) -> TaskView:
@@ -174,6 +185,32 @@ class TaskView(msgspec.Struct, kw_only=True):
             updated_at=task.updated_at,
             run_at=task.run_at,
             finished_at=task.finished_at,
+            progress=task.progress,
+            progress_message=task.progress_message,
+            progress_at=task.progress_at,
+        )
+
+
+class ProgressView(msgspec.Struct, kw_only=True):
+    """A ``progress`` event's data: the fields of ``TaskView`` that a progress
+    report changes, under the same names, so a client merges it into the task
+    it holds. Small on purpose: a task's input can be large, and a running
+    task may report twice a second."""
+
+    id: int
+    progress: float | None
+    progress_message: str | None
+    progress_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, task: Task) -> ProgressView:
+        return cls(
+            id=task.id,
+            progress=task.progress,
+            progress_message=task.progress_message,
+            progress_at=task.progress_at,
+            updated_at=task.updated_at,
         )
 
 

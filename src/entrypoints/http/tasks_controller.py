@@ -22,7 +22,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from taskcore.entrypoints.http.auth import READ, WRITE, authorized
 from taskcore.entrypoints.http.cursor import decode_cursor, encode_cursor
 from taskcore.entrypoints.http.problems import PROBLEM_JSON
-from taskcore.entrypoints.http.schemas import Problem, SubmitTask, TaskPage, TaskView
+from taskcore.entrypoints.http.schemas import Problem, ProgressView, SubmitTask, TaskPage, TaskView
 from taskcore.model.query import TaskQuery
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import MAX_TASK_ID, Task
@@ -79,19 +79,31 @@ MAX_WAIT_S = 60
 RECONNECT_MS = 2000
 
 
-async def _status_events(
+def _event(task: Task, sent: Task | None) -> ServerSentEventMessage:
+    """A ``progress`` event (``ProgressView``) when the task runs in the same
+    attempt as in the last event sent, so only its progress moved; else a
+    ``status`` event with the whole task. A stream's first event is always
+    ``status``: a client resuming after ``Last-Event-ID`` may have missed
+    anything."""
+    if sent is not None and task.same_attempt(sent):
+        data, event = _VIEW_ENCODER.encode(ProgressView.of(task)), "progress"
+    else:
+        data, event = _VIEW_ENCODER.encode(TaskView.of(task)), "status"
+    return ServerSentEventMessage(data=data.decode(), event=event, id=task.version)
+
+
+async def _task_events(
     first: Task, changes: AsyncGenerator[Task, None], after: int
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """Each new state as a ``status`` event; a keep-alive comment when a read found nothing new."""
-    seen = after
+    """Each newer version as an event (``_event``); a keep-alive comment when a read found nothing new."""
+    seen, sent = after, None
     try:
         task = first
         while True:
             if task.version > seen:
                 seen = task.version
-                yield ServerSentEventMessage(
-                    data=_VIEW_ENCODER.encode(TaskView.of(task)).decode(), event="status", id=task.version
-                )
+                yield _event(task, sent)
+                sent = task
             else:
                 yield ServerSentEventMessage(data=None, comment="waiting")
             try:
@@ -208,8 +220,9 @@ class TaskController(Controller):
             ),
         ] = None,
     ) -> TaskView:
-        """The task's current status, and its result once COMPLETED. With
-        ``wait``, the answer waits for the task to finish, holding no database
+        """The task's current status, its progress as its handler reports it,
+        and its result once COMPLETED. With ``wait``, the answer waits for the
+        task to finish (progress does not end the wait), holding no database
         connection meanwhile."""
         caller = authorized(request, READ)
         if wait:
@@ -219,7 +232,7 @@ class TaskController(Controller):
     @get(
         "/{task_id:int}/events",
         operation_id="streamTaskEvents",
-        summary="Stream a task's status changes (Server-Sent Events)",
+        summary="Stream a task's status changes and progress (Server-Sent Events)",
         media_type="text/event-stream",
         responses={
             204: ResponseSpec(
@@ -228,9 +241,10 @@ class TaskController(Controller):
             **problems(400, *AUTH, 404, 422, 503),
         },
         response_description=(
-            "`text/event-stream`: one `status` event per change, `id` = the task's version, "
-            "`data` = the task as `GET /tasks/{id}` returns it; the stream ends after a final "
-            "state."
+            "`text/event-stream`, each event's `id` the task's version: a `status` event per change, "
+            "`data` = the task as `GET /tasks/{id}` returns it; while it runs, a `progress` event "
+            "per stored progress report, `data` = `{id, progress, progress_message, progress_at, "
+            "updated_at}` (the task's fields of those names); the stream ends after a final state."
         ),
     )
     async def events(
@@ -264,7 +278,7 @@ class TaskController(Controller):
         if first.is_final and first.version <= after:
             await changes.aclose()
             return Response(None, status_code=204)  # tells EventSource not to reconnect
-        return ServerSentEvent(_status_events(first, changes, after), retry_duration=RECONNECT_MS)
+        return ServerSentEvent(_task_events(first, changes, after), retry_duration=RECONNECT_MS)
 
     @get(
         "/",

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from taskcore.errors import InvalidInput, InvalidTransition
+from taskcore.model.progress import Progress
 from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.status import TaskStatus
 
@@ -103,6 +104,15 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     # be the killer; it runs alone until an attempt ends with a verdict.
     alone: bool = False
     suspect: bool = False
+    # The last progress its handler reported (model/progress.py), of the
+    # running attempt or, between attempts and once final, of the last one;
+    # ``progress_at``: when it was stored. A claim starts the next attempt
+    # without; COMPLETED is 1.0. Each report is a transition of its own
+    # (``report_progress``), so readers, the cache and the change feed order
+    # it by version like any other.
+    progress: float | None = None
+    progress_message: str | None = None
+    progress_at: datetime | None = None
     callback_url: str | None = None  # model/webhooks.py: told when the task ends
 
     @classmethod
@@ -138,6 +148,17 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     def is_final(self) -> bool:
         return self.status.is_final
 
+    def same_attempt(self, other: Task) -> bool:
+        """Both are this task running in one attempt (the same start and
+        count), at any versions: what changed between them is only progress,
+        the one transition a running attempt makes before its verdict."""
+        return (
+            self.id == other.id
+            and self.status is TaskStatus.PROCESSING
+            and other.status is TaskStatus.PROCESSING
+            and (self.started_at, self.attempts) == (other.started_at, other.attempts)
+        )
+
     def is_due(self, now: datetime) -> bool:
         """PENDING, not waiting for other tasks, and its time has come."""
         return self.status is TaskStatus.PENDING and not self.blocked and self.run_at <= now
@@ -162,7 +183,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
         """Start an attempt, ``alone`` if the worker runs nothing else meanwhile.
         The attempt is counted here, at the claim, so a handler that kills its
         worker still uses up its attempts (``release`` gives it back when the
-        worker ran other tasks too)."""
+        worker ran other tasks too). It starts with no progress: the last
+        attempt's described work that is being done over."""
         self._require("claim", TaskStatus.PENDING)
         if not self.may_claim(alone=alone):
             why = "it waits for other tasks" if self.blocked else "it runs alone since its worker died"
@@ -176,10 +198,23 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             lease_until=now + lease,
             started_at=now,
             alone=alone,
+            **_NO_PROGRESS,
         )
 
-    def complete(self, result: Any, now: datetime) -> Task:
+    def report_progress(self, progress: Progress, now: datetime) -> Task:
+        """Store how far the running attempt got. A transition like the others
+        (version + 1), so it is written only by the attempt that holds the
+        task, and cached and announced in order with its states."""
+        self._require("report progress of", TaskStatus.PROCESSING)
+        return self._next(now, **_reported(progress, now))
+
+    def complete(self, result: Any, now: datetime, *, report: Progress | None = None) -> Task:
+        """Its progress becomes 1.0, whatever the handler last said (it is
+        done), with the last report's message. ``report``: one the attempt
+        made after its last progress write, which goes with the verdict
+        rather than in a write of its own."""
         self._require("complete", TaskStatus.PROCESSING)
+        message = report.message if report is not None else self.progress_message
         return self._next(
             now,
             status=TaskStatus.COMPLETED,
@@ -188,12 +223,17 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             lease_until=None,
             finished_at=now,
             suspect=False,
+            **_reported(Progress(1.0, message), now),
         )
 
-    def fail(self, error: str, now: datetime, retry_in: timedelta | None) -> Task:
+    def fail(
+        self, error: str, now: datetime, retry_in: timedelta | None, *, report: Progress | None = None
+    ) -> Task:
         """End the current attempt with an error: back to PENDING at
-        ``now + retry_in`` while attempts remain, otherwise FAILED."""
+        ``now + retry_in`` while attempts remain, otherwise FAILED. Its
+        progress stays where the attempt got (``report``, as ``complete``)."""
         self._require("fail", TaskStatus.PROCESSING)
+        reported = _reported(report, now) if report is not None else {}
         # Its worker lived to tell the verdict: whatever killed a worker before, it was not this run.
         if retry_in is not None and self.attempts < self.max_attempts:
             return self._next(
@@ -203,6 +243,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
                 lease_until=None,
                 run_at=now + retry_in,
                 suspect=False,
+                **reported,
             )
         return self._next(
             now,
@@ -211,6 +252,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             lease_until=None,
             finished_at=now,
             suspect=False,
+            **reported,
         )
 
     def release(self, now: datetime) -> Task:
@@ -281,7 +323,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
         return self._next(now, blocked=False, run_at=max(self.run_at, now))
 
     def retry(self, now: datetime) -> Task:
-        """Give a FAILED or CANCELLED task a fresh set of attempts."""
+        """Give a FAILED or CANCELLED task a fresh set of attempts (and, as
+        with its result, none of the old ones' progress)."""
         self._require("retry", *RETRYABLE)
         return self._next(
             now,
@@ -293,4 +336,12 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             started_at=None,
             finished_at=None,
             blocked=False,
+            **_NO_PROGRESS,
         )
+
+
+_NO_PROGRESS: dict[str, Any] = {"progress": None, "progress_message": None, "progress_at": None}
+
+
+def _reported(progress: Progress, now: datetime) -> dict[str, Any]:
+    return {"progress": progress.fraction, "progress_message": progress.message, "progress_at": now}

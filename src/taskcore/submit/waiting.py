@@ -5,6 +5,9 @@ request waiting on a task. A waiter holds no database connection while it
 waits: it reads the task (cache first) when a notification says it changed,
 and reads the database anyway every ``recheck_s``, which covers notifications
 lost while the feed was down or the subscription was being re-established.
+A long poll waits for a final state only, so only a final state wakes it: a
+running task's progress reports (a transition each, up to a few a second)
+would otherwise make every long poll on it read the task for nothing.
 """
 
 from __future__ import annotations
@@ -26,13 +29,17 @@ MAX_RESUBSCRIBE_S = 10.0
 
 
 class _Signal:
-    """Set when a task a waiter watches was announced at a newer version."""
+    """Set when a task a waiter watches was announced at a newer version (a
+    final one, for a waiter that waits for nothing else)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, final_only: bool = False) -> None:
         self.event = asyncio.Event()
         self.announced = 0
+        self._final_only = final_only
 
     def notify(self, change: TaskChange) -> None:
+        if self._final_only and not change.status.is_final:
+            return
         if change.version > self.announced:
             self.announced = change.version
             self.event.set()
@@ -53,8 +60,8 @@ class ChangeListener:
         return sum(len(signals) for signals in self._signals.values())
 
     @contextmanager
-    def watching(self, task_id: int) -> Iterator[_Signal]:
-        signal = _Signal()
+    def watching(self, task_id: int, *, final_only: bool = False) -> Iterator[_Signal]:
+        signal = _Signal(final_only=final_only)
         self._signals.setdefault(task_id, set()).add(signal)
         try:
             yield signal
@@ -115,11 +122,14 @@ class TaskWatcher:
         timeout_s: float,
         after_version: int = 0,
         every_read: bool = False,
+        final_only: bool = False,
     ) -> AsyncGenerator[Task, None]:
         """Yield the task whenever its version passes the last one yielded (or
         ``after_version``), until it is final or ``timeout_s`` has passed;
         with ``every_read``, after every read even if unchanged (a stream's
-        chance to send a keep-alive).
+        chance to send a keep-alive). With ``final_only``, only a final state
+        is worth waking for (and the re-checks): what changed before it may
+        go unseen.
 
         The first read happens at once, so an unknown id or another owner's
         task raises ``TaskNotFound`` before anything is yielded.
@@ -127,7 +137,7 @@ class TaskWatcher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         seen = after_version
-        with self._listener.watching(task_id) as signal:
+        with self._listener.watching(task_id, final_only=final_only) as signal:
             minimum, recheck = 0, False
             while True:
                 signal.event.clear()
@@ -150,10 +160,10 @@ class TaskWatcher:
 
     async def wait(self, task_id: int, *, owner: str | None, timeout_s: float) -> Task:
         """The task once final, or as it is when ``timeout_s`` (at most
-        ``max_wait_s``) ends."""
+        ``max_wait_s``) ends; woken by nothing but its end (or a re-check)."""
         last: Task | None = None
         timeout_s = min(timeout_s, self.max_wait_s)
-        async for task in self.changes(task_id, owner=owner, timeout_s=timeout_s):
+        async for task in self.changes(task_id, owner=owner, timeout_s=timeout_s, final_only=True):
             last = task
         assert last is not None  # the first read always yields (version >= 1 > 0)
         return last

@@ -2,12 +2,14 @@
 
 The order is the delivery guarantee. The claim is one guarded write, so a
 duplicate message finds nothing to claim and is dropped. While the handler
-runs, a heartbeat renews the claim's lease; a renewal that fails means the
-task is no longer ours (cancelled, or released by a sweeper), so the handler
-is cancelled. The verdict is saved with a compare-and-set on the claimed
-version, so a worker that lost its task cannot overwrite a newer state. The
-message is acked only after the verdict is stored; if storing fails the
-message is requeued (given back to the broker for another consumer).
+runs, a heartbeat renews the claim's lease and its progress reports are
+stored (``work/attempt.py``); a renewal or report that fails means the task
+is no longer ours (cancelled, or released by a sweeper), so the handler is
+cancelled. The verdict is saved with a compare-and-set on the version the
+attempt last wrote, so a worker that lost its task cannot overwrite a newer
+state. The message is acked only after the verdict is stored; if storing
+fails the message is requeued (given back to the broker for another
+consumer).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from taskcore.ports import AttemptStore, Clock, Delivery, Dependencies, WorkTele
 from taskcore.telemetry import NoTelemetry
 from taskcore.transitions.writer import Transitions
 from taskcore.work import log_context
+from taskcore.work.attempt import Attempt
 from taskcore.work.pauses import PauseWatcher
 
 log = logging.getLogger("taskcore.processor")
@@ -134,37 +137,48 @@ class TaskProcessor:
         # stored, so the cache and the waiters see the states in order.
         caching = asyncio.ensure_future(self._transitions.written(claimed))
         started = time.perf_counter()
+        attempt = Attempt(
+            claimed,
+            attempts=self._attempts,
+            transitions=self._transitions,
+            clock=self._clock,
+            config=self._config,
+        )
         try:
-            verdict = await self._verdict(claimed)
+            verdict = await self._verdict(attempt)
         except asyncio.CancelledError:
             # Shutting down mid-run: undo the claim so the next worker claims
             # it at once instead of waiting for the lease to lapse.
-            await asyncio.shield(self._unclaim(claimed, after=caching))
+            await asyncio.shield(self._unclaim(attempt, after=caching))
             raise
         except _LeaseLost:
             await caching
             log.info("task %s was cancelled or taken over while attempt %s ran", task_id, claimed.attempts)
             await delivery.ack()
             return Outcome.SUPERSEDED
-        await self._keep_lease(claimed, caching)
+        await self._keep_lease(attempt, caching)
         self._telemetry.task_ran(claimed.type, time.perf_counter() - started, queue=claimed.queue)
         # Storing the verdict and acking must not be torn apart by a
         # cancellation (a drain that ran out of grace): the verdict is ready,
         # so finishing the write and the ack is the clean way to stop.
-        recording = asyncio.ensure_future(self._record(claimed, verdict, delivery))
+        recording = asyncio.ensure_future(self._record(attempt.current, verdict, delivery))
         try:
             return await asyncio.shield(recording)
         except asyncio.CancelledError:
             return await recording
 
-    async def _unclaim(self, claimed: Task, *, after: asyncio.Future[None]) -> None:
+    async def _unclaim(self, attempt: Attempt, *, after: asyncio.Future[None]) -> None:
         """The delivery is requeued by ``process``: that message is the wake-up,
-        so the transition is recorded without publishing another."""
+        so the transition is recorded without publishing another. A report not
+        written yet is dropped: the next attempt starts without progress."""
         await asyncio.gather(after, return_exceptions=True)  # the PROCESSING write first
+        await attempt.finish()  # a progress write under way lands first: unclaim from its version
+        if attempt.lost.done():
+            return
         try:
-            await self._transitions.record(claimed.unclaim(self._clock.now()), publish=False)
+            await self._transitions.record(attempt.current.unclaim(self._clock.now()), publish=False)
         except ServiceUnavailable as exc:
-            log.warning("task %s not unclaimed (%s); its lease will lapse", claimed.id, exc)
+            log.warning("task %s not unclaimed (%s); its lease will lapse", attempt.current.id, exc)
 
     async def _settle_unclaimed(self, task_id: int, delivery: Delivery) -> Outcome:
         current = await self._attempts.get(task_id, fresh=True)
@@ -187,20 +201,28 @@ class TaskProcessor:
         await delivery.ack()
         return Outcome.SKIPPED
 
-    async def _verdict(self, claimed: Task) -> Task:
+    async def _verdict(self, attempt: Attempt) -> Task:
+        """Computed from the task as the attempt last wrote it, with its last
+        report not written yet (the attempt's writes are over by then)."""
+        claimed = attempt.current
         try:
             handler = self._registry.get(claimed.type)
             value = handler.parse_input(claimed.input)
         except (UnknownTaskType, InvalidInput) as exc:
             return claimed.fail(str(exc), self._clock.now(), None)
-        context = TaskContext(claimed, await self._results_for(claimed, handler))
+        context = TaskContext(claimed, await self._results_for(claimed, handler), attempt.report)
         try:
-            result = await self._run_with_heartbeat(claimed, handler, value, context)
+            result = await self._run_with_heartbeat(attempt, handler, value, context)
         except _HandlerFailed as exc:
             policy = handler.retry or self._config.retry
             retry_in = policy.delay(claimed.attempts) if exc.retryable else None
-            return claimed.fail(str(exc), self._clock.now(), retry_in)
-        return claimed.complete(result, self._clock.now())
+            report = await attempt.finish()
+            return attempt.current.fail(str(exc), self._clock.now(), retry_in, report=report)
+        except BaseException:
+            await attempt.finish()  # lost, or shutting down: nothing more is written
+            raise
+        report = await attempt.finish()
+        return attempt.current.complete(result, self._clock.now(), report=report)
 
     async def _results_for(self, claimed: Task, handler: Handler) -> dict[str, Any]:
         """The results of the tasks it runs after, for a handler that declares
@@ -210,45 +232,37 @@ class TaskProcessor:
         return parent_results(await self._dependencies.parents(claimed))
 
     async def _run_with_heartbeat(
-        self, claimed: Task, handler: Handler, value: Any, context: TaskContext
+        self, attempt: Attempt, handler: Handler, value: Any, context: TaskContext
     ) -> Any:
+        """The handler's result; ``_LeaseLost`` as soon as a renewal, or a
+        progress write, finds the task taken from this attempt."""
         run = asyncio.ensure_future(self._run(handler, value, context))
         interval = self._config.lease_s / 3
         try:
             while True:
-                done, _ = await asyncio.wait({run}, timeout=interval)
-                if done:
+                await asyncio.wait({run, attempt.lost}, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+                if run.done():
                     return run.result()
-                if not await self._renew(claimed):
+                if attempt.lost.done() or not await attempt.renew():
                     raise _LeaseLost
         finally:
             if not run.done():
                 run.cancel()
                 await asyncio.gather(run, return_exceptions=True)
 
-    async def _keep_lease(self, claimed: Task, caching: asyncio.Future[None]) -> None:
+    async def _keep_lease(self, attempt: Attempt, caching: asyncio.Future[None]) -> None:
         """Wait for the PROCESSING write-through before the verdict, renewing the
         lease as the heartbeat does: the attempt is still ours until its verdict
         is stored, and a cache that holds the write (up to its timeout) must not
         let the lease lapse and a sweeper run the task a second time. A renewal
-        that fails stops the renewing; the verdict's compare-and-set then finds
-        the task taken."""
+        that finds the task taken stops the renewing; the verdict's
+        compare-and-set then finds it taken too."""
         interval = self._config.lease_s / 3
         while not caching.done():
             await asyncio.wait({caching}, timeout=interval)
-            if not caching.done() and not await self._renew(claimed):
+            if not caching.done() and not await attempt.renew():
                 break
         await caching
-
-    async def _renew(self, claimed: Task) -> bool:
-        lease_until = self._clock.now() + self._config.lease
-        try:
-            return await self._attempts.renew_lease(claimed.id, claimed.version, lease_until)
-        except ServiceUnavailable as exc:
-            # Keep running: the database may be back before the lease ends, and
-            # if it is not, the fenced verdict write protects the newer attempt.
-            log.warning("could not renew the lease of task %s: %s", claimed.id, exc)
-            return True
 
     async def _run(self, handler: Handler, value: Any, context: TaskContext) -> Any:
         timeout = handler.timeout_s or self._config.task_timeout_s

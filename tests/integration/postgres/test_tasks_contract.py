@@ -1,10 +1,11 @@
-"""The task-table contracts (``tests/contracts/tasks.py``) on ``PostgresTasks``;
+"""The task-table contracts (``tests/contracts/tasks.py``, ``progress.py``) on ``PostgresTasks``;
 the fixtures are in conftest.py."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.contracts.progress import ProgressContract
 from tests.contracts.tasks import (
     AttemptStoreContract,
     TaskFinderContract,
@@ -33,4 +34,8 @@ class TestPostgresTransitionStore(TransitionStoreContract):
 
 
 class TestPostgresUniqueKeys(UniqueKeyContract):
+    pass
+
+
+class TestPostgresProgress(ProgressContract):
     pass
