@@ -4,7 +4,7 @@
 ``StatusCache`` and ``Transitions`` per process, a ``Dispatcher`` over the
 task table), on memory adapters whose state a test can read. Pass any part
 to replace it: a clock the test moves, a registry of its own, a config with
-a short lease, a telemetry that records.
+a short lease, a telemetry that records, a tracer (``tests/unit/test_tracing.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from taskcore import CoreConfig, HandlerRegistry, RetryPolicy, TaskProcessor, TaskService
 from taskcore.adapters.memory import (
@@ -31,7 +32,7 @@ from taskcore.adapters.memory import (
     MemoryWorkflows,
 )
 from taskcore.model.webhooks import CallbackPolicy
-from taskcore.ports import Clock
+from taskcore.ports import Clock, SubmitTracing, WorkTracing
 from taskcore.transitions.announcer import ChangeAnnouncer
 from taskcore.transitions.dispatch import Dispatcher
 from taskcore.transitions.status_cache import COMPLETED_MEMO, StatusCache
@@ -39,6 +40,10 @@ from taskcore.transitions.writer import Transitions
 from taskcore.work.retention import Retention
 from taskcore.work.sweeper import Sweeper
 from taskcore.workflows.service import WorkflowService
+
+
+class Tracing(SubmitTracing, WorkTracing, Protocol):
+    """Both paths' tracing ports: what ``OtelTracing`` and ``NoTracing`` are."""
 
 
 class ManualClock:
@@ -130,6 +135,7 @@ def build_core(
     executor: Executor | None = None,
     flush_delay_s: float = 0,
     completed_memo: int = COMPLETED_MEMO,
+    tracing: Tracing | None = None,
 ) -> Core:
     clock = clock or ManualClock()
     registry = registry or reverse_registry()
@@ -164,6 +170,7 @@ def build_core(
         # Callbacks signed (the sender's secret is the test's) and allowed to
         # any address: the address checks have tests of their own.
         callbacks=CallbackPolicy(allow_private=True),
+        tracing=tracing,
     )
     return Core(
         clock=clock,
@@ -194,6 +201,7 @@ def build_core(
             executor=executor,
             telemetry=telemetry,
             dependencies=workflows,
+            tracing=tracing,
         ),
         retention=retention,
         sweeper=Sweeper(

@@ -14,10 +14,11 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from dependency_injector import containers, providers
 
+from taskcore.adapters import otel
 from taskcore.adapters.memory import (
     MemoryCache,
     MemoryCensus,
@@ -66,6 +67,7 @@ from taskcore.submit.reads import TaskReads
 from taskcore.submit.service import TaskService
 from taskcore.submit.waiting import ChangeListener, TaskWatcher
 from taskcore.telemetry import MeteredCache
+from taskcore.tracing import NoTracing
 from taskcore.transitions.announcer import ChangeAnnouncer
 from taskcore.transitions.dispatch import Dispatcher
 from taskcore.transitions.status_cache import StatusCache
@@ -80,6 +82,9 @@ from taskcore.work.retention import Retention
 from taskcore.work.sweeper import Sweeper
 from taskcore.work.worker import Worker
 from taskcore.workflows.service import WorkflowService
+
+if TYPE_CHECKING:
+    from taskcore.adapters.otel.tracing import OtelTracing
 
 
 def _thread_pool(max_workers: int) -> Iterator[ThreadPoolExecutor]:
@@ -134,6 +139,38 @@ def _worker_queues(settings: Settings, registry: HandlerRegistry) -> list[str]:
             f" the registry's queues are {', '.join(registry.queues())}"
         )
     return named
+
+
+def _tracing(settings: Settings) -> NoTracing | OtelTracing:
+    """OpenTelemetry when ``TASKCORE_OTEL`` asks for it (``auto``: when the
+    extra is installed), else ``NoTracing``, which imports nothing."""
+    exporting = settings.otel_exporter != "none"
+    if settings.otel == "off":
+        if exporting:
+            raise ConfigurationError(
+                "TASKCORE_OTEL_EXPORTER: exporting spans needs TASKCORE_OTEL on, not off"
+            )
+        return NoTracing()
+    if not otel.installed(sdk=exporting):
+        needed = "opentelemetry-sdk" if otel.installed() else "opentelemetry-api"
+        if settings.otel == "on" or exporting:
+            variable = "TASKCORE_OTEL_EXPORTER" if exporting else "TASKCORE_OTEL"
+            raise ConfigurationError(f"{variable}: {needed} is not installed: pip install 'taskcore[otel]'")
+        return NoTracing()
+    return otel.otel_tracing()
+
+
+def _span_export(settings: Settings, tracing: NoTracing | OtelTracing) -> Iterator[None]:
+    """With ``TASKCORE_OTEL_EXPORTER=console``, this process prints its spans
+    (a JSON object a line, on standard output) until it stops."""
+    if settings.otel_exporter == "none" or isinstance(tracing, NoTracing):
+        yield None
+        return
+    stop = otel.export_spans(settings.otel_exporter)
+    try:
+        yield None
+    finally:
+        stop()
 
 
 def _backend(url: str | None, name: str) -> str:
@@ -247,6 +284,9 @@ class Container(containers.DeclarativeContainer):
     executor = providers.Resource(_thread_pool, max_workers=settings.provided.worker_concurrency)
 
     telemetry = providers.Singleton(PrometheusTelemetry)
+    # OpenTelemetry spans (README "Tracing"), or NoTracing; the export, if this process prints them.
+    tracing = providers.Singleton(_tracing, settings)
+    span_export = providers.Resource(_span_export, settings, tracing)
     metered_cache = providers.Singleton(MeteredCache, cache, telemetry)
     queue_depths = providers.Resource(_queue_depth_readings, queue, telemetry, queues)
 
@@ -278,6 +318,7 @@ class Container(containers.DeclarativeContainer):
             signing=providers.Callable(lambda s: s.webhook_secret is not None, settings),
             allow_private=settings.provided.webhook_allow_private,
         ),
+        tracing=tracing,
     )
     reads = providers.Singleton(TaskReads, tasks=tasks, cache=status_cache)
     workflows = providers.Singleton(
@@ -340,6 +381,7 @@ class Container(containers.DeclarativeContainer):
         telemetry=telemetry,
         pauses=pauses,
         dependencies=workflow_store,
+        tracing=tracing,
     )
     # Deleting finished tasks past their retention: each sweep, and `taskcore prune`.
     retention = providers.Singleton(

@@ -60,6 +60,20 @@ class TaskBatchesContract:
         assert added[3].task.id == added[2].task.id
         assert (added[4].task.after, added[4].task.blocked) == ((parent.id,), True)
 
+    async def test_each_task_of_a_batch_keeps_its_trace_context(self, tasks: Batches) -> None:
+        parent = await tasks.add(new_task())
+        contexts = ["plain", "unique", "dependent", None]
+        added = await tasks.add_many(
+            [
+                numbered(1, trace_context="plain"),
+                numbered(2, trace_context="unique", unique_key="u"),
+                numbered(3, trace_context="dependent", after=(parent.id,)),
+                numbered(4),
+            ]
+        )
+        assert [one.task.trace_context for one in added] == contexts
+        assert [(await tasks.get(one.task.id, fresh=True)) == one.task for one in added] == [True] * 4
+
     async def test_a_dependent_task_of_no_task_stores_none(self, tasks: Batches) -> None:
         with pytest.raises(InvalidInput, match="987654"):
             await tasks.add_many([numbered(1), numbered(2, after=(987654,))])

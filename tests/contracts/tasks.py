@@ -169,6 +169,43 @@ class TaskStoreContract:
         assert await tasks.save(retrying)
         assert await tasks.get(added.id, fresh=True) == retrying
 
+    async def test_the_trace_context_is_stored_by_every_add_and_kept_by_every_change(
+        self, tasks: Tasks
+    ) -> None:
+        """What tracing carries from a submit to each attempt (``ports/tracing.py``):
+        stored by each way a task is added, concurrent ones each their own."""
+
+        def traced(n: int) -> NewTask:
+            context = f'{{"traceparent":"00-{n + 1:032x}-{n + 1:016x}-01"}}'
+            return msgspec.structs.replace(new_task(), trace_context=context)
+
+        carrier = traced(0).trace_context
+
+        added = await tasks.add(traced(0))
+        assert added.trace_context == carrier
+        assert (await tasks.add(new_task())).trace_context is None
+        together = await asyncio.gather(*(tasks.add(traced(n)) for n in range(1, 6)))
+        assert [task.trace_context for task in together] == [traced(n).trace_context for n in range(1, 6)]
+        unique = await tasks.add_unique(msgspec.structs.replace(traced(7), unique_key="k"))
+        assert unique.task.trace_context == traced(7).trace_context
+        key = IdempotencyKey(key="k", request_hash="h", expired_before=T0 - timedelta(days=1))
+        once = await tasks.add_once(traced(8), key)
+        assert once.task.trace_context == traced(8).trace_context
+        claimed = await tasks.claim(added.id, later(1), LEASE)
+        assert claimed is not None
+        assert claimed.trace_context == carrier
+        retrying = claimed.fail("boom", later(2), timedelta(seconds=5))
+        assert await tasks.save(retrying)
+        again = await tasks.claim(added.id, later(10), LEASE)
+        assert again is not None
+        assert again.trace_context == carrier
+        failed = again.fail("boom", later(11), None)
+        assert await tasks.save(failed)
+        assert await tasks.save(failed.retry(later(12)))
+        stored = await tasks.get(added.id, fresh=True)
+        assert stored is not None
+        assert (stored.status, stored.trace_context) == (TaskStatus.PENDING, carrier)
+
     # -- idempotency keys -----------------------------------------------------
     # Forgetting expired keys is the sweeper's: see the recovery contract.
 

@@ -54,6 +54,16 @@ class WorkflowsContract:
         assert {task.workflow_id for task in found.steps} == {found.id}
         assert await workflows.workflow(10**9) is None
 
+    async def test_each_step_keeps_its_trace_context(self, workflows: Workflows) -> None:
+        stored = await workflows.add_workflow(
+            name=None,
+            owner=None,
+            created_at=T0,
+            steps=[step("a", trace_context="submit"), step("b", trace_context="submit")],
+            after=[[], [0]],
+        )
+        assert [task.trace_context for task in stored.steps] == ["submit", "submit"]
+
     async def test_a_workflow_with_a_step_that_cannot_be_stored_stores_nothing(
         self, workflows: Workflows, tasks: Tasks
     ) -> None:

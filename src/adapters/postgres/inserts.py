@@ -61,6 +61,7 @@ def add_params(new: NewTask) -> dict[str, Any]:
         "workflow_id": new.workflow_id,
         "step": new.step,
         "callback_url": new.callback_url,
+        "trace_context": new.trace_context,
     }
 
 
@@ -93,6 +94,7 @@ ADD_COLUMNS = {
     "concurrency_keys": "concurrency_key",
     "rate_keys": "rate_key",
     "callback_urls": "callback_url",
+    "trace_contexts": "trace_context",
 }
 _ADD_UNIQUE_COLUMNS = {
     **ADD_COLUMNS,

@@ -7,10 +7,11 @@
 -- A new task starts as Task.created makes it: PENDING, no attempt, version 1.
 INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created_at, updated_at, run_at, owner,
                    priority, queue, concurrency_key, rate_key, after, run_anyway, blocked, workflow_id, step,
-                   callback_url)
+                   callback_url, trace_context)
 VALUES (%(type)s, %(input)s, 'PENDING', 0, %(max_attempts)s, 1, %(created_at)s, %(created_at)s, %(run_at)s,
         %(owner)s, %(priority)s, %(queue)s, %(concurrency_key)s, %(rate_key)s, %(after)s::bigint[],
-        %(run_anyway)s, cardinality(%(after)s::bigint[]) > 0, %(workflow_id)s, %(step)s, %(callback_url)s)
+        %(run_anyway)s, cardinality(%(after)s::bigint[]) > 0, %(workflow_id)s, %(step)s, %(callback_url)s,
+        %(trace_context)s)
 RETURNING *;
 
 -- name: add_tasks
@@ -23,15 +24,15 @@ WITH new AS (
     FROM unnest(%(types)s::text[], %(inputs)s::jsonb[], %(max_attempts)s::integer[],
                 %(created_at)s::timestamptz[], %(run_at)s::timestamptz[], %(owners)s::text[],
                 %(priorities)s::smallint[], %(queues)s::text[], %(concurrency_keys)s::text[],
-                %(rate_keys)s::text[], %(callback_urls)s::text[]) WITH ORDINALITY
+                %(rate_keys)s::text[], %(callback_urls)s::text[], %(trace_contexts)s::text[]) WITH ORDINALITY
          AS given(type, input, max_attempts, created_at, run_at, owner, priority, queue, concurrency_key,
-                  rate_key, callback_url, position)
+                  rate_key, callback_url, trace_context, position)
 ), added AS (
     INSERT INTO tasks (id, type, input, status, attempts, max_attempts, version, created_at, updated_at,
-                       run_at, owner, priority, queue, concurrency_key, rate_key, callback_url)
+                       run_at, owner, priority, queue, concurrency_key, rate_key, callback_url, trace_context)
     OVERRIDING SYSTEM VALUE
     SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority,
-           queue, concurrency_key, rate_key, callback_url
+           queue, concurrency_key, rate_key, callback_url, trace_context
     FROM new
     RETURNING *
 )
@@ -55,18 +56,20 @@ WITH new AS (
     FROM unnest(%(types)s::text[], %(inputs)s::jsonb[], %(max_attempts)s::integer[],
                 %(created_at)s::timestamptz[], %(run_at)s::timestamptz[], %(owners)s::text[],
                 %(priorities)s::smallint[], %(queues)s::text[], %(concurrency_keys)s::text[],
-                %(rate_keys)s::text[], %(callback_urls)s::text[], %(unique_keys)s::text[], %(afters)s::text[],
-                %(run_anyways)s::boolean[], %(workflow_ids)s::bigint[], %(steps)s::text[]) WITH ORDINALITY
+                %(rate_keys)s::text[], %(callback_urls)s::text[], %(trace_contexts)s::text[],
+                %(unique_keys)s::text[], %(afters)s::text[], %(run_anyways)s::boolean[],
+                %(workflow_ids)s::bigint[], %(steps)s::text[]) WITH ORDINALITY
          AS given(type, input, max_attempts, created_at, run_at, owner, priority, queue, concurrency_key,
-                  rate_key, callback_url, unique_key, after_text, run_anyway, workflow_id, step, position)
+                  rate_key, callback_url, trace_context, unique_key, after_text, run_anyway, workflow_id, step,
+                  position)
 ), added AS (
     INSERT INTO tasks (id, type, input, status, attempts, max_attempts, version, created_at, updated_at,
                        run_at, owner, priority, queue, concurrency_key, rate_key, unique_key, after, run_anyway,
-                       blocked, workflow_id, step, callback_url)
+                       blocked, workflow_id, step, callback_url, trace_context)
     OVERRIDING SYSTEM VALUE
     SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority,
            queue, concurrency_key, rate_key, unique_key, after_text::bigint[], run_anyway,
-           cardinality(after_text::bigint[]) > 0, workflow_id, step, callback_url
+           cardinality(after_text::bigint[]) > 0, workflow_id, step, callback_url, trace_context
     FROM new
     ORDER BY type, coalesce(owner, ''), unique_key, position
     ON CONFLICT (type, coalesce(owner, ''), unique_key)

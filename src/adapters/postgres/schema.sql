@@ -67,6 +67,9 @@ CREATE TABLE tasks (
     progress_at timestamptz,
     -- Completion webhooks: the task's own receiver, told when it ends.
     callback_url text,
+    -- Tracing: the submit's trace context (W3C traceparent/tracestate as a JSON
+    -- object), so every attempt joins its trace; NULL when not traced.
+    trace_context text,
     -- A PROCESSING row without a lease would never be swept; a lease on any
     -- other row would make the sweeper release a task nobody holds.
     CONSTRAINT tasks_lease_iff_processing CHECK ((status = 'PROCESSING') = (lease_until IS NOT NULL)),

@@ -30,11 +30,13 @@ from taskcore.entrypoints.http.rate_limit import rate_limit_middleware
 from taskcore.entrypoints.http.request_id import RequestIdPlugin
 from taskcore.entrypoints.http.submit_schema import SubmitBodySchemaPlugin
 from taskcore.entrypoints.http.tasks_controller import TaskController, TaskEndpoints
+from taskcore.entrypoints.http.tracing import TraceContinuation
 from taskcore.entrypoints.http.webhooks_controller import WebhookController
 from taskcore.entrypoints.http.workflows_controller import WorkflowController
 from taskcore.entrypoints.lifecycle import dependencies, open_resources
 from taskcore.entrypoints.stopping import StartupStopped
 from taskcore.queues.admin import QueueAdmin
+from taskcore.tracing import NoTracing
 from taskcore.webhooks.admin import WebhookAdmin
 from taskcore.workflows.service import WorkflowService
 
@@ -131,6 +133,9 @@ def create_app(
     # Order matters: the metrics count what auth and the rate limit answer too,
     # and the rate limit keys on the principal the auth middleware sets.
     middleware: list[Middleware] = [http_metrics()]
+    tracing = container.tracing()
+    if not isinstance(tracing, NoTracing):  # a client's traceparent continues into its submits
+        middleware.append(TraceContinuation(tracing))
     if verifier:
         middleware.append(jwt_middleware(verifier, exclude=PUBLIC_PATHS))
     if settings.rate_limit_submit_per_minute:

@@ -61,6 +61,8 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     step: str | None = None
     unique_key: str | None = None  # model/uniqueness.py
     callback_url: str | None = None  # model/webhooks.py: told when the task ends
+    # The submit's trace, as the tracer serialises it (ports/tracing.py); None: not traced.
+    trace_context: str | None = None
 
     def __post_init__(self) -> None:
         check_priority(self.priority)
@@ -114,6 +116,10 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     progress_message: str | None = None
     progress_at: datetime | None = None
     callback_url: str | None = None  # model/webhooks.py: told when the task ends
+    # The trace of the submit that created it, as the tracer serialised it
+    # (ports/tracing.py): every attempt's spans join it, so retries and
+    # re-dispatches keep it. Opaque to the core; None when it was not traced.
+    trace_context: str | None = None
 
     @classmethod
     def created(cls, task_id: int, new: NewTask) -> Task:
@@ -138,6 +144,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             step=new.step,
             unique_key=new.unique_key,
             callback_url=new.callback_url,
+            trace_context=new.trace_context,
         )
 
     def visible_to(self, owner: str | None) -> bool:

@@ -33,6 +33,7 @@ from taskcore.ports.telemetry import (
     WebhookTelemetry,
     WorkTelemetry,
 )
+from taskcore.ports.tracing import ClaimSpan, RunSpan, SubmitSpan, SubmitTracing, WorkTracing
 from taskcore.ports.transactional import CommitNotices, Transaction, TransactionalStore
 from taskcore.ports.webhooks import DeliveryReads, WebhookEndpoints, WebhookOutbox, WebhookPoster
 from taskcore.ports.workflows import Dependencies, WorkflowStore
@@ -41,6 +42,7 @@ __all__ = [
     "AttemptStore",
     "CacheTelemetry",
     "ChangeFeed",
+    "ClaimSpan",
     "Clock",
     "CommitNotices",
     "ConcurrencySlots",
@@ -55,7 +57,10 @@ __all__ = [
     "QueueSwitches",
     "RecoveryStore",
     "RecoveryTelemetry",
+    "RunSpan",
+    "SubmitSpan",
     "SubmitTelemetry",
+    "SubmitTracing",
     "TaskBatches",
     "TaskCache",
     "TaskFinder",
@@ -72,6 +77,7 @@ __all__ = [
     "WebhookPoster",
     "WebhookTelemetry",
     "WorkTelemetry",
+    "WorkTracing",
     "WorkerRoster",
     "WorkflowStore",
 ]

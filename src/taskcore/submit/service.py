@@ -26,6 +26,7 @@ from taskcore.model.workflows import check_after
 from taskcore.ports import (
     Clock,
     SubmitTelemetry,
+    SubmitTracing,
     TaskBatches,
     TaskFinder,
     TaskStore,
@@ -35,6 +36,7 @@ from taskcore.ports import (
 from taskcore.submit.bulk import MAX_BULK, BulkChanges, BulkOutcome
 from taskcore.submit.reads import TaskReads
 from taskcore.telemetry import NoTelemetry
+from taskcore.tracing import NoTracing
 from taskcore.transitions.writer import Transitions
 
 log = logging.getLogger("taskcore.service")
@@ -71,11 +73,13 @@ class TaskService:
         finder: TaskFinder | None = None,
         batches: TaskBatches | None = None,
         transactional: TransactionalStore | None = None,
+        tracing: SubmitTracing | None = None,
         callbacks: CallbackPolicy | None = None,
     ) -> None:
         """``finder`` (the tasks' ``TaskFinder``) is what the bulk actions
         (``cancel_matching``, ``retry_matching``) walk; without it they are
-        refused, and the rest works."""
+        refused, and the rest works. ``tracing``: a span per submit, whose
+        context each task it stores carries (``ports/tracing.py``)."""
         self._tasks = tasks
         self._transitions = transitions
         self._reads = TaskReads(tasks=tasks, cache=transitions.cache)
@@ -84,11 +88,17 @@ class TaskService:
         )
         self._batches = batches
         self._transactional = transactional
-        self._callbacks = callbacks or CallbackPolicy(signing=False)  # model/webhooks.py
         self._registry = registry
         self._clock = clock
         self._idempotency_ttl = idempotency_ttl
         self._telemetry = telemetry or NoTelemetry()
+        self._tracing = tracing or NoTracing()
+        self._callbacks = callbacks or CallbackPolicy(signing=False)  # model/webhooks.py
+
+    @property
+    def tracing(self) -> SubmitTracing:
+        """The tracer of its submits, for the other paths that create tasks (workflows)."""
+        return self._tracing
 
     async def submit(
         self,
@@ -198,33 +208,47 @@ class TaskService:
         request, ``IdempotencyConflict``), whatever became of the task: a
         replay never creates a task, even once the unique key is free again.
         """
-        # In a caller's transaction the tasks it runs after may be its own
-        # uncommitted ones: the store checks them there, as it stores it.
-        parents = check_after(after) if connection is not None else await self._visible_parents(after, owner)
-        new = self.new_task(
-            task_type,
-            input_data,
-            delay=delay,
-            owner=owner,
-            priority=priority,
-            queue=queue,
-            unique_key=unique_key,
-            after=parents,
-            run_anyway=run_anyway,
-            callback_url=callback_url,
-        )
-        if connection is not None:
-            return await self._submit_within(connection, new, idempotency_key)
+        with self._tracing.submitting(task_type) as span:
+            # In a caller's transaction the tasks it runs after may be its own
+            # uncommitted ones: the store checks them there, as it stores it.
+            parents = (
+                check_after(after) if connection is not None else await self._visible_parents(after, owner)
+            )
+            new = self.new_task(
+                task_type,
+                input_data,
+                delay=delay,
+                owner=owner,
+                priority=priority,
+                queue=queue,
+                unique_key=unique_key,
+                after=parents,
+                run_anyway=run_anyway,
+                callback_url=callback_url,
+                trace_context=span.trace_context,
+            )
+            if connection is not None:
+                submitted = await self._submit_within(connection, new, idempotency_key)
+            else:
+                submitted = await self._store(new, idempotency_key, queue=queue, unique_key=unique_key)
+            span.stored(submitted.task, created=submitted.created)
+            return submitted
+
+    async def _store(
+        self, new: NewTask, idempotency_key: str | None, *, queue: str | None, unique_key: str | None
+    ) -> Submitted:
+        """Store a validated task, wake it and write it through; ``queue`` and
+        ``unique_key`` as the request gave them, for its Idempotency-Key."""
         if idempotency_key is not None:
             fingerprint = request_hash(
-                task_type,
+                new.type,
                 new.input,
                 priority=new.priority,
                 queue=queue,
                 unique_key=unique_key,
                 after=new.after,
-                run_anyway=run_anyway,
-                callback_url=callback_url,
+                run_anyway=new.run_anyway,
+                callback_url=new.callback_url,
             )
             key = IdempotencyKey(
                 key=idempotency_key,
@@ -280,6 +304,21 @@ class TaskService:
             raise ConfigurationError("bulk submit needs the TaskService to be given its batches")
         if not 1 <= len(requests) <= MAX_BATCH:
             raise InvalidInput(f"a batch has 1 to {MAX_BATCH} tasks, got {len(requests)}")
+        types = {request.type for request in requests}
+        # One span for the batch: every task of it carries its context.
+        with self._tracing.submitting(types.pop() if len(types) == 1 else None, count=len(requests)) as span:
+            submitted = await self._submit_many(self._batches, requests, owner, span.trace_context)
+            for one in submitted:
+                span.stored(one.task, created=one.created)
+            return submitted
+
+    async def _submit_many(
+        self,
+        batches: TaskBatches,
+        requests: Sequence[TaskRequest],
+        owner: str | None,
+        trace_context: str | None,
+    ) -> list[Submitted]:
         news = []
         for index, request in enumerate(requests):
             try:
@@ -295,11 +334,12 @@ class TaskService:
                         after=await self._visible_parents(request.after, owner),
                         run_anyway=request.run_anyway,
                         callback_url=request.callback_url,
+                        trace_context=trace_context,
                     )
                 )
             except (InvalidInput, UnknownTaskType) as exc:
                 raise InvalidInput(f"items[{index}]: {exc}", index=index) from exc
-        added = await self._batches.add_many(news)
+        added = await batches.add_many(news)
         submitted = [Submitted(one.task, deduplicated=not one.created) for one in added]
         created = [one.task for one in submitted if one.created]
         await asyncio.gather(*(self._transitions.created(task) for task in created))
@@ -337,10 +377,11 @@ class TaskService:
         workflow_id: int | None = None,
         step: str | None = None,
         callback_url: str | None = None,
+        trace_context: str | None = None,
     ) -> NewTask:
         """Validate a task to submit (its type, input, queue, priority, unique
         key and callback URL) and build what the store needs; raises what a
-        refused submit answers."""
+        refused submit answers. ``trace_context``: the submit span's, to store."""
         check_priority(priority)
         if unique_key is not None:
             check_unique_key(unique_key)
@@ -370,6 +411,7 @@ class TaskService:
             workflow_id=workflow_id,
             step=step,
             callback_url=callback_url,
+            trace_context=trace_context,
         )
 
     async def get(

@@ -20,6 +20,7 @@ import enum
 import logging
 import time
 from concurrent.futures import Executor
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -32,8 +33,9 @@ from taskcore.model.messages import InvalidMessage, decode_task_message
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import Task
 from taskcore.model.workflows import parent_results
-from taskcore.ports import AttemptStore, Clock, Delivery, Dependencies, WorkTelemetry
+from taskcore.ports import AttemptStore, Clock, Delivery, Dependencies, RunSpan, WorkTelemetry, WorkTracing
 from taskcore.telemetry import NoTelemetry
+from taskcore.tracing import NoTracing
 from taskcore.transitions.writer import Transitions
 from taskcore.work import log_context
 from taskcore.work.attempt import Attempt
@@ -85,10 +87,13 @@ class TaskProcessor:
         telemetry: WorkTelemetry | None = None,
         pauses: PauseWatcher | None = None,
         dependencies: Dependencies | None = None,
+        tracing: WorkTracing | None = None,
     ) -> None:
         """``pauses``: the worker's view of the paused queues; without it a
         wake-up whose queue is paused is dropped (the sweeper wakes the task
-        again much later), so a worker should have one."""
+        again much later), so a worker should have one. ``tracing``: a span
+        per claim and per attempt, in the trace the task carries; the
+        attempt's is current while its handler runs."""
         self._attempts = attempts
         self._pauses = pauses
         self._dependencies = dependencies  # the results of the tasks a step runs after
@@ -98,6 +103,7 @@ class TaskProcessor:
         self._config = config
         self._executor = executor
         self._telemetry = telemetry or NoTelemetry()
+        self._tracing = tracing or NoTracing()
 
     async def process(self, delivery: Delivery, *, alone: bool = False) -> Outcome:
         """``alone``: the worker runs nothing else while this delivery's task
@@ -122,13 +128,25 @@ class TaskProcessor:
 
     async def _process(self, task_id: int, delivery: Delivery, alone: bool) -> Outcome:
         now = self._clock.now()
-        claimed = await self._attempts.claim(task_id, now, self._config.lease, alone=alone)
+        with self._tracing.claiming() as claim:
+            claimed = await self._attempts.claim(task_id, now, self._config.lease, alone=alone)
+            if claimed is not None:
+                claim.claimed(claimed)
         if claimed is None:
             return await self._settle_unclaimed(task_id, delivery)
         if claimed.status is TaskStatus.PENDING:  # deferred by its rate limit
             await self._transitions.deferred(claimed)
             await delivery.ack()
             return Outcome.DEFERRED
+        # The run span is current from here: the handler's task and thread copy this context.
+        with self._tracing.running(claimed) as run:
+            outcome = await self._attempt(claimed, delivery, run, now)
+            run.settled(outcome.value)
+            return outcome
+
+    async def _attempt(self, claimed: Task, delivery: Delivery, run: RunSpan, now: datetime) -> Outcome:
+        """Run the claimed attempt, store its verdict, ack."""
+        task_id = claimed.id
         log_context.claimed(claimed)
         waited = max(0.0, (now - claimed.run_at).total_seconds())
         self._telemetry.task_claimed(claimed.type, waited, queue=claimed.queue)
@@ -145,7 +163,7 @@ class TaskProcessor:
             config=self._config,
         )
         try:
-            verdict = await self._verdict(attempt)
+            verdict = await self._verdict(attempt, run)
         except asyncio.CancelledError:
             # Shutting down mid-run: undo the claim so the next worker claims
             # it at once instead of waiting for the lease to lapse.
@@ -161,7 +179,7 @@ class TaskProcessor:
         # Storing the verdict and acking must not be torn apart by a
         # cancellation (a drain that ran out of grace): the verdict is ready,
         # so finishing the write and the ack is the clean way to stop.
-        recording = asyncio.ensure_future(self._record(attempt.current, verdict, delivery))
+        recording = asyncio.ensure_future(self._record(attempt.current, verdict, delivery, run))
         try:
             return await asyncio.shield(recording)
         except asyncio.CancelledError:
@@ -201,7 +219,7 @@ class TaskProcessor:
         await delivery.ack()
         return Outcome.SKIPPED
 
-    async def _verdict(self, attempt: Attempt) -> Task:
+    async def _verdict(self, attempt: Attempt, run: RunSpan) -> Task:
         """Computed from the task as the attempt last wrote it, with its last
         report not written yet (the attempt's writes are over by then)."""
         claimed = attempt.current
@@ -209,11 +227,13 @@ class TaskProcessor:
             handler = self._registry.get(claimed.type)
             value = handler.parse_input(claimed.input)
         except (UnknownTaskType, InvalidInput) as exc:
+            run.failed(str(exc), exc)
             return claimed.fail(str(exc), self._clock.now(), None)
         context = TaskContext(claimed, await self._results_for(claimed, handler), attempt.report)
         try:
             result = await self._run_with_heartbeat(attempt, handler, value, context)
         except _HandlerFailed as exc:
+            run.failed(str(exc), exc.__cause__)
             policy = handler.retry or self._config.retry
             retry_in = policy.delay(claimed.attempts) if exc.retryable else None
             report = await attempt.finish()
@@ -288,12 +308,13 @@ class TaskProcessor:
         variables = contextvars.copy_context()
         return await loop.run_in_executor(self._executor, variables.run, handler.bind(value, context))
 
-    async def _record(self, claimed: Task, verdict: Task, delivery: Delivery) -> Outcome:
+    async def _record(self, claimed: Task, verdict: Task, delivery: Delivery, run: RunSpan) -> Outcome:
         try:
             saved = await self._transitions.record(verdict)  # a retry's wake-up is delayed until run_at
         except UnstorableValue as exc:
             # The handler produced something the repository cannot hold: that is
             # the handler's failure, final, not a reason to redeliver forever.
+            run.failed(f"the verdict cannot be stored: {exc}", exc)
             verdict = claimed.fail(f"the verdict cannot be stored: {exc}", self._clock.now(), None)
             saved = await self._transitions.record(verdict)
         if not saved:

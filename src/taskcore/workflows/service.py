@@ -38,6 +38,24 @@ class WorkflowService:
         and wake the ones that run after nothing; the stored workflow, its
         steps in the order given."""
         ordered = ordered_steps(steps)
+        # One submit span for the workflow: every step carries its context.
+        with self._tasks.tracing.submitting(None, count=len(ordered)) as span:
+            stored = await self._add(ordered, name, owner, span.trace_context)
+            for task in stored.steps:
+                span.stored(task, created=True)
+        given = {step.name: index for index, step in enumerate(steps)}
+        return StoredWorkflow(
+            id=stored.id,
+            name=stored.name,
+            owner=stored.owner,
+            created_at=stored.created_at,
+            steps=sorted(stored.steps, key=lambda task: given[task.step or ""]),
+        )
+
+    async def _add(
+        self, ordered: Sequence[StepSpec], name: str | None, owner: str | None, trace_context: str | None
+    ) -> StoredWorkflow:
+        """Validate and store the steps (in dependency order), wake the ones that run after nothing."""
         position = {step.name: index for index, step in enumerate(ordered)}
         news = []
         for step in ordered:
@@ -51,6 +69,7 @@ class WorkflowService:
                         queue=step.queue,
                         run_anyway=step.run_anyway,
                         step=step.name,
+                        trace_context=trace_context,
                     )
                 )
             except (InvalidInput, UnknownTaskType) as exc:
@@ -64,14 +83,7 @@ class WorkflowService:
         )
         for task in stored.steps:
             await self._transitions.created(task)
-        given = {step.name: index for index, step in enumerate(steps)}
-        return StoredWorkflow(
-            id=stored.id,
-            name=stored.name,
-            owner=stored.owner,
-            created_at=stored.created_at,
-            steps=sorted(stored.steps, key=lambda task: given[task.step or ""]),
-        )
+        return stored
 
     async def get(self, workflow_id: int, *, owner: str | None = None) -> StoredWorkflow:
         """``owner``'s workflow (``None``: anyone's), or ``WorkflowNotFound``."""
