@@ -290,7 +290,9 @@ class Container(containers.DeclarativeContainer):
     metered_cache = providers.Singleton(MeteredCache, cache, telemetry)
     queue_depths = providers.Resource(_queue_depth_readings, queue, telemetry, queues)
 
-    dispatcher = providers.Singleton(Dispatcher, log=tasks, queue=queue, clock=clock)
+    dispatcher = providers.Singleton(
+        Dispatcher, log=tasks, queue=queue, clock=clock, batch=settings.provided.wake_up_batch
+    )
     # One per process, shared, so a write missed by the processor is replayed by the sweeper.
     announcer = providers.Singleton(ChangeAnnouncer, changes)
     status_cache = providers.Singleton(StatusCache, metered_cache, core_config, announcer)

@@ -30,10 +30,26 @@ HELD_REPORTS = timedelta(seconds=15)  # the sweeper's HELD_REPORTS_S
 
 
 async def confirmed(tasks: Tasks, *, at: float = 1, priority: int = 0, run_at: float = 0) -> Task:
-    """A PENDING task due at ``later(run_at)`` whose message was confirmed at ``later(at)``."""
+    """A PENDING task due at ``later(run_at)`` whose message, its own, was
+    confirmed at ``later(at)``: the first such message at that very time, the
+    next ones a microsecond apart, as a dispatcher times its messages."""
     task = await tasks.add(msgspec.structs.replace(new_task(run_at=later(run_at)), priority=priority))
-    await tasks.mark_dispatched([task.id], later(at))
+    time = later(at)
+    while time in _message_times:
+        time += timedelta(microseconds=1)
+    _message_times.add(time)
+    await tasks.mark_dispatched([(task.id, time)])
     return task
+
+
+_message_times: set[datetime] = set()  # of the messages ``confirmed`` made (tasks are new each test)
+
+
+async def sharing_a_message(tasks: Tasks, count: int, *, at: float = 1) -> list[Task]:
+    """``count`` PENDING tasks woken by one message confirmed at ``later(at)``."""
+    added = [await tasks.add(new_task()) for _ in range(count)]
+    await tasks.mark_dispatched([(task.id, later(at)) for task in added])
+    return added
 
 
 async def take(
@@ -83,9 +99,9 @@ class WakeUpCensusContract:
         """Tasks of a queue the sweeper does not know (no handler uses it any
         more) have no ready count to match: they are not woken again and again."""
         orphan = await tasks.add(msgspec.structs.replace(new_task(), queue="gone"))
-        await tasks.mark_dispatched([orphan.id], later(1))
+        await tasks.mark_dispatched([(orphan.id, later(1))])
         mail = await tasks.add(msgspec.structs.replace(new_task(), queue="emails"))
-        await tasks.mark_dispatched([mail.id], later(1))
+        await tasks.mark_dispatched([(mail.id, later(1))])
         assert await take(census, 100, queues=("default", "emails")) == []
         assert ids(await take(census, 200, queues=("default", "emails"))) == {mail.id}
 
@@ -204,7 +220,7 @@ class WakeUpCensusContract:
         async def claimed(max_attempts: int = 3) -> Task:
             """Confirmed at later(1), then claimed at later(2)."""
             task = await tasks.add(new_task(max_attempts=max_attempts))
-            await tasks.mark_dispatched([task.id], later(1))
+            await tasks.mark_dispatched([(task.id, later(1))])
             claimed = await tasks.claim(task.id, later(2), LEASE)
             assert claimed is not None
             return claimed
@@ -255,3 +271,28 @@ class WakeUpCensusContract:
         assert await take(census, 116, ready=2) == []  # nothing left to pick: it begins again
         assert await take(census, 130, ready=2) == []
         assert ids(await take(census, 131, ready=2)) == ids(late)
+
+    async def test_the_tasks_of_one_message_count_as_one_message(
+        self, census: WakeUpCensus, tasks: Tasks
+    ) -> None:
+        await sharing_a_message(tasks, 5, at=1)
+        await sharing_a_message(tasks, 3, at=2)
+        assert await take(census, 100, ready=2) == []  # two messages, both on the broker
+        assert await take(census, 200, ready=2) == []
+
+    async def test_a_lost_message_wakes_every_task_it_woke(self, census: WakeUpCensus, tasks: Tasks) -> None:
+        lost = await sharing_a_message(tasks, 5, at=1)
+        await sharing_a_message(tasks, 3, at=2)  # still on the broker
+        assert await take(census, 100, ready=1) == []  # one message missing: remembered
+        woken = await take(census, 115, ready=1)
+        assert ids(woken) == ids(lost)  # the older message's five, not the other's three
+        assert await take(census, 115, ready=1 + 1) == []  # stamped now: one message again
+
+    async def test_the_limit_bounds_the_tasks_of_the_messages_taken(
+        self, census: WakeUpCensus, tasks: Tasks
+    ) -> None:
+        lost = await sharing_a_message(tasks, 5, at=1)
+        assert await take(census, 100) == []
+        first = await take(census, 115, limit=3)
+        assert len(first) == 3
+        assert ids(first) <= ids(lost)

@@ -208,3 +208,65 @@ class QueueContract:
                 received.append(delivery.body)
                 await delivery.ack()
         assert received == [b"high", b"low-1", b"low-2"]
+
+    # -- a message that wakes several tasks (``model/messages.py``) ----------------------
+
+    async def test_a_message_waking_several_tasks_is_one_delivery_per_task(self, queue: TaskQueue) -> None:
+        await queue.publish(b"1 2 3")
+        async with queue.consume(prefetch=1) as consumer:
+            parts = [await take(consumer) for _ in range(3)]
+            assert [part.body for part in parts] == [b"1", b"2", b"3"]
+            for part in parts:
+                await part.ack()
+        await assert_empty(queue)
+
+    async def test_a_message_waking_several_tasks_is_held_until_every_part_is_settled(
+        self, queue: TaskQueue
+    ) -> None:
+        await queue.publish(b"1 2")
+        async with queue.consume(prefetch=1) as consumer:
+            first, second = await take(consumer), await take(consumer)
+            await first.ack()
+        # The consumer went away with the second part unsettled: the whole message comes back.
+        async with queue.consume(prefetch=1) as consumer:
+            assert [(await take(consumer)).body for _ in range(2)] == [b"1", b"2"]
+        assert second.body == b"2"
+
+    async def test_a_requeued_part_gives_the_whole_message_back_once_all_are_settled(
+        self, queue: TaskQueue
+    ) -> None:
+        await queue.publish(b"1 2 3")
+        async with queue.consume(prefetch=1) as consumer:
+            one, two, three = [await take(consumer) for _ in range(3)]
+            await one.ack()
+            await two.requeue()
+            assert await within(consumer, QUIET_S) is None  # three is still out
+            await three.ack()
+            again = [await take(consumer) for _ in range(3)]
+            assert [part.body for part in again] == [b"1", b"2", b"3"]
+            for part in again:
+                await part.ack()
+        await assert_empty(queue)
+
+    async def test_a_dead_lettered_part_goes_aside_alone(
+        self, queue: TaskQueue, dead_letters: DeadLetters
+    ) -> None:
+        await queue.publish(b"1 2 3")
+        async with queue.consume(prefetch=1) as consumer:
+            one, two, three = [await take(consumer) for _ in range(3)]
+            await one.ack()
+            await two.dead_letter("no task with id 2")
+            await two.ack()  # ignored: settled
+            await three.ack()
+        assert await dead_letters() == [(b"2", "no task with id 2")]
+        await assert_empty(queue)
+
+    async def test_a_message_that_is_not_a_list_of_ids_is_handed_out_whole(self, queue: TaskQueue) -> None:
+        await queue.publish(b"1 two 3")
+        await queue.publish(b"7 alone")
+        async with queue.consume(prefetch=2) as consumer:
+            whole, alone = await take(consumer), await take(consumer)
+            assert (whole.body, alone.body) == (b"1 two 3", b"7 alone")
+            await whole.ack()
+            await alone.ack()
+        await assert_empty(queue)

@@ -79,7 +79,7 @@ class DispatchLogContract:
         found = await recovery.undispatched(unconfirmed_before=later(10), overdue_before=T0 - LEASE, limit=10)
         assert [t.id for t in found] == [task.id]
         assert await recovery.undispatched(unconfirmed_before=T0, overdue_before=T0 - LEASE, limit=10) == []
-        await tasks.mark_dispatched([task.id], later(1))
+        await tasks.mark_dispatched([(task.id, later(1))])
         assert (
             await recovery.undispatched(unconfirmed_before=later(10), overdue_before=T0 - LEASE, limit=10)
             == []
@@ -102,7 +102,7 @@ class DispatchLogContract:
         await claimed_task(tasks)
         done = await claimed_task(tasks)
         assert await tasks.save(done.complete(1, later(2)))
-        await tasks.mark_dispatched([done.id], later(3))  # harmless on a finished task
+        await tasks.mark_dispatched([(done.id, later(3))])  # harmless on a finished task
         found = await recovery.undispatched(
             unconfirmed_before=later(100), overdue_before=later(100), limit=10
         )

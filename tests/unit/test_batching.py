@@ -1,4 +1,4 @@
-"""Coalescing concurrent calls into batches (taskcore.adapters.batching).
+"""Coalescing concurrent calls into batches (taskcore.batching).
 
 Every test runs on fake loop time (``looptime``): the round trips, the gaps
 between callers and the linger are timers that the loop jumps to, and the
@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from taskcore.adapters.batching import Coalescer
+from taskcore.batching import Coalescer
 
 pytestmark = pytest.mark.looptime
 

@@ -259,14 +259,14 @@ async def test_retry_matching_retries_failed_and_cancelled_tasks_and_publishes_t
     cancelled = (await core.service.submit("reverse", "y")).id
     await core.service.cancel(cancelled)
     pending = (await core.service.submit("reverse", "z")).id
-    published = core.queue.published
+    woken = core.queue.woken
 
     outcome = await core.service.retry_matching(TaskQuery(status=TaskStatus.FAILED))
     assert outcome == BulkOutcome(3, 3, None)
     assert [(t.status, t.attempts, t.error) for t in map(core.db.tasks.get, failing)] == [
         (TaskStatus.PENDING, 0, None)
     ] * 3  # type: ignore[union-attr]
-    assert core.queue.published == published + 3
+    assert core.queue.woken == woken + 3
     assert (await core.service.retry_matching(TaskQuery(type="reverse"))).changed == 1
     assert statuses(core, [cancelled, pending]) == [TaskStatus.PENDING, TaskStatus.PENDING]
     assert await core.service.retry_matching(TaskQuery(type="reverse")) == BulkOutcome(0, 0, None)

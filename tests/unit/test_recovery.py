@@ -68,9 +68,9 @@ async def test_confirmations_are_written_in_batches() -> None:
     calls: list[int] = []
     original = core.tasks.mark_dispatched
 
-    async def counting(ids, at):  # type: ignore[no-untyped-def]
-        calls.append(len(ids))
-        await original(ids, at)
+    async def counting(confirmed):  # type: ignore[no-untyped-def]
+        calls.append(len(confirmed))
+        await original(confirmed)
 
     core.tasks.mark_dispatched = counting  # type: ignore[method-assign]
     tasks = [await core.service.submit("reverse", "x") for _ in range(20)]

@@ -299,9 +299,11 @@ async def test_a_deduplicated_submit_says_so_and_the_task_keeps_its_first_trace(
 
 
 async def test_a_batch_is_one_submit_span_that_each_of_its_tasks_carries(traced: Core, spans: Spans) -> None:
-    tasks = await traced.service.submit_many([TaskRequest(type="reverse", input=str(n)) for n in range(3)])
-    for _ in tasks:
-        await deliver(traced.queue, traced.processor)
+    await traced.service.submit_many([TaskRequest(type="reverse", input=str(n)) for n in range(3)])
+    assert traced.queue.depth == 1  # one message wakes the three
+    async with traced.queue.consume(prefetch=1) as consumer:
+        for _ in range(3):
+            await traced.processor.process(await consumer.next())
     submit = spans.one("taskcore.submit")
     assert (submit.attributes or {})["messaging.batch.message_count"] == 3
     assert {parent_of(run) for run in spans.named("taskcore.run")} == {ids(submit)}

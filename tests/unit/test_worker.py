@@ -18,7 +18,7 @@ import pytest
 
 from taskcore import CoreConfig, HandlerRegistry, Outcome, TaskProcessor, TaskService, TaskStatus, Worker
 from taskcore.adapters.memory import MemoryDatabase, MemoryQueue
-from taskcore.model.messages import encode_task_message
+from taskcore.model.messages import encode_task_message, encode_wake_ups
 from tests.core import Core, LoopClock, build_core
 
 pytestmark = pytest.mark.looptime
@@ -365,3 +365,18 @@ async def test_stop_while_a_suspect_task_waits_for_the_others_hands_it_back(
     assert now() - stopped_at == pytest.approx(1, abs=0.01)  # the grace period, not the long nap
     assert core.db.tasks[suspect].status is TaskStatus.PENDING
     assert core.queue.depth == 2  # its wake-up handed back, and the long task's after the unclaim
+
+
+async def test_a_message_waking_several_tasks_runs_each_and_dead_letters_an_unknown_id_alone(
+    service: TaskService, processor: TaskProcessor, queue: MemoryQueue, db: MemoryDatabase
+) -> None:
+    tasks = [await service.submit("reverse", f"t{n}") for n in range(3)]
+    queue.purge()  # the submits' own wake-ups: this test sends one message for all
+    await queue.publish(encode_wake_ups([tasks[0].id, 999_999, tasks[1].id, tasks[2].id]))
+    worker = make_worker(processor, queue, concurrency=2)
+    await run_until(worker, lambda: all(db.tasks[t.id].status is TaskStatus.COMPLETED for t in tasks))
+    assert [db.tasks[t.id].result for t in tasks] == ["0t", "1t", "2t"]
+    assert queue.dead_letters == [(b"999999", "no task with id 999999")]
+    assert queue.acked == 1  # the message, once all four parts were settled
+    assert worker.outcomes[Outcome.COMPLETED] == 3
+    assert worker.outcomes[Outcome.DEAD_LETTERED] == 1

@@ -46,8 +46,10 @@ class MemoryCensus:
         tasks = self.db.tasks.values()
         named = set(queues)
         due = [task for task in tasks if self._confirmed_before(task, read_at, read_at, named)]
+        # The tasks one message wakes share its confirmation time: a message is a distinct time.
+        messages = len({self.db.dispatched_at[task.id] for task in due})
         held = sum(report.held for report in self.db.workers.values() if report.seen_at >= held_since)
-        deficit = len(due) - ready - held
+        deficit = messages - ready - held
         if deficit <= 0:
             self.db.census_deficit_since = None
             return []
@@ -58,9 +60,14 @@ class MemoryCensus:
         before = min(settled_before, since)
         missing = [task for task in tasks if self._confirmed_before(task, before, settled_before, named)]
         missing.sort(key=lambda task: (-task.priority, self.db.dispatched_at[task.id]))
-        taken = missing[: min(deficit, limit)]
+        lost: set[datetime] = set()  # the messages missing: the first ``deficit`` of those times
+        for task in missing:
+            if len(lost) == deficit:
+                break
+            lost.add(self.db.dispatched_at[task.id])
+        taken = [task for task in missing if self.db.dispatched_at[task.id] in lost][:limit]
         if not taken:  # all it counts came (or came back) during the deficit: it begins again now
             self.db.census_deficit_since = now
-        for task in taken:
-            self.db.dispatched_at[task.id] = now
+        for n, task in enumerate(taken, start=1):  # a microsecond apart: a message each, until confirmed
+            self.db.dispatched_at[task.id] = now + timedelta(microseconds=n)
         return sorted(taken, key=lambda task: (-task.priority, task.id))

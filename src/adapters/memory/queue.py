@@ -8,7 +8,9 @@ looks again when the earliest is due, and ``release_due()`` looks at once).
 Prefetch bounds how many unsettled messages one consumer holds of each
 queue it subscribes to. Waiting messages of a queue are delivered highest
 priority first, FIFO within a priority, as from a RabbitMQ queue with
-``x-max-priority``; a consumer of several queues takes from them in turn.
+``x-max-priority``; a consumer of several queues takes from them in turn. A
+message that wakes several tasks is handed out as one delivery per task
+(``wake_up_parts``), settled when all of them are, as RabbitMQ's consumer does.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from functools import partial
 
+from taskcore.adapters import wake_up_parts
+from taskcore.adapters.wake_up_parts import WakeUpPart
 from taskcore.clock import SystemClock
 from taskcore.errors import QueueUnavailable
+from taskcore.model.messages import split_wake_ups
 from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.task import MAX_PRIORITY  # as the work queue's x-max-priority: higher counts as 9
 from taskcore.ports import Clock
@@ -77,6 +83,7 @@ class MemoryConsumer:
         self._queues = list(dict.fromkeys(queues))
         self._turn = 0  # which of its queues it looks at first, in turn
         self.unsettled: dict[int, MemoryDelivery] = {}
+        self._parts: deque[WakeUpPart] = deque()  # of a message waking several tasks, not handed out yet
         self.closed = False
 
     @property
@@ -93,9 +100,14 @@ class MemoryConsumer:
         self.queue._wake()
 
     async def consume_only(self, queues: Collection[str]) -> None:
-        """Nothing waits in a consumer here (``next`` takes from the queue), so
-        nothing goes back: it only stops taking from the others."""
+        """Only the parts of a message waking several tasks wait in a consumer
+        here (``next`` takes from the queue): those of the others go back; then
+        it stops taking from the others."""
         self._queues = list(dict.fromkeys(queues))
+        for part in self._parts:
+            if part.source not in self._queues:
+                await part.requeue()  # its message goes back whole once its parts are settled
+        self._parts = deque(part for part in self._parts if not part.settled)
         self._turn = 0
         self.queue._wake()
 
@@ -110,7 +122,11 @@ class MemoryConsumer:
                 return name
         return None
 
-    async def next(self) -> MemoryDelivery:
+    async def next(self) -> MemoryDelivery | WakeUpPart:
+        while self._parts:
+            part = self._parts.popleft()
+            if not part.settled:
+                return part
         queue = self.queue
         queue.release_due()
         async with queue._cond:
@@ -126,7 +142,20 @@ class MemoryConsumer:
             body, redelivered, priority = queue._take(name)
         delivery = MemoryDelivery(self, next(queue._tags), body, redelivered, priority, name)
         self.unsettled[delivery.tag] = delivery
-        return delivery
+        parts = wake_up_parts.split(
+            body,
+            ack=delivery.ack,
+            requeue=delivery.requeue,
+            dead_letter_one=partial(self._dead_letter_part, queue=name),
+            source=name,
+        )
+        if parts is None:
+            return delivery
+        self._parts.extend(parts[1:])
+        return parts[0]
+
+    async def _dead_letter_part(self, body: bytes, reason: str, *, queue: str) -> None:
+        self.queue.dead_letter_log.append((body, reason, queue))
 
     def _close(self) -> None:
         self.closed = True
@@ -136,6 +165,7 @@ class MemoryConsumer:
             delivery.settled = True
             self.queue._put_back(delivery.body, delivery.priority, delivery.queue)
         self.unsettled.clear()
+        self._parts.clear()
 
 
 class _Waiting:
@@ -147,6 +177,14 @@ class _Waiting:
     def depth(self, queue: str | None = None) -> int:
         lines = self._lines.values() if queue is None else [self._lines.get(queue, [])]
         return sum(len(waiting) for line in lines for waiting in line)
+
+    def wake_ups(self) -> int:
+        return sum(
+            len(split_wake_ups(body) or [body])
+            for line in self._lines.values()
+            for waiting in line
+            for body, _ in waiting
+        )
 
     def put(self, body: bytes, priority: int, queue: str, *, redelivered: bool, front: bool) -> None:
         line = self._lines.get(queue)
@@ -179,7 +217,8 @@ class MemoryQueue:
         self._tags = itertools.count(1)
         self._notifiers: set[asyncio.Task[None]] = set()
         self.available = True
-        self.published = 0
+        self.published = 0  # messages
+        self.woken = 0  # task ids in the messages published (one message may wake several tasks)
         self.acked = 0
         self.dead_letter_log: list[tuple[bytes, str, str]] = []  # body, reason, queue
 
@@ -193,6 +232,11 @@ class MemoryQueue:
     def depth(self) -> int:
         """Messages waiting for a consumer in every queue (not counting delayed ones)."""
         return self._ready.depth()
+
+    @property
+    def wake_ups(self) -> int:
+        """Task ids in the messages waiting for a consumer (``depth`` counts messages)."""
+        return self._ready.wake_ups()
 
     def depth_of(self, queue: str) -> int:
         """Messages waiting for a consumer in ``queue``."""
@@ -274,6 +318,7 @@ class MemoryQueue:
         if not self.available:
             raise QueueUnavailable("memory queue switched off")
         self.published += 1
+        self.woken += len(split_wake_ups(body) or [body])
         if delay is None or delay.total_seconds() <= 0:
             self._enqueue(body, priority, queue)
             return

@@ -188,9 +188,9 @@ class MemoryTasks:
         self.db.tasks[task_id] = msgspec.structs.replace(task, lease_until=lease_until)
         return True
 
-    async def mark_dispatched(self, task_ids: Sequence[int], at: datetime) -> None:
+    async def mark_dispatched(self, confirmed: Sequence[tuple[int, datetime]]) -> None:
         self.db.check()
-        for task_id in task_ids:
+        for task_id, at in confirmed:
             task = self.db.tasks.get(task_id)
             if task is not None and task.status is TaskStatus.PENDING:
                 self.db.dispatched_at[task_id] = at

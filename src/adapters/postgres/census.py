@@ -57,7 +57,8 @@ class PostgresCensus:
                     "now": now,
                     "settled_before": settled_before,
                     "deficit_since": since,
-                    "limit": min(deficit, limit),
+                    "messages": deficit,
+                    "limit": limit,
                     "queues": list(queues),
                 }
                 await tasks.execute(queries["take_missing_wake_ups"], params)

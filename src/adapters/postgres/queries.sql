@@ -249,10 +249,12 @@ SET lease_until = %(lease_until)s
 WHERE id = %(id)s AND version = %(version)s AND status = 'PROCESSING';
 
 -- name: mark_dispatched
--- Publisher confirms, recorded in batches. Only PENDING rows care.
+-- Publisher confirms, recorded in batches, each task with its message's
+-- confirmation time (shared by the tasks one message wakes). Only PENDING rows care.
 UPDATE tasks
-SET dispatched_at = %(at)s
-WHERE id = ANY(%(ids)s) AND status = 'PENDING';
+SET dispatched_at = confirmed.at
+FROM unnest(%(ids)s::bigint[], %(ats)s::timestamptz[]) AS confirmed(id, at)
+WHERE tasks.id = confirmed.id AND tasks.status = 'PENDING';
 
 -- name: lapsed_tasks
 -- PROCESSING rows whose worker stopped renewing the lease (crashed, partitioned).
@@ -470,12 +472,13 @@ ORDER BY seen_at DESC, id;
 SELECT pg_try_advisory_xact_lock(%(key)s) AS locked;
 
 -- name: census_counts
--- Due PENDING tasks of the named %(queues)s whose message was confirmed
+-- The messages of the due PENDING tasks of the named %(queues)s whose message was confirmed
 -- before the broker's queues were read (%(read_at)s; a delayed one also past its due time by a tenth of its
 -- delay, the lateness the delay buckets allow), and the messages the workers
 -- seen since %(held_since)s hold unsettled. A task confirmed later may have
--- its message missing from that reading: it is not counted either.
-SELECT (SELECT count(*) FROM tasks
+-- its message missing from that reading: it is not counted either. The tasks
+-- one message wakes share its confirmation time: a message is a distinct time.
+SELECT (SELECT count(DISTINCT dispatched_at) FROM tasks
         WHERE status = 'PENDING' AND dispatched_at < %(read_at)s AND queue = ANY(%(queues)s::text[])
           AND NOT throttled AND NOT blocked
           AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(read_at)s) AS due,
@@ -494,21 +497,39 @@ SET deficit_since = CASE WHEN %(deficit)s THEN coalesce(deficit_since, %(now)s::
 RETURNING deficit_since;
 
 -- name: take_missing_wake_ups
--- The tasks to wake again, highest priority and oldest confirmation first,
--- among those confirmed before the deficit began (a task woken during it is
--- not picked again ahead of one still missing) and before %(settled_before)s;
--- stamped as confirmed now.
+-- The tasks to wake again: those of the %(messages)s messages missing,
+-- highest priority and oldest confirmation first, among those confirmed
+-- before the deficit began (a task woken during it is not picked again ahead
+-- of one still missing) and before %(settled_before)s; at most %(limit)s
+-- tasks, stamped as confirmed now, a microsecond apart: each is published
+-- again as a message of its own until its confirmation says otherwise.
+WITH candidates AS MATERIALIZED (
+    SELECT id, priority, dispatched_at FROM tasks
+    WHERE status = 'PENDING' AND queue = ANY(%(queues)s::text[]) AND NOT throttled AND NOT blocked
+      AND dispatched_at < least(%(settled_before)s::timestamptz, %(deficit_since)s::timestamptz)
+      AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(settled_before)s
+), missing AS (
+    SELECT dispatched_at FROM candidates
+    GROUP BY dispatched_at
+    ORDER BY max(priority) DESC, dispatched_at
+    LIMIT %(messages)s
+), locked AS (
+    SELECT tasks.id, candidates.priority, candidates.dispatched_at
+    FROM tasks
+    JOIN candidates USING (id)
+    WHERE candidates.dispatched_at IN (SELECT dispatched_at FROM missing)
+      AND tasks.status = 'PENDING' AND tasks.dispatched_at = candidates.dispatched_at
+    ORDER BY candidates.priority DESC, candidates.dispatched_at, tasks.id
+    LIMIT %(limit)s
+    FOR UPDATE OF tasks SKIP LOCKED
+), picked AS (
+    SELECT id, row_number() OVER (ORDER BY priority DESC, dispatched_at, id) AS n FROM locked
+)
 UPDATE tasks
-SET dispatched_at = %(now)s
-WHERE id IN (
-        SELECT id FROM tasks
-        WHERE status = 'PENDING' AND queue = ANY(%(queues)s::text[]) AND NOT throttled AND NOT blocked
-          AND dispatched_at < least(%(settled_before)s::timestamptz, %(deficit_since)s::timestamptz)
-          AND run_at + greatest(run_at - dispatched_at, interval '0') / 10 < %(settled_before)s
-        ORDER BY priority DESC, dispatched_at
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED)
-RETURNING *;
+SET dispatched_at = %(now)s::timestamptz + picked.n * interval '1 microsecond'
+FROM picked
+WHERE tasks.id = picked.id
+RETURNING tasks.*;
 
 -- name: pause_queue
 -- A row if this paused the queue, none if it was paused already.

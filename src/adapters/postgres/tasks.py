@@ -8,7 +8,7 @@ Concurrency is guarded in SQL (the conditional UPDATEs in ``queries.sql``);
 the rules themselves live on ``Task``.
 
 Concurrent adds, claims and saves are coalesced into one statement each
-(``taskcore.adapters.batching``), which is where most of the throughput
+(``taskcore.batching``), which is where most of the throughput
 under load comes from; the INSERTs, and unique keys, are ``inserts.py``'s.
 """
 
@@ -23,13 +23,13 @@ from typing import Any
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-from taskcore.adapters.batching import Coalescer
 from taskcore.adapters.postgres.database import Connection, PostgresDatabase
 from taskcore.adapters.postgres.inserts import TaskInserts, add_all_in, add_in, columns, one_task
 from taskcore.adapters.postgres.limits import PostgresLimitedClaims
 from taskcore.adapters.postgres.rows import task_row
 from taskcore.adapters.postgres.sql import queries
 from taskcore.adapters.postgres.transactional import add_within
+from taskcore.batching import Coalescer
 from taskcore.errors import RepositoryUnavailable, ServiceUnavailable, TaskcoreError
 from taskcore.model.idempotency import AddedOnce, IdempotencyKey
 from taskcore.model.limits import LimitsOf, no_limits
@@ -96,7 +96,7 @@ class PostgresTasks:
     ) -> None:
         """``batch_linger_s``: how long concurrent adds, claims and verdicts
         wait for company under load before their statement goes
-        (``taskcore.adapters.batching``); ``limits``: each type's concurrency
+        (``taskcore.batching``); ``limits``: each type's concurrency
         and rate limits, as the claim applies them (``clock``: see ``limits.py``)."""
         self._db = database
         self._limited = PostgresLimitedClaims(database, limits, clock)
@@ -260,9 +260,9 @@ class PostgresTasks:
         params = {"id": task_id, "version": version, "lease_until": lease_until}
         return await self._db.run("renew_lease", params, action=f"renew the lease of task {task_id}") == 1
 
-    async def mark_dispatched(self, task_ids: Sequence[int], at: datetime) -> None:
-        if task_ids:
-            params = {"ids": list(task_ids), "at": at}
+    async def mark_dispatched(self, confirmed: Sequence[tuple[int, datetime]]) -> None:
+        if confirmed:
+            params = {"ids": [task_id for task_id, _ in confirmed], "ats": [at for _, at in confirmed]}
             await self._db.run("mark_dispatched", params, action="mark tasks dispatched")
 
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import msgspec
 from psycopg.rows import dict_row
 
-from taskcore.adapters.batching import Coalescer
 from taskcore.adapters.postgres.database import Connection, PostgresDatabase
 from taskcore.adapters.postgres.inserts import add_in
 from taskcore.adapters.postgres.rows import task_row
 from taskcore.adapters.postgres.sql import queries
+from taskcore.batching import Coalescer
 from taskcore.model.task import NewTask, Task
 from taskcore.model.workflows import StoredWorkflow
 

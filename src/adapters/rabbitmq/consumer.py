@@ -12,6 +12,9 @@ since the broker delivers them again. Deliveries already handed out cannot be
 settled any more; ``ack``/``requeue`` on them log and return, and the worker's
 duplicate-safe claim drops the redelivered copy once the task is finished.
 
+A message that wakes several tasks is handed out as one delivery per task
+(``wake_up_parts``), settled when all of them are.
+
 A message delayed beyond the longest delay bucket arrives before its due time
 (``topology.DUE_HEADER``): ``next()`` sends it round again for the rest of its
 delay instead of handing it out.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 from functools import partial
@@ -33,8 +37,10 @@ from aio_pika.abc import (
 )
 from aiormq.exceptions import ChannelInvalidStateError
 
+from taskcore.adapters import wake_up_parts
 from taskcore.adapters.rabbitmq import topology
 from taskcore.adapters.rabbitmq.errors import BROKER_ERRORS, broker_errors
+from taskcore.adapters.wake_up_parts import WakeUpPart
 from taskcore.errors import QueueUnavailable
 
 log = logging.getLogger("taskcore.adapters.rabbitmq")
@@ -102,6 +108,8 @@ class RabbitConsumer:
         self._send_round = send_round
         self._inbox: asyncio.Queue[tuple[AbstractIncomingMessage, str] | None] = asyncio.Queue()
         self._unsettled: set[RabbitDelivery] = set()
+        # The parts of a message waking several tasks, not handed out yet (its first part was).
+        self._parts: deque[tuple[WakeUpPart, AbstractIncomingMessage]] = deque()
         self._subscription: tuple[AbstractRobustConnection, AbstractRobustChannel] | None = None
         self._queues: dict[str, AbstractRobustQueue] = {}  # named queue -> its declared work queue
         self._tags: dict[str, str] = {}  # named queue -> consumer tag, while receiving from it
@@ -133,6 +141,10 @@ class RabbitConsumer:
                     del self._tags[name]
                     await queue.cancel(tag)
         active = {self._queues[name].name for name in self._tags}
+        for part, _ in self._parts:
+            if part.source not in active:
+                await part.requeue()  # its message goes back whole once its parts are settled
+        self._parts = deque((part, message) for part, message in self._parts if not part.settled)
         kept: list[tuple[AbstractIncomingMessage, str] | None] = []
         while not self._inbox.empty():
             received = self._inbox.get_nowait()
@@ -163,7 +175,11 @@ class RabbitConsumer:
     async def on_message(self, message: AbstractIncomingMessage, work: str) -> None:
         self._inbox.put_nowait((message, work))
 
-    async def next(self) -> RabbitDelivery:
+    async def next(self) -> RabbitDelivery | WakeUpPart:
+        while self._parts:
+            part, message = self._parts.popleft()
+            if not part.settled and not _from_dead_channel(message):
+                return part
         while True:
             received = await self._inbox.get()
             if received is None:
@@ -177,7 +193,20 @@ class RabbitConsumer:
                 continue
             delivery = RabbitDelivery(message, self, work)
             self._unsettled.add(delivery)
-            return delivery
+            parts = wake_up_parts.split(
+                message.body,
+                ack=delivery.ack,
+                requeue=delivery.requeue,
+                dead_letter_one=partial(self._dead_letter_part, work=work),
+                source=work,
+            )
+            if parts is None:
+                return delivery
+            self._parts.extend((part, message) for part in parts[1:])
+            return parts[0]
+
+    async def _dead_letter_part(self, body: bytes, reason: str, *, work: str) -> None:
+        await self._dead_letter(body, reason, work)
 
     async def _sent_round(self, message: AbstractIncomingMessage, work: str, early_by: timedelta) -> bool:
         """Publish an early message again for the rest of its delay, then ack it.
@@ -201,6 +230,7 @@ class RabbitConsumer:
         for delivery in self._unsettled:
             delivery.settled = True
         self._unsettled.clear()
+        self._parts.clear()
         self._subscription = None
         self._inbox.put_nowait(None)
 

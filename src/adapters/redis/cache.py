@@ -29,8 +29,8 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
-from taskcore.adapters.batching import Coalescer
 from taskcore.adapters.redis.breaker import CircuitBreaker
+from taskcore.batching import Coalescer
 from taskcore.errors import CacheUnavailable, ConfigurationError
 from taskcore.model.task import Task
 

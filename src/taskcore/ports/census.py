@@ -40,9 +40,12 @@ class WakeUpCensus(Protocol):
         a delayed task also past its due time by a tenth of its delay, the
         lateness the delay buckets allow) against ``ready`` (messages waiting
         on the work queue) plus the messages the workers seen since
-        ``held_since`` hold. While the tasks outnumber them, the census
-        remembers since when; once that has lasted ``persisting``, up to the
-        difference (at most ``limit``) of the tasks confirmed before both
+        ``held_since`` hold. The tasks one message wakes share its
+        confirmation time (``DispatchLog.mark_dispatched``), so their
+        messages are counted as distinct times. While those outnumber the
+        messages on the broker, the census remembers since when; once that has
+        lasted ``persisting``, the tasks of as many messages as the
+        difference (at most ``limit`` tasks), confirmed before both
         ``settled_before`` and the deficit's start, highest priority and
         oldest confirmation first, are stamped as dispatched ``now`` and
         returned. A lasting deficit with none of those left (the tasks it

@@ -72,8 +72,10 @@ class TransitionStore(Protocol):
 
 
 class DispatchLog(Protocol):
-    async def mark_dispatched(self, task_ids: Sequence[int], at: datetime) -> None:
-        """Record that the broker confirmed these PENDING tasks' messages."""
+    async def mark_dispatched(self, confirmed: Sequence[tuple[int, datetime]]) -> None:
+        """Record that the broker confirmed these PENDING tasks' messages: each
+        task id with when its message was confirmed. The tasks one message
+        wakes share its time, which is how the wake-up census counts messages."""
         ...
 
 
