@@ -1,0 +1,144 @@
+"""Firing the due schedules, in every worker.
+
+Each worker's scheduler declares the code's schedules as it starts, then
+sleeps until the soonest next fire time (at most ``max_sleep_s``, so a
+schedule created over HTTP or fired by another worker is seen soon) and
+fires what is due. Workers do not coordinate: each fire goes through
+``ScheduleFirings.fire``, where the firing's uniqueness on (schedule, fire
+time) and a row lock that the others skip make one task per fire time,
+however many schedulers try. A worker that dies mid-fire leaves its
+transaction rolled back, and the next scheduler to look fires it.
+
+A fired task goes the way of a submitted one: stored PENDING, its wake-up
+published and its status cached after the commit (the sweeper publishes
+it if this worker dies in between).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from taskcore.errors import InvalidInput, ServiceUnavailable, UnknownTaskType
+from taskcore.model.schedules import Schedule, ScheduleSpec
+from taskcore.model.task import DEFAULT_PRIORITY, NewTask
+from taskcore.ports import Clock, SubmitTelemetry
+from taskcore.ports.schedules import ScheduleFirings
+from taskcore.schedules.admin import ScheduleAdmin
+from taskcore.schedules.timing import Timing
+from taskcore.submit.service import TaskService
+from taskcore.telemetry import NoTelemetry
+from taskcore.transitions.writer import Transitions
+
+log = logging.getLogger("taskcore.schedules")
+
+BATCH = 100
+MAX_SLEEP_S = 5.0
+MIN_SLEEP_S = 0.05  # a due schedule another worker holds is looked at again after this, not at once
+DEFAULT_GRACE_S = 60.0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        firings: ScheduleFirings,
+        admin: ScheduleAdmin,
+        timing: Timing,
+        tasks: TaskService,
+        transitions: Transitions,
+        clock: Clock,
+        declared: Sequence[ScheduleSpec] = (),
+        grace_s: float = DEFAULT_GRACE_S,
+        max_sleep_s: float = MAX_SLEEP_S,
+        batch: int = BATCH,
+        telemetry: SubmitTelemetry | None = None,
+    ) -> None:
+        """``declared``: the code's schedules (``HandlerRegistry.schedules()``),
+        stored as the scheduler starts. ``grace_s``: how late a firing may be
+        and still fire whatever its ``catch_up`` (``model/schedules.py``)."""
+        self._firings = firings
+        self._admin = admin
+        self._timing = timing
+        self._tasks = tasks
+        self._transitions = transitions
+        self._clock = clock
+        self._declared = list(declared)
+        self._grace = timedelta(seconds=grace_s)
+        self._max_sleep_s = max_sleep_s
+        self._batch = batch
+        self._telemetry = telemetry or NoTelemetry()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Declare the code's schedules (until it works), then fire until ``stop`` is set."""
+        declared = False
+        while not stop.is_set():
+            try:
+                if not declared:
+                    await self._admin.declare(self._declared)
+                    declared = True
+                await self.fire_due()
+                delay = await self._sleep_s()
+            except ServiceUnavailable as exc:
+                log.warning("schedules wait: %s", exc)
+                delay = self._max_sleep_s
+            except Exception:  # a bug must not end the scheduling for good
+                log.exception("firing schedules failed")
+                delay = self._max_sleep_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+    async def _sleep_s(self) -> float:
+        """Until the soonest next fire time, within bounds."""
+        soonest = await self._firings.next_due()
+        if soonest is None:
+            return self._max_sleep_s
+        wait = (soonest - self._clock.now()).total_seconds()
+        return min(max(wait, MIN_SLEEP_S), self._max_sleep_s)
+
+    async def fire_due(self) -> int:
+        """Fire every due schedule (a batch at a time); how many tasks this made."""
+        made = 0
+        while True:
+            now = self._clock.now()
+            due = await self._firings.due(now, self._batch)
+            for schedule in due:
+                made += await self._fire(schedule)
+            if len(due) < self._batch:
+                return made
+
+    async def _fire(self, schedule: Schedule) -> int:
+        now = self._clock.now()
+        plan = self._timing.plan(schedule, now, self._grace)
+        error = None
+        try:
+            firings = [(at, self._task(schedule)) for at in plan.fire_at]
+        except (InvalidInput, UnknownTaskType) as exc:
+            # Its handler changed since it was declared: skip the firing, and say why.
+            error = f"its task cannot be made: {exc}"
+            log.error("schedule %r made no task at %s: %s", schedule.name, plan.fire_at[-1:], exc)
+            firings = []
+        added = await self._firings.fire(
+            schedule, firings, next_fire_at=plan.next_fire_at, now=now, error=error
+        )
+        if len(added) > 1:
+            log.info("schedule %r caught up %d firings", schedule.name, len(added))
+        made = 0
+        for one in added:
+            if one.created:
+                made += 1
+                self._telemetry.task_submitted(one.task.type, queue=one.task.queue)
+                await self._transitions.created(one.task)
+        return made
+
+    def _task(self, schedule: Schedule) -> NewTask:
+        return self._tasks.new_task(
+            schedule.type,
+            schedule.input,
+            owner=schedule.owner,
+            priority=DEFAULT_PRIORITY if schedule.priority is None else schedule.priority,
+            queue=schedule.queue,
+        )
