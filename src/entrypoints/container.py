@@ -378,7 +378,12 @@ class Container(containers.DeclarativeContainer):
     schedule_store = _port_on(database_backend, database, MemorySchedules, PostgresSchedules)
     timing = providers.Singleton(Timing, providers.Singleton(CronsimCalendar))
     schedule_admin = providers.Singleton(
-        ScheduleAdmin, store=schedule_store, timing=timing, tasks=service, clock=clock
+        ScheduleAdmin,
+        store=schedule_store,
+        switches=schedule_store,
+        timing=timing,
+        tasks=service,
+        clock=clock,
     )
     scheduler = providers.Singleton(
         Scheduler,

@@ -34,6 +34,18 @@ class ScheduleStore(Protocol):
         """``False`` if there is no such schedule. Its firings go with it."""
         ...
 
+    async def declare(self, schedules: Sequence[Schedule], now: datetime) -> None:
+        """The system schedules the code declares, in one transaction: each
+        stored, or updated if it is stored (its ``next_fire_at`` is kept unless
+        its timing changed or it was retired; ``paused`` is kept; a runtime
+        schedule of the name is left as it is), and every other system
+        schedule retired as of ``now``."""
+        ...
+
+
+class ScheduleSwitches(Protocol):
+    """Pausing and resuming (the API)."""
+
     async def pause_schedule(self, name: str, now: datetime) -> Schedule | None:
         """Paused (again), or ``None`` if there is no such schedule."""
         ...
@@ -44,14 +56,6 @@ class ScheduleStore(Protocol):
         """Not paused; a schedule that was paused fires next at ``next_fire_at``
         (the time it spent paused is not caught up); one that was not is left
         as it is. ``None`` if there is no such schedule."""
-        ...
-
-    async def declare(self, schedules: Sequence[Schedule], now: datetime) -> None:
-        """The system schedules the code declares, in one transaction: each
-        stored, or updated if it is stored (its ``next_fire_at`` is kept unless
-        its timing changed or it was retired; ``paused`` is kept; a runtime
-        schedule of the name is left as it is), and every other system
-        schedule retired as of ``now``."""
         ...
 
 

@@ -30,7 +30,7 @@ from taskcore.model.schedules import (
 )
 from taskcore.model.task import DEFAULT_PRIORITY
 from taskcore.ports import Clock
-from taskcore.ports.schedules import ScheduleStore
+from taskcore.ports.schedules import ScheduleStore, ScheduleSwitches
 from taskcore.schedules.timing import Timing
 from taskcore.submit.service import TaskService
 
@@ -38,10 +38,19 @@ log = logging.getLogger("taskcore.schedules")
 
 
 class ScheduleAdmin:
-    def __init__(self, *, store: ScheduleStore, timing: Timing, tasks: TaskService, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        store: ScheduleStore,
+        switches: ScheduleSwitches,
+        timing: Timing,
+        tasks: TaskService,
+        clock: Clock,
+    ) -> None:
         """``tasks`` validates a schedule's task as a submit would (its type,
         input, queue and priority), before anything is stored."""
         self._store = store
+        self._switches = switches
         self._timing = timing
         self._tasks = tasks
         self._clock = clock
@@ -129,7 +138,7 @@ class ScheduleAdmin:
     async def pause(self, name: str, owner: str | None) -> Schedule:
         """Safe to repeat: it makes no task until it is resumed."""
         await self._changeable(name, owner)
-        paused = await self._store.pause_schedule(name, self._clock.now())
+        paused = await self._switches.pause_schedule(name, self._clock.now())
         if paused is None:
             raise ScheduleNotFound(f"no schedule {name!r}", name=name)
         return paused
@@ -139,7 +148,7 @@ class ScheduleAdmin:
         fired while paused is not caught up."""
         found = await self._changeable(name, owner)
         now = self._clock.now()
-        resumed = await self._store.resume_schedule(name, self._timing.after(found, now), now)
+        resumed = await self._switches.resume_schedule(name, self._timing.after(found, now), now)
         if resumed is None:
             raise ScheduleNotFound(f"no schedule {name!r}", name=name)
         return resumed
