@@ -91,11 +91,15 @@ class SchedulesContract:
     async def test_pause_and_resume(self, schedules: Schedules) -> None:
         await schedules.add_schedule(schedule())
         paused = await schedules.pause_schedule("tick", later(1))
-        assert paused is not None and paused.paused and paused.updated_at == later(1)
+        assert paused is not None
+        assert paused.paused
+        assert paused.updated_at == later(1)
         assert await schedules.due(later(1000), 10) == []
         assert await schedules.next_due() is None
         resumed = await schedules.resume_schedule("tick", later(1020), later(1000))
-        assert resumed is not None and not resumed.paused and resumed.next_fire_at == later(1020)
+        assert resumed is not None
+        assert not resumed.paused
+        assert resumed.next_fire_at == later(1020)
         # Resuming one that runs changes nothing.
         assert await schedules.resume_schedule("tick", later(5000), later(5000)) == resumed
         assert await schedules.pause_schedule("nope", later(1)) is None
@@ -115,7 +119,10 @@ class SchedulesContract:
     async def test_declare_stores_keeps_and_retires(self, schedules: Schedules) -> None:
         await schedules.declare([system("kept"), system("changed"), system("gone")], T0)
         kept = await schedules.schedule("kept")
-        assert kept is not None and kept.system and kept.owner is None and kept.retired_at is None
+        assert kept is not None
+        assert kept.system
+        assert kept.owner is None
+        assert kept.retired_at is None
         # A scheduler moved them on, and someone paused one.
         for name in ("kept", "changed"):
             stored = await schedules.schedule(name)
@@ -133,15 +140,21 @@ class SchedulesContract:
         assert kept is not None
         assert (kept.input, kept.next_fire_at, kept.paused) == ({"n": 2}, later(600), True)
         changed = await schedules.schedule("changed")
-        assert changed is not None and (changed.every_s, changed.next_fire_at) == (30, later(690))
+        assert changed is not None
+        assert (changed.every_s, changed.next_fire_at) == (30, later(690))
         gone = await schedules.schedule("gone")
-        assert gone is not None and gone.retired_at == later(650)
+        assert gone is not None
+        assert gone.retired_at == later(650)
         mine = await schedules.schedule("mine")
-        assert mine is not None and not mine.system and mine.next_fire_at == later(5)
+        assert mine is not None
+        assert not mine.system
+        assert mine.next_fire_at == later(5)
         # Declared again: no longer retired, its next fire time from now.
         await schedules.declare([*later_code, system("gone", next_fire_at=later(900))], later(800))
         gone = await schedules.schedule("gone")
-        assert gone is not None and gone.retired_at is None and gone.next_fire_at == later(900)
+        assert gone is not None
+        assert gone.retired_at is None
+        assert gone.next_fire_at == later(900)
 
     async def test_a_firing_stores_its_tasks_and_moves_on(self, schedules: Schedules, tasks: Tasks) -> None:
         made = await schedules.add_schedule(schedule())

@@ -78,7 +78,7 @@ class Scheduler:
         while not stop.is_set():
             try:
                 if not declared:
-                    await self._admin.declare(self._declared)
+                    await self.declare()
                     declared = True
                 await self.fire_due()
                 delay = await self._sleep_s()
@@ -90,6 +90,10 @@ class Scheduler:
                 delay = self._max_sleep_s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
+
+    async def declare(self) -> None:
+        """Store the code's schedules, retiring those it no longer declares."""
+        await self._admin.declare(self._declared)
 
     async def _sleep_s(self) -> float:
         """Until the soonest next fire time, within bounds."""
