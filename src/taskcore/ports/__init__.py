@@ -17,6 +17,7 @@ from taskcore.ports.dashboard import DashboardReads, QueueDepths, WorkerRoster
 from taskcore.ports.limits import ConcurrencySlots
 from taskcore.ports.queues import QueueLoads, QueueSwitches
 from taskcore.ports.retention import TaskPruner
+from taskcore.ports.schedules import CronCalendar, ScheduleFirings, ScheduleStore, ScheduleSwitches
 from taskcore.ports.tasks import (
     AttemptStore,
     DispatchLog,
@@ -45,6 +46,7 @@ __all__ = [
     "ClaimSpan",
     "Clock",
     "CommitNotices",
+    "CronCalendar",
     "ConcurrencySlots",
     "Consumer",
     "DashboardReads",
@@ -58,6 +60,9 @@ __all__ = [
     "RecoveryStore",
     "RecoveryTelemetry",
     "RunSpan",
+    "ScheduleFirings",
+    "ScheduleStore",
+    "ScheduleSwitches",
     "SubmitSpan",
     "SubmitTelemetry",
     "SubmitTracing",
