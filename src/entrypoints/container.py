@@ -394,6 +394,7 @@ class Container(containers.DeclarativeContainer):
         transitions=transitions,
         clock=clock,
         declared=providers.Callable(lambda r: r.schedules(), registry),
+        types=providers.Callable(lambda r: r.names(), registry),
         grace_s=settings.provided.schedule_grace_s,
         max_sleep_s=settings.provided.schedule_poll_s,
         telemetry=telemetry,

@@ -116,6 +116,14 @@ class SchedulesContract:
         assert [s.name for s in await schedules.due(later(50), 1)] == ["soon"]
         assert await schedules.next_due() == later(10)
 
+    async def test_due_can_be_kept_to_some_task_types(self, schedules: Schedules) -> None:
+        await schedules.add_schedule(schedule("echoes", next_fire_at=later(10)))
+        await schedules.add_schedule(schedule("reports", type="report", next_fire_at=later(20)))
+        assert [s.name for s in await schedules.due(later(50), 10, ["report", "other"])] == ["reports"]
+        assert await schedules.due(later(50), 10, []) == []
+        assert await schedules.next_due(["report"]) == later(20)
+        assert await schedules.next_due(["other"]) is None
+
     async def test_declare_stores_keeps_and_retires(self, schedules: Schedules) -> None:
         await schedules.declare([system("kept"), system("changed"), system("gone")], T0)
         kept = await schedules.schedule("kept")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ from taskcore.adapters.memory import MemorySchedules
 from taskcore.errors import HandlerRegistrationError, InvalidInput
 from taskcore.model.schedules import CatchUp, Schedule, ScheduleSpec
 from taskcore.schedules.admin import ScheduleAdmin
-from taskcore.schedules.scheduler import Scheduler
+from taskcore.schedules.scheduler import MAX_SLEEP_S, Scheduler
 from taskcore.schedules.timing import Timing
 from tests.core import Core, LoopClock, ManualClock, build_core, reverse_registry
 
@@ -151,7 +152,9 @@ def test_all_catches_up_at_most_its_limit_however_long_it_was_down() -> None:
 # -- the scheduler -----------------------------------------------------------------------------
 
 
-def parts(core: Core, *, declared: list[ScheduleSpec] | None = None) -> tuple[ScheduleAdmin, Scheduler]:
+def parts(
+    core: Core, *, declared: list[ScheduleSpec] | None = None, types: list[str] | None = None
+) -> tuple[ScheduleAdmin, Scheduler]:
     store = MemorySchedules(core.db)
     admin = ScheduleAdmin(store=store, switches=store, timing=timing, tasks=core.service, clock=core.clock)
     scheduler = Scheduler(
@@ -162,6 +165,7 @@ def parts(core: Core, *, declared: list[ScheduleSpec] | None = None) -> tuple[Sc
         transitions=core.transitions,
         clock=core.clock,
         declared=declared or [],
+        types=types,
         telemetry=core.telemetry,
     )
     return admin, scheduler
@@ -216,24 +220,45 @@ async def test_a_paused_schedule_fires_nothing_and_resumes_without_catching_up()
     assert await scheduler.fire_due() == 1
 
 
-async def test_a_task_that_cannot_be_made_is_an_error_on_the_schedule() -> None:
+async def test_a_worker_without_the_handler_leaves_the_schedule_to_those_with_it() -> None:
     clock = ManualClock(utc(2026, 1, 1))
     core = build_core(clock=clock)
     admin, _ = parts(core)
     await admin.create("tick", "reverse", "abc", owner=None, every_s=60)
-    # A worker whose code no longer has the handler.
+    # A worker whose code has no such handler (an older release, another app).
     registry = HandlerRegistry()
 
     @registry.handler
     async def other_work(_: str) -> None: ...
 
     other = build_core(clock=clock, db=core.db, registry=registry)
-    _, scheduler = parts(other)
+    _, scheduler = parts(other, types=registry.names())
+    clock.advance(60)
+    assert await scheduler.fire_due() == 0
+    assert (await admin.get("tick", None)).next_fire_at == utc(2026, 1, 1, 0, 1)  # still due
+    assert await scheduler._sleep_s() == MAX_SLEEP_S  # and not polled for
+    _, knows = parts(core, types=core.registry.names())
+    assert await knows.fire_due() == 1
+
+
+async def test_a_task_that_cannot_be_made_is_an_error_on_the_schedule() -> None:
+    clock = ManualClock(utc(2026, 1, 1))
+    core = build_core(clock=clock)
+    admin, _ = parts(core)
+    await admin.create("tick", "reverse", "abc", owner=None, every_s=60)
+    # A worker whose handler of the type takes another input now.
+    registry = HandlerRegistry()
+
+    @registry.handler
+    async def reverse(number: int) -> int:
+        return -number
+
+    _, scheduler = parts(build_core(clock=clock, db=core.db, registry=registry))
     clock.advance(60)
     assert await scheduler.fire_due() == 0
     after = await admin.get("tick", None)
     assert after.error is not None
-    assert "reverse" in after.error
+    assert "invalid input" in after.error
     assert after.next_fire_at == utc(2026, 1, 1, 0, 2)
 
 
@@ -271,10 +296,10 @@ async def test_the_scheduler_sleeps_until_the_next_fire_time() -> None:
     looked = 0
     due = store.due
 
-    async def counting(now: datetime, limit: int) -> list[Schedule]:
+    async def counting(now: datetime, limit: int, types: Sequence[str] | None = None) -> list[Schedule]:
         nonlocal looked
         looked += 1
-        return await due(now, limit)
+        return await due(now, limit, types)
 
     store.due = counting  # type: ignore[method-assign]
     await admin.create("tick", "reverse", "abc", owner=None, every_s=1)

@@ -94,22 +94,18 @@ class MemorySchedules:
             if stored.system and name not in names and stored.retired_at is None:
                 self.db.schedules[name] = msgspec.structs.replace(stored, retired_at=now, updated_at=now)
 
-    async def due(self, now: datetime, limit: int) -> list[Schedule]:
+    async def due(self, now: datetime, limit: int, types: Sequence[str] | None = None) -> list[Schedule]:
         self.db.check()
-        due = [
-            s
-            for s in self.db.schedules.values()
-            if s.active and s.next_fire_at is not None and s.next_fire_at <= now
-        ]
+        due = [s for s in self._active(types) if s.next_fire_at is not None and s.next_fire_at <= now]
         due.sort(key=lambda s: (s.next_fire_at, s.name))
         return due[:limit]
 
-    async def next_due(self) -> datetime | None:
+    async def next_due(self, types: Sequence[str] | None = None) -> datetime | None:
         self.db.check()
-        times = [
-            s.next_fire_at for s in self.db.schedules.values() if s.active and s.next_fire_at is not None
-        ]
-        return min(times, default=None)
+        return min((s.next_fire_at for s in self._active(types) if s.next_fire_at is not None), default=None)
+
+    def _active(self, types: Sequence[str] | None) -> list[Schedule]:
+        return [s for s in self.db.schedules.values() if s.active and (types is None or s.type in types)]
 
     async def fire(
         self,

@@ -724,13 +724,16 @@ WHERE name = %(name)s
 RETURNING *;
 
 -- name: due_schedules
+-- Of the task types the scheduler can make (all for NULL).
 SELECT * FROM schedules
 WHERE NOT paused AND retired_at IS NULL AND next_fire_at <= %(now)s
+  AND (%(types)s::text[] IS NULL OR type = ANY (%(types)s::text[]))
 ORDER BY next_fire_at, name
 LIMIT %(limit)s;
 
 -- name: next_due_schedule
-SELECT min(next_fire_at) FROM schedules WHERE NOT paused AND retired_at IS NULL;
+SELECT min(next_fire_at) FROM schedules
+WHERE NOT paused AND retired_at IS NULL AND (%(types)s::text[] IS NULL OR type = ANY (%(types)s::text[]));
 
 -- name: lock_due_schedule
 -- The schedule as the scheduler read it, still active and due then: locked

@@ -118,13 +118,14 @@ class PostgresSchedules:
 
         await self._db.transaction(declare, action="declare the code's schedules")
 
-    async def due(self, now: datetime, limit: int) -> list[Schedule]:
-        params = {"now": now, "limit": limit}
+    async def due(self, now: datetime, limit: int, types: Sequence[str] | None = None) -> list[Schedule]:
+        params = {"now": now, "limit": limit, "types": None if types is None else list(types)}
         return await self._db.run("due_schedules", params, action="find due schedules", rows=schedule_row)
 
-    async def next_due(self) -> datetime | None:
+    async def next_due(self, types: Sequence[str] | None = None) -> datetime | None:
+        params = {"types": None if types is None else list(types)}
         ((soonest,),) = await self._db.run(
-            "next_due_schedule", {}, action="find the next fire time", rows=tuple_row
+            "next_due_schedule", params, action="find the next fire time", rows=tuple_row
         )
         return soonest.astimezone(UTC) if isinstance(soonest, datetime) else None
 

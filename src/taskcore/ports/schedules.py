@@ -62,12 +62,14 @@ class ScheduleSwitches(Protocol):
 class ScheduleFirings(Protocol):
     """The scheduler's side, in every worker."""
 
-    async def due(self, now: datetime, limit: int) -> list[Schedule]:
-        """Up to ``limit`` active schedules whose next fire time is at or before ``now``, soonest first."""
+    async def due(self, now: datetime, limit: int, types: Sequence[str] | None = None) -> list[Schedule]:
+        """Up to ``limit`` active schedules whose next fire time is at or
+        before ``now``, soonest first; only those of ``types`` when given
+        (the task types a scheduler can make)."""
         ...
 
-    async def next_due(self) -> datetime | None:
-        """The soonest next fire time of an active schedule: when to look again."""
+    async def next_due(self, types: Sequence[str] | None = None) -> datetime | None:
+        """The soonest next fire time of an active schedule (of ``types``): when to look again."""
         ...
 
     async def fire(

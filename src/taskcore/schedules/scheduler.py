@@ -52,13 +52,18 @@ class Scheduler:
         transitions: Transitions,
         clock: Clock,
         declared: Sequence[ScheduleSpec] = (),
+        types: Sequence[str] | None = None,
         grace_s: float = DEFAULT_GRACE_S,
         max_sleep_s: float = MAX_SLEEP_S,
         batch: int = BATCH,
         telemetry: SubmitTelemetry | None = None,
     ) -> None:
         """``declared``: the code's schedules (``HandlerRegistry.schedules()``),
-        stored as the scheduler starts. ``grace_s``: how late a firing may be
+        stored as the scheduler starts. ``types``: the task types this
+        worker's registry has; it fires only their schedules, leaving the
+        others to workers that can make their tasks (a rolling deploy that
+        adds a handler and its schedule: the old workers leave it alone).
+        ``grace_s``: how late a firing may be
         and still fire whatever its ``catch_up`` (``model/schedules.py``)."""
         self._firings = firings
         self._admin = admin
@@ -67,6 +72,7 @@ class Scheduler:
         self._transitions = transitions
         self._clock = clock
         self._declared = list(declared)
+        self._types = None if types is None else sorted(types)
         self._grace = timedelta(seconds=grace_s)
         self._max_sleep_s = max_sleep_s
         self._batch = batch
@@ -97,7 +103,7 @@ class Scheduler:
 
     async def _sleep_s(self) -> float:
         """Until the soonest next fire time, within bounds."""
-        soonest = await self._firings.next_due()
+        soonest = await self._firings.next_due(self._types)
         if soonest is None:
             return self._max_sleep_s
         wait = (soonest - self._clock.now()).total_seconds()
@@ -108,7 +114,7 @@ class Scheduler:
         made = 0
         while True:
             now = self._clock.now()
-            due = await self._firings.due(now, self._batch)
+            due = await self._firings.due(now, self._batch, self._types)
             for schedule in due:
                 made += await self._fire(schedule)
             if len(due) < self._batch:
