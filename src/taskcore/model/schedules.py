@@ -19,8 +19,9 @@ fires on the hour.
 A fire time is *missed* when it is more than the grace (``TASKCORE_SCHEDULE_GRACE_S``)
 in the past by the time a scheduler looks at it: nothing ran then.
 ``catch_up`` says what becomes of missed firings: ``skip`` (the default)
-drops them, ``latest`` fires the most recent one of them, ``all`` fires each
-of them, at most ``catch_up_limit`` (the most recent). A firing that is late
+drops them, ``latest`` fires the most recent one of them unless a firing on
+time follows it (one run for the gap, not two), ``all`` fires each of them,
+at most ``catch_up_limit`` (the most recent). A firing that is late
 by less than the grace is not missed and always fires. Time spent paused is
 not missed: resuming starts from the next fire time.
 """
@@ -49,7 +50,7 @@ MAX_SCHEDULES = 1000  # per owner: each one is looked at by every worker's sched
 
 class CatchUp(enum.StrEnum):
     SKIP = "skip"  # missed firings are dropped
-    LATEST = "latest"  # the most recent missed firing fires
+    LATEST = "latest"  # the most recent missed firing fires, unless one on time follows it
     ALL = "all"  # every missed firing fires, up to catch_up_limit
 
 
