@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
-from taskcore.errors import InvalidInput, ServiceUnavailable, UnknownTaskType
+from taskcore.errors import ServiceUnavailable, TaskcoreError
 from taskcore.model.schedules import Schedule, ScheduleSpec
 from taskcore.model.task import DEFAULT_PRIORITY, NewTask
 from taskcore.ports import Clock, SubmitTelemetry
@@ -110,30 +110,29 @@ class Scheduler:
         return min(max(wait, MIN_SLEEP_S), self._max_sleep_s)
 
     async def fire_due(self) -> int:
-        """Fire every due schedule (a batch at a time); how many tasks this made."""
+        """Fire the due schedules, a batch of them (the run loop comes back
+        for more within ``MIN_SLEEP_S``); how many tasks this made."""
+        now = self._clock.now()
         made = 0
-        while True:
-            now = self._clock.now()
-            due = await self._firings.due(now, self._batch, self._types)
-            for schedule in due:
-                made += await self._fire(schedule)
-            if len(due) < self._batch:
-                return made
+        for schedule in await self._firings.due(now, self._batch, self._types):
+            made += await self._fire(schedule)
+        return made
 
     async def _fire(self, schedule: Schedule) -> int:
         now = self._clock.now()
         plan = self._timing.plan(schedule, now, self._grace)
-        error = None
         try:
             firings = [(at, self._task(schedule)) for at in plan.fire_at]
-        except (InvalidInput, UnknownTaskType) as exc:
-            # Its handler changed since it was declared: skip the firing, and say why.
-            error = f"its task cannot be made: {exc}"
+            added = await self._firings.fire(schedule, firings, next_fire_at=plan.next_fire_at, now=now)
+        except ServiceUnavailable:
+            raise
+        except TaskcoreError as exc:
+            # Its task cannot be made (its handler changed since the schedule
+            # was stored) or stored: skip this firing, say why, go on.
             log.error("schedule %r made no task at %s: %s", schedule.name, plan.fire_at[-1:], exc)
-            firings = []
-        added = await self._firings.fire(
-            schedule, firings, next_fire_at=plan.next_fire_at, now=now, error=error
-        )
+            error = f"its task cannot be made: {exc}"
+            await self._firings.fire(schedule, [], next_fire_at=plan.next_fire_at, now=now, error=error)
+            return 0
         if len(added) > 1:
             log.info("schedule %r caught up %d firings", schedule.name, len(added))
         made = 0
