@@ -141,6 +141,8 @@ async def test_what_a_create_refuses_is_a_422(
 async def test_options_lists_every_method(plain: Client) -> None:
     answer = await plain.options("/schedules")
     assert set(answer.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+    one = await plain.options("/schedules/any")
+    assert set(one.headers["allow"].replace(" ", "").split(",")) >= {"GET", "DELETE"}
 
 
 async def test_schedules_belong_to_their_owner_and_the_codes_are_for_admins_to_change() -> None:

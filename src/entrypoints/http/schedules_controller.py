@@ -113,6 +113,11 @@ class ScheduleController(Controller):
         path (litestar#4169); this one lists them all."""
         return Response(None, status_code=204, headers={"Allow": "GET, OPTIONS, POST"})
 
+    @route("/{name:str}", http_method=HttpMethod.OPTIONS, include_in_schema=False, status_code=204)
+    async def allow_one(self, name: Annotated[str, Parameter()]) -> Response[None]:
+        """As ``allow``, for one schedule's path (GET and DELETE)."""
+        return Response(None, status_code=204, headers={"Allow": "DELETE, GET, OPTIONS"})
+
     @post(
         "/",
         status_code=201,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -106,7 +107,7 @@ class ScheduleAdmin:
         now = self._clock.now()
         return await self._store.add_schedule(self._stored(spec, now))
 
-    def _stored(self, spec: ScheduleSpec, now: Any) -> Schedule:
+    def _stored(self, spec: ScheduleSpec, now: datetime) -> Schedule:
         return Schedule(
             **msgspec.structs.asdict(spec),
             next_fire_at=self._timing.after(spec, now),
