@@ -220,11 +220,17 @@ async def test_a_paused_schedule_fires_nothing_and_resumes_without_catching_up()
     assert await scheduler.fire_due() == 1
 
 
-async def test_a_worker_without_the_handler_leaves_the_schedule_to_those_with_it() -> None:
-    clock = ManualClock(utc(2026, 1, 1))
+async def a_system_tick(clock: ManualClock) -> tuple[Core, ScheduleAdmin]:
+    """A core whose "tick" schedule (of "reverse", every minute) is due in a minute."""
     core = build_core(clock=clock)
     admin, _ = parts(core)
     await admin.create("tick", "reverse", "abc", owner=None, every_s=60)
+    return core, admin
+
+
+async def test_a_worker_without_the_handler_leaves_the_schedule_to_those_with_it() -> None:
+    clock = ManualClock(utc(2026, 1, 1))
+    core, admin = await a_system_tick(clock)
     # A worker whose code has no such handler (an older release, another app).
     registry = HandlerRegistry()
 
@@ -243,9 +249,7 @@ async def test_a_worker_without_the_handler_leaves_the_schedule_to_those_with_it
 
 async def test_a_task_that_cannot_be_made_is_an_error_on_the_schedule() -> None:
     clock = ManualClock(utc(2026, 1, 1))
-    core = build_core(clock=clock)
-    admin, _ = parts(core)
-    await admin.create("tick", "reverse", "abc", owner=None, every_s=60)
+    core, admin = await a_system_tick(clock)
     # A worker whose handler of the type takes another input now.
     registry = HandlerRegistry()
 
