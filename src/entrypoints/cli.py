@@ -28,9 +28,11 @@ from taskcore.entrypoints.tokens import mint, parse_duration
 from taskcore.entrypoints.verify import VerificationFailed
 from taskcore.entrypoints.verify import verify as run_verify
 from taskcore.entrypoints.worker_process import run_worker
-from taskcore.errors import ConfigurationError, ServiceUnavailable
+from taskcore.errors import ConfigurationError, InvalidInput, ServiceUnavailable
 from taskcore.model.queues import QueueView, UnknownQueue
+from taskcore.model.schedules import Schedule, ScheduleNotFound
 from taskcore.queues.admin import QueueAdmin
+from taskcore.schedules.admin import ScheduleAdmin
 
 log = logging.getLogger("taskcore")
 
@@ -259,24 +261,38 @@ def queue() -> None:
 
 
 def _queue_command(app_spec: str | None, action: Callable[[QueueAdmin], Awaitable[Any]]) -> Any:
+    return _database_command(
+        app_spec, lambda container: action(container.queue_admin()), broker=True, refused=(UnknownQueue,)
+    )
+
+
+def _database_command(
+    app_spec: str | None,
+    action: Callable[[Container], Awaitable[Any]],
+    *,
+    broker: bool,
+    refused: tuple[type[Exception], ...],
+) -> Any:
+    """``action`` on a container whose database (and broker, if ``broker`` and
+    set) is open; what ``refused`` names becomes the command's error."""
     settings, container = _compose(app_spec, startup_attempts=1, migrate_on_start=False)
     if not settings.database_url:
-        raise click.ClickException("TASKCORE_DATABASE_URL not set: pauses live in the database")
+        raise click.ClickException("TASKCORE_DATABASE_URL not set: this lives in the database")
 
     async def run() -> Any:
         async with AsyncExitStack() as stack:
             database = container.database()
             await database.open()
             stack.push_async_callback(database.close)
-            if settings.amqp_url:
-                broker = container.queue()
-                await broker.open()
-                stack.push_async_callback(broker.close)
-            return await action(container.queue_admin())
+            if broker and settings.amqp_url:
+                queue = container.queue()
+                await queue.open()
+                stack.push_async_callback(queue.close)
+            return await action(container)
 
     try:
         return _run(run())
-    except UnknownQueue as exc:
+    except refused as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -313,6 +329,54 @@ def queue_pause(app_spec: str | None, name: str) -> None:
 def queue_resume(app_spec: str | None, name: str) -> None:
     """Resume NAME: its backlog runs again, in priority order."""
     click.echo(_show(_queue_command(app_spec, lambda admin: admin.resume(name))))
+
+
+@main.group()
+def schedule() -> None:
+    """List, pause and resume the periodic schedules (needs TASKCORE_DATABASE_URL)."""
+
+
+def _schedule_command(app_spec: str | None, action: Callable[[ScheduleAdmin], Awaitable[Any]]) -> Any:
+    return _database_command(
+        app_spec,
+        lambda container: action(container.schedule_admin()),
+        broker=False,
+        refused=(ScheduleNotFound, InvalidInput),
+    )
+
+
+def _show_schedule(view: Schedule) -> str:
+    timing = f"cron {view.cron!r} ({view.timezone})" if view.cron else f"every {view.every_s} s"
+    state = "retired" if view.retired_at else "paused" if view.paused else "active"
+    owner = "system" if view.system else f"owner {view.owner}"
+    last = view.last_fire_at.isoformat() if view.last_fire_at else "never"
+    upcoming = view.next_fire_at.isoformat() if view.next_fire_at and view.active else "-"
+    error = f"; error: {view.error}" if view.error else ""
+    return f"{view.name}: {view.type}, {timing}, {state}, {owner}; next {upcoming}, last {last}{error}"
+
+
+@schedule.command("list")
+@_app_option
+def schedule_list(app_spec: str | None) -> None:
+    """Every schedule, with its next and last fire times."""
+    for view in _schedule_command(app_spec, lambda admin: admin.schedules(None)):
+        click.echo(_show_schedule(view))
+
+
+@schedule.command("pause")
+@_app_option
+@click.argument("name")
+def schedule_pause(app_spec: str | None, name: str) -> None:
+    """Pause NAME: it submits nothing until it is resumed."""
+    click.echo(_show_schedule(_schedule_command(app_spec, lambda admin: admin.pause(name, None))))
+
+
+@schedule.command("resume")
+@_app_option
+@click.argument("name")
+def schedule_resume(app_spec: str | None, name: str) -> None:
+    """Resume NAME from its next fire time (what it missed while paused is not caught up)."""
+    click.echo(_show_schedule(_schedule_command(app_spec, lambda admin: admin.resume(name, None))))
 
 
 @main.command()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from dependency_injector import containers, providers
 
 from taskcore.adapters import otel
+from taskcore.adapters.cron import CronsimCalendar
 from taskcore.adapters.memory import (
     MemoryCache,
     MemoryCensus,
@@ -31,6 +32,7 @@ from taskcore.adapters.memory import (
     MemoryQueueDepths,
     MemoryQueues,
     MemoryRecovery,
+    MemorySchedules,
     MemoryTasks,
     MemoryWebhooks,
     MemoryWorkers,
@@ -44,6 +46,7 @@ from taskcore.adapters.postgres import (
     PostgresPruner,
     PostgresQueues,
     PostgresRecovery,
+    PostgresSchedules,
     PostgresTasks,
     PostgresWebhooks,
     PostgresWorkers,
@@ -63,6 +66,9 @@ from taskcore.handlers.registry import HandlerRegistry
 from taskcore.model.webhooks import CallbackPolicy, DeliveryRetries
 from taskcore.ports import QueueDepths
 from taskcore.queues.admin import QueueAdmin
+from taskcore.schedules.admin import ScheduleAdmin
+from taskcore.schedules.scheduler import Scheduler
+from taskcore.schedules.timing import Timing
 from taskcore.submit.reads import TaskReads
 from taskcore.submit.service import TaskService
 from taskcore.submit.waiting import ChangeListener, TaskWatcher
@@ -370,6 +376,31 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         allow_private=settings.provided.webhook_allow_private,
     )
+    # Periodic schedules: the store, the API's admin, and the scheduler in every worker.
+    schedule_store = _port_on(database_backend, database, MemorySchedules, PostgresSchedules)
+    timing = providers.Singleton(Timing, providers.Singleton(CronsimCalendar))
+    schedule_admin = providers.Singleton(
+        ScheduleAdmin,
+        store=schedule_store,
+        switches=schedule_store,
+        timing=timing,
+        tasks=service,
+        clock=clock,
+    )
+    scheduler = providers.Singleton(
+        Scheduler,
+        firings=schedule_store,
+        admin=schedule_admin,
+        timing=timing,
+        tasks=service,
+        transitions=transitions,
+        clock=clock,
+        declared=providers.Callable(lambda r: r.schedules(), registry),
+        types=providers.Callable(lambda r: r.names(), registry),
+        grace_s=settings.provided.schedule_grace_s,
+        max_sleep_s=settings.provided.schedule_poll_s,
+        telemetry=telemetry,
+    )
     # The worker's view of the paused queues: its consumer and its processor share it.
     pauses = providers.Singleton(PauseWatcher, queue_states, worker_queues)
     processor = providers.Singleton(
@@ -425,7 +456,7 @@ class Container(containers.DeclarativeContainer):
         presence=providers.Singleton(WorkerPresence, roster=roster, clock=clock),
         queues=worker_queues,
         pauses=pauses,
-        backgrounds=providers.List(commit_listener, webhook_sender),
+        backgrounds=providers.List(commit_listener, webhook_sender, scheduler),
     )
     # Pause, resume, and GET /queues.
     queue_admin = providers.Singleton(

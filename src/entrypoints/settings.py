@@ -83,6 +83,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     webhook_concurrency: Count = 16
     webhook_retry_base_s: Positive = 5.0
     webhook_retry_window_s: Positive = 86_400.0
+    # Periodic schedules (model/schedules.py): how late a firing may be and
+    # still fire whatever its catch_up, and the longest a scheduler sleeps
+    # (how soon it sees a schedule created elsewhere).
+    schedule_grace_s: Positive = 60.0
+    schedule_poll_s: Positive = 5.0
     # OpenTelemetry tracing (README "Tracing"): auto = on when the otel extra is installed.
     otel: Literal["auto", "on", "off"] = "auto"
     otel_exporter: Literal["none", "console"] = "none"

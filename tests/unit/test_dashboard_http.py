@@ -121,7 +121,11 @@ async def test_the_page_and_its_assets_are_served_from_here(container: Container
     assert "/queues" in script.text
     # the Queues panel: hidden until GET /queues answers, a header for each column, labelled buttons
     assert '<section id="queues-panel" class="panel" aria-labelledby="queues-title" hidden>' in html
-    assert html.count('<th scope="col"') == 8
+    queues_panel = html.split('id="queues-panel"')[1].split("</section>")[0]
+    assert queues_panel.count('<th scope="col"') == 8
+    # the Schedules panel: hidden until GET /schedules lists one
+    assert '<section id="schedules-panel" class="panel" aria-labelledby="schedules-title" hidden>' in html
+    assert "/schedules" in script.text
     assert "aria-label" in script.text
     assert "http://" not in script.text.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in script.text

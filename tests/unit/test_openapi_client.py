@@ -51,6 +51,12 @@ EXPECTED = {
     ("delete", "/webhooks/{endpoint_id}"): "removeWebhook",
     ("get", "/webhooks/deliveries"): "listWebhookDeliveries",
     ("post", "/webhooks/deliveries/{delivery_id}/retry"): "redeliverWebhook",
+    ("post", "/schedules"): "createSchedule",
+    ("get", "/schedules"): "listSchedules",
+    ("get", "/schedules/{name}"): "getSchedule",
+    ("delete", "/schedules/{name}"): "deleteSchedule",
+    ("post", "/schedules/{name}/pause"): "pauseSchedule",
+    ("post", "/schedules/{name}/resume"): "resumeSchedule",
     ("get", "/health/live"): "getLiveness",
     ("get", "/health/ready"): "getReadiness",
 }
@@ -76,6 +82,14 @@ MODULES = {
         "remove_webhook",
         "list_webhook_deliveries",
         "redeliver_webhook",
+    },
+    "schedules": {
+        "create_schedule",
+        "list_schedules",
+        "get_schedule",
+        "delete_schedule",
+        "pause_schedule",
+        "resume_schedule",
     },
     "health": {"get_liveness", "get_readiness"},
 }

@@ -18,6 +18,7 @@ from taskcore.adapters.memory.queue_depths import MemoryQueueDepths
 from taskcore.adapters.memory.queues import MemoryQueues
 from taskcore.adapters.memory.recovery import MemoryRecovery
 from taskcore.adapters.memory.retention import MemoryPruner
+from taskcore.adapters.memory.schedules import MemorySchedules
 from taskcore.adapters.memory.tasks import MemoryTasks
 from taskcore.adapters.memory.telemetry import MemoryTelemetry
 from taskcore.adapters.memory.transactional import MemoryCommitNotices, MemoryTransaction
@@ -36,6 +37,7 @@ __all__ = [
     "MemoryQueueDepths",
     "MemoryQueues",
     "MemoryRecovery",
+    "MemorySchedules",
     "MemoryTasks",
     "MemoryTelemetry",
     "MemoryTransaction",

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from taskcore.errors import RepositoryUnavailable, UnstorableValue
+from taskcore.model.schedules import Schedule
 from taskcore.model.task import Task
 from taskcore.model.webhooks import WebhookDelivery, WebhookEndpoint
 from taskcore.model.workers import WorkerReport
@@ -59,6 +60,8 @@ class MemoryDatabase:
         self.webhook_endpoints: dict[int, WebhookEndpoint] = {}
         self.webhook_deliveries: dict[int, WebhookDelivery] = {}
         self._next_endpoint_id = 1
+        self.schedules: dict[str, Schedule] = {}
+        self.schedule_firings: dict[tuple[str, datetime], int] = {}  # (schedule, fire time) -> its task
         self.available = True
         self._next_id = 1
 

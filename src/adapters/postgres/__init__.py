@@ -16,6 +16,7 @@ from taskcore.adapters.postgres.migrate import Migration, migrate, migration_fil
 from taskcore.adapters.postgres.queues import PostgresQueues
 from taskcore.adapters.postgres.recovery import PostgresRecovery
 from taskcore.adapters.postgres.retention import PostgresPruner
+from taskcore.adapters.postgres.schedules import PostgresSchedules
 from taskcore.adapters.postgres.tasks import PostgresTasks
 from taskcore.adapters.postgres.transactional import PostgresCommitNotices
 from taskcore.adapters.postgres.webhooks import PostgresWebhooks
@@ -30,6 +31,7 @@ __all__ = [
     "PostgresPruner",
     "PostgresQueues",
     "PostgresRecovery",
+    "PostgresSchedules",
     "PostgresTasks",
     "PostgresWebhooks",
     "PostgresWorkers",

@@ -681,3 +681,103 @@ SET status = 'PENDING', attempts = 0, retry_from = %(now)s, next_attempt_at = %(
     last_error = NULL
 WHERE id = %(id)s AND status = 'FAILED' AND (%(owner)s::text IS NULL OR owner = %(owner)s::text)
 RETURNING *;
+
+-- name: add_schedule
+-- Nothing when the name is taken.
+INSERT INTO schedules (name, type, input, cron, timezone, every_s, queue, priority, catch_up, catch_up_limit,
+                       owner, system, paused, retired_at, next_fire_at, last_fire_at, error, created_at,
+                       updated_at)
+VALUES (%(name)s, %(type)s, %(input)s, %(cron)s, %(timezone)s, %(every_s)s, %(queue)s, %(priority)s,
+        %(catch_up)s, %(catch_up_limit)s, %(owner)s, %(system)s, %(paused)s, %(retired_at)s, %(next_fire_at)s,
+        %(last_fire_at)s, %(error)s, %(created_at)s, %(updated_at)s)
+ON CONFLICT (name) DO NOTHING
+RETURNING *;
+
+-- name: declare_schedule
+-- A system schedule the code declares: stored, or updated keeping its next
+-- fire time unless its timing changed or it was retired, and keeping paused.
+-- A runtime schedule of the name is left as it is (the WHERE).
+INSERT INTO schedules AS s (name, type, input, cron, timezone, every_s, queue, priority, catch_up,
+                            catch_up_limit, owner, system, next_fire_at, created_at, updated_at)
+VALUES (%(name)s, %(type)s, %(input)s, %(cron)s, %(timezone)s, %(every_s)s, %(queue)s, %(priority)s,
+        %(catch_up)s, %(catch_up_limit)s, NULL, true, %(next_fire_at)s, %(created_at)s, %(updated_at)s)
+ON CONFLICT (name) DO UPDATE
+SET type = EXCLUDED.type, input = EXCLUDED.input, cron = EXCLUDED.cron, timezone = EXCLUDED.timezone,
+    every_s = EXCLUDED.every_s, queue = EXCLUDED.queue, priority = EXCLUDED.priority,
+    catch_up = EXCLUDED.catch_up, catch_up_limit = EXCLUDED.catch_up_limit,
+    next_fire_at = CASE
+        WHEN s.retired_at IS NOT NULL
+          OR (s.cron, s.every_s, s.timezone) IS DISTINCT FROM (EXCLUDED.cron, EXCLUDED.every_s, EXCLUDED.timezone)
+        THEN EXCLUDED.next_fire_at
+        ELSE s.next_fire_at
+    END,
+    retired_at = NULL, updated_at = EXCLUDED.updated_at
+WHERE s.system;
+
+-- name: retire_schedules
+-- The system schedules the code no longer declares.
+UPDATE schedules SET retired_at = %(now)s, updated_at = %(now)s
+WHERE system AND retired_at IS NULL AND NOT (name = ANY (%(names)s::text[]));
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE name = %(name)s;
+
+-- name: list_schedules
+-- An owner's schedules and the system ones; every one for a NULL owner.
+SELECT * FROM schedules
+WHERE %(owner)s::text IS NULL OR system OR owner = %(owner)s::text
+ORDER BY name;
+
+-- name: remove_schedule
+-- Its firings go with it (ON DELETE CASCADE).
+DELETE FROM schedules WHERE name = %(name)s;
+
+-- name: pause_schedule
+UPDATE schedules SET paused = true, updated_at = %(now)s WHERE name = %(name)s RETURNING *;
+
+-- name: resume_schedule
+-- A paused schedule fires next at the next fire time after now (SET reads the old row).
+UPDATE schedules
+SET paused = false,
+    next_fire_at = CASE WHEN paused THEN %(next_fire_at)s ELSE next_fire_at END,
+    updated_at = CASE WHEN paused THEN %(now)s ELSE updated_at END
+WHERE name = %(name)s
+RETURNING *;
+
+-- name: due_schedules
+-- Of the task types the scheduler can make (all for NULL).
+SELECT * FROM schedules
+WHERE NOT paused AND retired_at IS NULL AND next_fire_at <= %(now)s
+  AND (%(types)s::text[] IS NULL OR type = ANY (%(types)s::text[]))
+ORDER BY next_fire_at, name
+LIMIT %(limit)s;
+
+-- name: next_due_schedule
+SELECT min(next_fire_at) FROM schedules
+WHERE NOT paused AND retired_at IS NULL AND (%(types)s::text[] IS NULL OR type = ANY (%(types)s::text[]));
+
+-- name: lock_due_schedule
+-- The schedule as the scheduler read it, still active and due then: locked
+-- for this firing, or nothing if another scheduler holds it or fired it.
+SELECT name FROM schedules
+WHERE name = %(name)s AND next_fire_at = %(expected)s AND NOT paused AND retired_at IS NULL
+FOR UPDATE SKIP LOCKED;
+
+-- name: add_firing
+-- Nothing when this fire time was fired before.
+INSERT INTO schedule_firings (schedule, fire_at) VALUES (%(name)s, %(fire_at)s)
+ON CONFLICT DO NOTHING
+RETURNING fire_at;
+
+-- name: firing_task
+UPDATE schedule_firings SET task_id = %(task_id)s WHERE schedule = %(name)s AND fire_at = %(fire_at)s;
+
+-- name: schedule_fired
+UPDATE schedules
+SET next_fire_at = %(next_fire_at)s, last_fire_at = coalesce(%(last_fire_at)s, last_fire_at), error = %(error)s,
+    updated_at = %(now)s
+WHERE name = %(name)s;
+
+-- name: forget_firings
+-- Firings long past: a fire time only goes forward, so they cannot be fired again.
+DELETE FROM schedule_firings WHERE schedule = %(name)s AND fire_at < %(before)s;

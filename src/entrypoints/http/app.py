@@ -28,6 +28,7 @@ from taskcore.entrypoints.http.problems import EXCEPTION_HANDLERS
 from taskcore.entrypoints.http.queues_controller import QueueController
 from taskcore.entrypoints.http.rate_limit import rate_limit_middleware
 from taskcore.entrypoints.http.request_id import RequestIdPlugin
+from taskcore.entrypoints.http.schedules_controller import ScheduleController
 from taskcore.entrypoints.http.submit_schema import SubmitBodySchemaPlugin
 from taskcore.entrypoints.http.tasks_controller import TaskController, TaskEndpoints
 from taskcore.entrypoints.http.tracing import TraceContinuation
@@ -36,6 +37,7 @@ from taskcore.entrypoints.http.workflows_controller import WorkflowController
 from taskcore.entrypoints.lifecycle import dependencies, open_resources
 from taskcore.entrypoints.stopping import StartupStopped
 from taskcore.queues.admin import QueueAdmin
+from taskcore.schedules.admin import ScheduleAdmin
 from taskcore.tracing import NoTracing
 from taskcore.webhooks.admin import WebhookAdmin
 from taskcore.workflows.service import WorkflowService
@@ -100,6 +102,9 @@ def create_app(
     def provide_webhooks() -> WebhookAdmin:
         return container.webhook_admin()
 
+    def provide_schedules() -> ScheduleAdmin:
+        return container.schedule_admin()
+
     def provide_dependencies() -> Dependencies:
         return Dependencies(dependencies(container))
 
@@ -127,6 +132,7 @@ def create_app(
             QueueController,
             WorkflowController,
             WebhookController,
+            ScheduleController,
         ],
         security=[{"BearerToken": []}] if verifier is not None else None,
     )
@@ -148,6 +154,7 @@ def create_app(
             "queues": Provide(provide_queues, sync_to_thread=False),
             "workflows": Provide(provide_workflows, sync_to_thread=False),
             "webhooks": Provide(provide_webhooks, sync_to_thread=False),
+            "schedules": Provide(provide_schedules, sync_to_thread=False),
             "dependencies": Provide(provide_dependencies, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,

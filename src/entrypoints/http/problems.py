@@ -25,6 +25,7 @@ from taskcore.errors import (
 )
 from taskcore.model.idempotency import IdempotencyConflict
 from taskcore.model.queues import UnknownQueue
+from taskcore.model.schedules import ScheduleConflict, ScheduleNotFound, ScheduleReadOnly
 from taskcore.model.webhooks import WebhookNotFound
 from taskcore.model.workflows import WorkflowNotFound
 
@@ -78,9 +79,7 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Probl
     return problem_response(request, status, detail, headers=headers)
 
 
-def _not_found(
-    request: Request[Any, Any, Any], exc: TaskNotFound | UnknownQueue | WorkflowNotFound | WebhookNotFound
-) -> Response[Problem]:
+def _not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     return problem_response(request, 404, str(exc))
 
 
@@ -88,8 +87,12 @@ def _unprocessable(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return problem_response(request, 422, str(exc))
 
 
-def _conflict(request: Request[Any, Any, Any], exc: InvalidTransition) -> Response[Problem]:
+def _conflict(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     return problem_response(request, 409, str(exc))
+
+
+def _forbidden(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    return problem_response(request, 403, str(exc))
 
 
 def _unavailable(request: Request[Any, Any, Any], exc: ServiceUnavailable) -> Response[Problem]:
@@ -111,6 +114,9 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     UnknownQueue: _not_found,
     WorkflowNotFound: _not_found,
     WebhookNotFound: _not_found,
+    ScheduleNotFound: _not_found,
+    ScheduleConflict: _conflict,
+    ScheduleReadOnly: _forbidden,
     UnknownTaskType: _unprocessable,
     InvalidInput: _unprocessable,
     UnstorableValue: _unprocessable,

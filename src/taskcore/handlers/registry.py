@@ -14,6 +14,7 @@ import inspect
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar, overload
 
@@ -24,6 +25,8 @@ from taskcore.errors import HandlerRegistrationError, InvalidInput, UnknownTaskT
 from taskcore.handlers.context import TaskContext
 from taskcore.model.limits import NO_LIMITS, KeyFunction, Rate, TypeLimits, parse_rate
 from taskcore.model.queues import DEFAULT_QUEUE, check_queue_name
+from taskcore.model.schedules import DEFAULT_CATCH_UP_LIMIT, CatchUp, ScheduleSpec, check_timing
+from taskcore.model.task import check_priority
 from taskcore.model.uniqueness import check_unique_key
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -163,6 +166,7 @@ class HandlerRegistry:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
         self._queues: set[str] = {DEFAULT_QUEUE}
+        self._schedules: dict[str, ScheduleSpec] = {}
 
     @overload
     def handler(self, fn: F, /) -> F: ...
@@ -296,6 +300,80 @@ class HandlerRegistry:
         )
         self._handlers[task_type] = handler
         return handler
+
+    def periodic(
+        self,
+        cron: str | None = None,
+        /,
+        *,
+        every: timedelta | int | None = None,
+        name: str | None = None,
+        timezone: str = "UTC",
+        input: Any = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        catch_up: str = "skip",
+        catch_up_limit: int = DEFAULT_CATCH_UP_LIMIT,
+    ) -> Callable[[F], F]:
+        """Run a handler on a schedule: ``@registry.periodic("*/5 * * * *",
+        timezone="Europe/Berlin", input={...})`` (a cron expression, five
+        fields or six with seconds first) or ``@registry.periodic(every=timedelta(seconds=30))``.
+        Put it above ``@registry.handler(...)``; alone, it registers the
+        function as a handler with the defaults. The schedule (named
+        ``name``, by default the handler's) is a system schedule: each worker
+        stores it as it starts, and retires the ones the code no longer
+        declares (``model/schedules.py``). ``catch_up``: ``skip``,
+        ``latest`` or ``all`` (up to ``catch_up_limit``) missed firings."""
+
+        def decorate(fn: F) -> F:
+            handler = next((h for h in self._handlers.values() if h.fn is fn), None) or self.register(fn)
+            seconds = every.total_seconds() if isinstance(every, timedelta) else every
+            if seconds is not None and seconds != int(seconds):
+                raise HandlerRegistrationError(f"schedule of {handler.name!r}: every is whole seconds")
+            try:
+                mode = CatchUp(catch_up)
+            except ValueError:
+                raise HandlerRegistrationError(
+                    f"schedule of {handler.name!r}: catch_up is skip, latest or all, not {catch_up!r}"
+                ) from None
+            self.add_schedule(
+                ScheduleSpec(
+                    name=name or handler.name,
+                    type=handler.name,
+                    input=input,
+                    cron=cron,
+                    timezone=timezone,
+                    every_s=None if seconds is None else int(seconds),
+                    queue=queue,
+                    priority=priority,
+                    catch_up=mode,
+                    catch_up_limit=catch_up_limit,
+                    system=True,
+                )
+            )
+            return fn
+
+        return decorate
+
+    def add_schedule(self, spec: ScheduleSpec) -> ScheduleSpec:
+        """Declare a schedule of a registered handler (``periodic`` without the decorator)."""
+        try:
+            check_timing(spec)
+            if spec.priority is not None:
+                check_priority(spec.priority)
+            if spec.queue is not None and spec.queue not in self.queues():
+                raise InvalidInput(f"unknown queue {spec.queue!r} (add_queue makes one known)")
+            self.get(spec.type).parse_input(spec.input)
+        except (InvalidInput, UnknownTaskType) as exc:
+            raise HandlerRegistrationError(f"schedule {spec.name!r}: {exc}") from exc
+        if spec.name in self._schedules:
+            raise HandlerRegistrationError(f"a schedule named {spec.name!r} is already declared")
+        self._schedules[spec.name] = spec
+        return spec
+
+    def schedules(self) -> list[ScheduleSpec]:
+        """The schedules the code declares, by name."""
+        return [self._schedules[name] for name in sorted(self._schedules)]
 
     def get(self, task_type: str) -> Handler:
         try:

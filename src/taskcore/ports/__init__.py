@@ -17,6 +17,7 @@ from taskcore.ports.dashboard import DashboardReads, QueueDepths, WorkerRoster
 from taskcore.ports.limits import ConcurrencySlots
 from taskcore.ports.queues import QueueLoads, QueueSwitches
 from taskcore.ports.retention import TaskPruner
+from taskcore.ports.schedules import CronCalendar, ScheduleFirings, ScheduleStore, ScheduleSwitches
 from taskcore.ports.tasks import (
     AttemptStore,
     DispatchLog,
@@ -47,6 +48,7 @@ __all__ = [
     "CommitNotices",
     "ConcurrencySlots",
     "Consumer",
+    "CronCalendar",
     "DashboardReads",
     "Delivery",
     "DeliveryReads",
@@ -58,6 +60,9 @@ __all__ = [
     "RecoveryStore",
     "RecoveryTelemetry",
     "RunSpan",
+    "ScheduleFirings",
+    "ScheduleStore",
+    "ScheduleSwitches",
     "SubmitSpan",
     "SubmitTelemetry",
     "SubmitTracing",

@@ -52,6 +52,8 @@ ACCEPTS_422_FOR_VALID_DATA = {
     "POST /tasks/batch": "each item as POST /tasks (after, callback_url)",
     "POST /workflows": "steps form a graph: acyclic, after names steps of the same body (no schema says so)",
     "POST /webhooks": "url must be http(s) with a public host (SSRF guard); a secret is 16 bytes or more",
+    "POST /schedules": "exactly one of cron and every_s; cron is parsed, timezone is an IANA zone, type a"
+    " registered handler and input_data its input (no schema says so)",
     "POST /tasks/cancel": "cursor is opaque as for GET /tasks; a body without any filter is refused",
     "POST /tasks/retry": "cursor is opaque as for GET /tasks; a body without any filter is refused",
 }

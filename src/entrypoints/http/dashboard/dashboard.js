@@ -449,6 +449,44 @@
     tokenChanged();
   }
 
+  // --- schedules: a read-only panel of GET /schedules, polled on its own -----------------
+
+  const SCHEDULES_POLL_MS = 5000;
+
+  function when(s) {
+    return s.cron ? `${s.cron} (${s.timezone})` : `every ${s.every_s} s`;
+  }
+
+  function showSchedules(items) {
+    const rows = items.map((s) => {
+      const tr = document.createElement("tr");
+      const state = s.retired_at ? "retired" : s.paused ? "paused" : "active";
+      const next = state === "active" && s.next_fire_at ? new Date(s.next_fire_at).toLocaleString() : "–";
+      const last = s.last_fire_at ? new Date(s.last_fire_at).toLocaleString() : "never";
+      for (const text of [s.name, s.type, when(s), state, next, last, s.error || ""]) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.append(td);
+      }
+      return tr;
+    });
+    $("schedules").tBodies[0].replaceChildren(...rows);
+    $("schedules-panel").hidden = items.length === 0;
+  }
+
+  async function pollSchedules() {
+    if (!document.hidden) {
+      try {
+        showSchedules((await api("GET", "/schedules")).items);
+      } catch {
+        $("schedules-panel").hidden = true; // not this caller's to see, or the API is away: /stats says which
+      }
+    }
+    setTimeout(pollSchedules, SCHEDULES_POLL_MS);
+  }
+
+  document.addEventListener("DOMContentLoaded", pollSchedules);
+
   document.addEventListener("DOMContentLoaded", () => {
     $("token-form").addEventListener("submit", useToken);
     $("forget-token").addEventListener("click", forgetToken);
