@@ -143,7 +143,7 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         | None
     ) = None
     tags: Tags = msgspec.field(default_factory=list)
-    metadata: Metadata | None = None
+    metadata: Metadata = msgspec.field(default_factory=dict)
 
     def delay(self, now: datetime) -> timedelta | None:
         """When the task may run, as a delay from ``now`` (``None``: now);

@@ -48,7 +48,7 @@ class StepIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     priority: Annotated[int, msgspec.Meta(ge=MIN_PRIORITY, le=MAX_PRIORITY)] | None = None
     queue: Annotated[str, msgspec.Meta(min_length=1, max_length=63)] | None = None
     tags: Tags = msgspec.field(default_factory=list)
-    metadata: Metadata | None = None
+    metadata: Metadata = msgspec.field(default_factory=dict)
 
     def spec(self) -> StepSpec:
         return StepSpec(
@@ -70,10 +70,9 @@ class SubmitWorkflow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tags: Annotated[Tags, msgspec.Meta(description="Every step's, before the step's own.")] = msgspec.field(
         default_factory=list
     )
-    metadata: (
-        Annotated[Metadata, msgspec.Meta(description="Every step's; a step's own keys win over these.")]
-        | None
-    ) = None
+    metadata: Annotated[
+        Metadata, msgspec.Meta(description="Every step's; a step's own keys win over these.")
+    ] = msgspec.field(default_factory=dict)
 
 
 class WorkflowView(msgspec.Struct, kw_only=True):
