@@ -225,6 +225,8 @@ async def test_tags_and_metadata_are_sent_returned_and_filter_listings(app: Lite
             metadata={"who": "flow", "run": 1},
         )
         assert (flow.step("a").tags, flow.step("a").metadata) == (("flow", "a"), {"who": "a", "run": 1})
+        states = [state async for state in client.events(flow.step("a").id)]  # the SSE status events
+        assert {(state.tags, state.metadata["who"]) for state in states} == {(("flow", "a"), "a")}
         with pytest.raises(Unprocessable) as refused:
             await client.submit("reverse", "x", tags=["not a tag"])
         assert refused.value.status == 422

@@ -14,6 +14,7 @@ from taskcore.entrypoints.http import create_app
 from taskcore.entrypoints.settings import load_settings
 from taskcore.errors import InvalidInput
 from taskcore.model.batch import TaskRequest
+from taskcore.model.idempotency import IdempotencyConflict
 from taskcore.model.query import TaskQuery
 from taskcore.model.tags import MAX_METADATA_BYTES, check_metadata, check_tags, merged
 from taskcore.model.workflows import StepSpec
@@ -88,6 +89,18 @@ async def test_every_submit_of_the_library_keeps_them(core: Core) -> None:
     assert core.db.tasks[within.id].tags == ("x", "in-tx")
     found = await core.tasks.find(TaskQuery(tags=("x",)))
     assert [task.id for task in found] == [within.id, batch[0].task.id, one.id]
+
+
+async def test_an_idempotency_key_s_request_includes_its_tags_and_metadata(core: Core) -> None:
+    first, created = await core.service.submit_once("reverse", "a", idempotency_key="k", tags=["x"])
+    again, replayed = await core.service.submit_once("reverse", "a", idempotency_key="k", tags=["x"])
+    assert (again.id, created, replayed) == (first.id, True, False)
+    for changed in ({"tags": ["y"]}, {"tags": ["x"], "metadata": {"m": 1}}):
+        with pytest.raises(IdempotencyConflict):
+            await core.service.submit_once("reverse", "a", idempotency_key="k", **changed)  # type: ignore[arg-type]
+    untagged, _ = await core.service.submit_once("reverse", "a", idempotency_key="plain")
+    same, _ = await core.service.submit_once("reverse", "a", idempotency_key="plain", metadata={})
+    assert same.id == untagged.id  # no metadata and {} are one request
 
 
 async def test_a_bad_submit_stores_nothing_and_a_bad_batch_item_is_named(core: Core) -> None:

@@ -170,6 +170,8 @@ class TaskService:
         unique_key: str | None = None,
         after: Sequence[int] = (),
         run_anyway: bool = False,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
     ) -> tuple[Task, bool]:
         """``submit`` under a client's Idempotency-Key: the first call creates
         the task, a retry with the same request returns it (``False``: not
@@ -186,6 +188,8 @@ class TaskService:
             unique_key=unique_key,
             after=after,
             run_anyway=run_anyway,
+            tags=tags,
+            metadata=metadata,
         )
         return submitted.task, submitted.created
 
