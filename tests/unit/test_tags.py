@@ -40,6 +40,7 @@ def test_tags_keep_their_order_without_repeats() -> None:
         (["a,b"], "1 to 64 characters"),
         (['"quoted"'], "1 to 64 characters"),
         (["ünï"], "1 to 64 characters"),
+        (["trailing\n"], "1 to 64 characters"),
         ([7], "1 to 64 characters"),
         ([f"t{n}" for n in range(17)], "at most 16 tags, got 17"),
         ("nightly", "a list of strings"),

@@ -26,12 +26,12 @@ TAG_CHARSET = "letters, digits and - _ . : / ="
 TAG_PATTERN = r"^[A-Za-z0-9_.:/=-]+$"
 MAX_METADATA_BYTES = 4096  # encoded as compact JSON
 
-_TAG = re.compile(TAG_PATTERN)
+_TAG = re.compile(TAG_PATTERN)  # fullmatch: a "$" alone lets a trailing newline through
 
 
 def check_tag(tag: object) -> str:
     """``tag`` if it can be a tag (1 to 64 of ``TAG_CHARSET``), else ``InvalidInput``."""
-    if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_LENGTH or not _TAG.match(tag):
+    if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_LENGTH or not _TAG.fullmatch(tag):
         raise InvalidInput(
             f"a tag is 1 to {MAX_TAG_LENGTH} characters of {TAG_CHARSET}, got {tag!r:.80}", tag=tag
         )
