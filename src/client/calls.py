@@ -11,7 +11,7 @@ import contextlib
 import importlib.metadata
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -49,7 +49,7 @@ U = TypeVar("U")
 MAX_WAIT_S = 60.0  # the API holds a long poll at most this long
 MAX_BULK = 10_000  # tasks one bulk call looks at, at most
 
-Params = Mapping[str, str | int | float]
+Params = Mapping[str, str | int | float | Sequence[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +177,21 @@ def events_path(task_id: int) -> str:
 
 
 def list_page(
-    *, status: str | None, type: str | None, queue: str | None, limit: int, cursor: str | None
+    *,
+    status: str | None,
+    type: str | None,
+    queue: str | None,
+    tag: str | Iterable[str] | None = None,
+    limit: int,
+    cursor: str | None,
 ) -> Call[TaskPage]:
+    """``tag``: one, or several (repeated ``tag=``: tasks with all of them)."""
     given = {"status": status, "type": type, "queue": queue, "cursor": cursor}
-    params: dict[str, str | int | float] = {name: value for name, value in given.items() if value is not None}
+    params: dict[str, str | int | float | Sequence[str]] = {
+        name: value for name, value in given.items() if value is not None
+    }
+    if tag is not None:
+        params["tag"] = [tag] if isinstance(tag, str) else list(tag)
     params["limit"] = limit
     return Call("GET", "/tasks", _json(TaskPage), Resend.SAFE, params=params)
 
@@ -198,7 +209,8 @@ def retry(task_id: int) -> Call[Task]:
 
 def bulk(action: str, filters: Mapping[str, Any], *, limit: int, cursor: str | None) -> Call[BulkResult]:
     """Safe to resend (the API says so): what changed no longer matches the filter.
-    ``filters``: ``status``, ``type``, ``queue``, ``created_after``, ``created_before``, ``owner``."""
+    ``filters``: ``status``, ``type``, ``queue``, ``tags``, ``created_after``, ``created_before``,
+    ``owner``."""
     body = FilterBody(**filters, limit=limit, cursor=cursor)
     return _posting(f"/tasks/{action}", _BULK, Resend.SAFE, body)
 
@@ -214,10 +226,17 @@ def add_up(total: BulkResult | None, one: BulkResult) -> BulkResult:
 # -- workflows ------------------------------------------------------------------------------
 
 
-def submit_workflow(steps: Iterable[Step], name: str | None) -> Call[Workflow]:
+def submit_workflow(
+    steps: Iterable[Step],
+    name: str | None,
+    tags: Iterable[str] = (),
+    metadata: Mapping[str, Any] | None = None,
+) -> Call[Workflow]:
     """No Idempotency-Key on workflows: sent again only if surely not acted on."""
     body = WorkflowBody(
         name=name,
+        tags=list(tags),
+        metadata=None if metadata is None else dict(metadata),
         steps=[
             StepBody(
                 name=step.name,
@@ -227,6 +246,8 @@ def submit_workflow(steps: Iterable[Step], name: str | None) -> Call[Workflow]:
                 run_anyway=step.run_anyway,
                 priority=step.priority,
                 queue=step.queue,
+                tags=list(step.tags),
+                metadata=None if step.metadata is None else dict(step.metadata),
             )
             for step in steps
         ],

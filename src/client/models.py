@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -62,6 +62,8 @@ class Task(msgspec.Struct, kw_only=True, frozen=True):
     finished_at: datetime | None = None
     schedule: str | None = None  # the periodic schedule that created it, on servers that have them
     fire_at: datetime | None = None
+    tags: tuple[str, ...] = ()  # as submitted; an older server sends none
+    metadata: dict[str, Any] = {}
 
     @property
     def is_final(self) -> bool:
@@ -189,7 +191,9 @@ class TaskSpec:
     """One task to submit, as ``Client.submit`` takes it (``submit_many`` takes a list).
 
     ``delay`` (seconds or a ``timedelta``) or ``run_at`` (a timezone-aware
-    ``datetime``) schedule it; ``after`` names tasks it runs after.
+    ``datetime``) schedule it; ``after`` names tasks it runs after. ``tags``
+    (up to 16) label it for ``list(tag=...)``; ``metadata`` (a JSON object, up
+    to 4 KiB) is kept and returned with it.
     """
 
     type: str
@@ -201,6 +205,8 @@ class TaskSpec:
     unique_key: str | None = None
     after: Sequence[int] = ()
     run_anyway: bool = False
+    tags: Sequence[str] = ()
+    metadata: Mapping[str, Any] | None = None
 
     def body(self) -> SubmitBody:
         delay = self.delay.total_seconds() if isinstance(self.delay, timedelta) else self.delay
@@ -214,6 +220,8 @@ class TaskSpec:
             unique_key=self.unique_key,
             after=list(self.after),
             run_anyway=self.run_anyway,
+            tags=list(self.tags),
+            metadata=None if self.metadata is None else dict(self.metadata),
         )
 
 
@@ -228,6 +236,8 @@ class Step:
     run_anyway: bool = False
     priority: int | None = None
     queue: str | None = None
+    tags: Sequence[str] = ()  # besides the workflow's
+    metadata: Mapping[str, Any] | None = None  # over the workflow's
 
 
 # omit_defaults: a field left out is the server's default, whatever it is, not ours.
@@ -241,6 +251,8 @@ class SubmitBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     unique_key: str | None = None
     after: list[int] = msgspec.field(default_factory=list)
     run_anyway: bool = False
+    tags: list[str] = msgspec.field(default_factory=list)
+    metadata: dict[str, Any] | None = None
 
 
 class BatchBody(msgspec.Struct, kw_only=True):
@@ -255,11 +267,15 @@ class StepBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     run_anyway: bool = False
     priority: int | None = None
     queue: str | None = None
+    tags: list[str] = msgspec.field(default_factory=list)
+    metadata: dict[str, Any] | None = None
 
 
 class WorkflowBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     steps: list[StepBody]
     name: str | None = None
+    tags: list[str] = msgspec.field(default_factory=list)
+    metadata: dict[str, Any] | None = None
 
 
 class FilterBody(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -271,6 +287,7 @@ class FilterBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     created_after: datetime | None = None
     created_before: datetime | None = None
     owner: str | None = None
+    tags: list[str] | None = None
     limit: int | None = None
     cursor: str | None = None
 

@@ -194,6 +194,8 @@ class Client:
         after: Iterable[int] = (),
         run_anyway: bool = False,
         idempotency_key: str | None = None,
+        tags: Iterable[str] = (),
+        metadata: Mapping[str, Any] | None = None,
     ) -> Task:
         """Submit a task; it is stored PENDING and runs in the background.
 
@@ -202,7 +204,9 @@ class Client:
         task the first attempt created: one call, at most one task. Give your
         own key to make a submit safe to repeat across calls (or processes).
         With a ``unique_key`` held by an unfinished task, that task is the
-        answer (``submit_detailed`` says so).
+        answer (``submit_detailed`` says so). ``tags`` (up to 16) label the
+        task for ``list(tag=...)``; ``metadata`` (a JSON object, up to 4 KiB)
+        is kept and returned with it.
         """
         return self.submit_detailed(
             type,
@@ -215,6 +219,8 @@ class Client:
             after=after,
             run_anyway=run_anyway,
             idempotency_key=idempotency_key,
+            tags=tags,
+            metadata=metadata,
         ).task
 
     def submit_detailed(
@@ -230,6 +236,8 @@ class Client:
         after: Iterable[int] = (),
         run_anyway: bool = False,
         idempotency_key: str | None = None,
+        tags: Iterable[str] = (),
+        metadata: Mapping[str, Any] | None = None,
     ) -> Submitted:
         """As ``submit``, with whether the task was deduplicated or the answer replayed."""
         spec = TaskSpec(
@@ -242,6 +250,8 @@ class Client:
             unique_key=unique_key,
             after=tuple(after),
             run_anyway=run_anyway,
+            tags=tuple(tags),
+            metadata=metadata,
         )
         return self._session.send(calls.submit(spec, idempotency_key))
 
@@ -281,17 +291,21 @@ class Client:
         status: TaskStatus | str | None = None,
         type: str | None = None,
         queue: str | None = None,
+        tag: str | Iterable[str] | None = None,
         page_size: int = 100,
         cursor: str | None = None,
     ) -> Iterator[Task]:
         """Every task that matches, newest first, a page at a time as you iterate.
 
         Pages are keyset pages: tasks submitted meanwhile are newer than all of
-        them, so none repeats or is skipped. ``list_page`` gives one page and
+        them, so none repeats or is skipped. ``tag``: only tasks with this tag
+        (several: with all of them). ``list_page`` gives one page and
         its cursor, for callers that stop and resume.
         """
         while True:
-            page = self.list_page(status=status, type=type, queue=queue, limit=page_size, cursor=cursor)
+            page = self.list_page(
+                status=status, type=type, queue=queue, tag=tag, limit=page_size, cursor=cursor
+            )
             yield from page.items
             if page.next_cursor is None:
                 return
@@ -303,12 +317,13 @@ class Client:
         status: TaskStatus | str | None = None,
         type: str | None = None,
         queue: str | None = None,
+        tag: str | Iterable[str] | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> TaskPage:
         """One page of tasks (``limit`` 1 to 500); pass its ``next_cursor`` as ``cursor`` for the next."""
         return self._session.send(
-            calls.list_page(status=status, type=type, queue=queue, limit=limit, cursor=cursor)
+            calls.list_page(status=status, type=type, queue=queue, tag=tag, limit=limit, cursor=cursor)
         )
 
     def cancel(self, task_id: int) -> Task:
@@ -338,6 +353,7 @@ class Client:
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         owner: str | None = None,
+        tags: Iterable[str] | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> BulkResult:
@@ -354,6 +370,7 @@ class Client:
             "created_after": created_after,
             "created_before": created_before,
             "owner": owner,
+            "tags": None if tags is None else builtins.list(tags),
         }
         return self._bulk("cancel", filters, limit, cursor)
 
@@ -366,6 +383,7 @@ class Client:
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         owner: str | None = None,
+        tags: Iterable[str] | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> BulkResult:
@@ -377,6 +395,7 @@ class Client:
             "created_after": created_after,
             "created_before": created_before,
             "owner": owner,
+            "tags": None if tags is None else builtins.list(tags),
         }
         return self._bulk("retry", filters, limit, cursor)
 
@@ -400,10 +419,18 @@ class Workflows:
     def __init__(self, session: _Session) -> None:
         self._session = session
 
-    def submit(self, steps: Iterable[Step], *, name: str | None = None) -> Workflow:
+    def submit(
+        self,
+        steps: Iterable[Step],
+        *,
+        name: str | None = None,
+        tags: Iterable[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Workflow:
         """Every step stored in one transaction, or none (a bad one is an
-        ``Unprocessable`` naming it). Not sent again after a lost answer."""
-        return self._session.send(calls.submit_workflow(steps, name))
+        ``Unprocessable`` naming it). Not sent again after a lost answer.
+        ``tags`` and ``metadata`` go to every step, with each ``Step``'s own added."""
+        return self._session.send(calls.submit_workflow(steps, name, tags, metadata))
 
     def get(self, workflow_id: int) -> Workflow:
         return self._session.send(calls.get_workflow(workflow_id))

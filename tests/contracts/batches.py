@@ -74,6 +74,24 @@ class TaskBatchesContract:
         assert [one.task.trace_context for one in added] == contexts
         assert [(await tasks.get(one.task.id, fresh=True)) == one.task for one in added] == [True] * 4
 
+    async def test_each_task_of_a_batch_keeps_its_tags_and_metadata(self, tasks: Batches) -> None:
+        parent = await tasks.add(new_task())
+        added = await tasks.add_many(
+            [
+                numbered(1, tags=("plain",), metadata={"k": 1}),
+                numbered(2, tags=("unique", "u"), unique_key="u"),
+                numbered(3, tags=("dependent",), metadata={"k": [3]}, after=(parent.id,)),
+                numbered(4),
+            ]
+        )
+        assert [(one.task.tags, one.task.metadata) for one in added] == [
+            (("plain",), {"k": 1}),
+            (("unique", "u"), {}),
+            (("dependent",), {"k": [3]}),
+            ((), {}),
+        ]
+        assert [(await tasks.get(one.task.id, fresh=True)) == one.task for one in added] == [True] * 4
+
     async def test_a_dependent_task_of_no_task_stores_none(self, tasks: Batches) -> None:
         with pytest.raises(InvalidInput, match="987654"):
             await tasks.add_many([numbered(1), numbered(2, after=(987654,))])

@@ -206,6 +206,47 @@ class TaskStoreContract:
         assert stored is not None
         assert (stored.status, stored.trace_context) == (TaskStatus.PENDING, carrier)
 
+    async def test_tags_and_metadata_are_stored_by_every_add_and_kept_by_every_change(
+        self, tasks: Tasks
+    ) -> None:
+        """``model/tags.py``: given at submit, never changed; a tag named like
+        an SQL keyword or with every allowed sign is a tag like the others."""
+
+        def tagged(n: int) -> NewTask:
+            return msgspec.structs.replace(
+                new_task(), tags=(f"n:{n}", "NULL", "a-b_c.d:e/f=g"), metadata={"n": n, "deep": {"x": [1]}}
+            )
+
+        added = await tasks.add(tagged(0))
+        assert (added.tags, added.metadata) == (
+            ("n:0", "NULL", "a-b_c.d:e/f=g"),
+            {"n": 0, "deep": {"x": [1]}},
+        )
+        plain = await tasks.add(new_task())
+        assert (plain.tags, plain.metadata) == ((), {})
+        assert await tasks.get(plain.id, fresh=True) == plain
+        together = await asyncio.gather(*(tasks.add(tagged(n)) for n in range(1, 6)))
+        assert [(task.tags[0], task.metadata["n"]) for task in together] == [
+            (f"n:{n}", n) for n in range(1, 6)
+        ]
+        unique = await tasks.add_unique(msgspec.structs.replace(tagged(7), unique_key="k"))
+        assert (unique.task.tags, unique.task.metadata) == (tagged(7).tags, tagged(7).metadata)
+        key = IdempotencyKey(key="k", request_hash="h", expired_before=T0 - timedelta(days=1))
+        once = await tasks.add_once(tagged(8), key)
+        assert once.task.metadata == tagged(8).metadata
+        claimed = await tasks.claim(added.id, later(1), LEASE)
+        assert claimed is not None
+        failed = claimed.fail("boom", later(2), None)
+        assert await tasks.save(failed)
+        assert await tasks.save(failed.retry(later(3)))
+        stored = await tasks.get(added.id, fresh=True)
+        assert stored is not None
+        assert (stored.status, stored.tags, stored.metadata) == (
+            TaskStatus.PENDING,
+            added.tags,
+            added.metadata,
+        )
+
     # -- idempotency keys -----------------------------------------------------
     # Forgetting expired keys is the sweeper's: see the recovery contract.
 
@@ -296,6 +337,36 @@ class TaskFinderContract:
         claimed = await tasks.claim(mail.id, later(1), LEASE)
         assert claimed is not None
         assert claimed.queue == "emails"
+
+    async def test_find_filters_by_tags_all_of_them_and_pages_by_keyset(self, tasks: Tasks) -> None:
+        def tagged(n: int, *tags: str) -> NewTask:
+            return msgspec.structs.replace(new_task(created_at=later(n)), tags=tags)
+
+        a = await tasks.add(tagged(1, "red", "big"))
+        b = await tasks.add(tagged(2, "red"))
+        c = await tasks.add(msgspec.structs.replace(tagged(3, "big", "red"), queue="emails"))
+        await tasks.add(tagged(4, "blue"))
+        await tasks.add(tagged(5))
+
+        def ids(found: list[Task]) -> list[int]:
+            return [t.id for t in found]
+
+        assert ids(await tasks.find(TaskQuery(tags=("red",)))) == [c.id, b.id, a.id]
+        assert ids(await tasks.find(TaskQuery(tags=("red", "big")))) == [c.id, a.id]
+        assert ids(await tasks.find(TaskQuery(tags=("red", "green")))) == []
+        assert ids(await tasks.find(TaskQuery(tags=("re",)))) == []  # whole tags, not prefixes
+        assert ids(await tasks.find(TaskQuery(tags=("red",), queue="emails"))) == [c.id]
+        assert ids(await tasks.find(TaskQuery(tags=("red",), status=TaskStatus.PENDING, type="echo"))) == [
+            c.id,
+            b.id,
+            a.id,
+        ]
+        first = await tasks.find(TaskQuery(tags=("red",), limit=2))
+        assert ids(first) == [c.id, b.id]
+        rest = await tasks.find(
+            TaskQuery(tags=("red",), limit=2, before=(first[-1].created_at, first[-1].id))
+        )
+        assert ids(rest) == [a.id]
 
     async def test_find_filters_by_any_of_several_statuses_and_by_creation_time(self, tasks: Tasks) -> None:
         """What a bulk action selects: statuses it applies to, a window of creation."""

@@ -64,6 +64,19 @@ class WorkflowsContract:
         )
         assert [task.trace_context for task in stored.steps] == ["submit", "submit"]
 
+    async def test_each_step_keeps_its_tags_and_metadata(self, workflows: Workflows) -> None:
+        stored = await workflows.add_workflow(
+            name=None,
+            owner=None,
+            created_at=T0,
+            steps=[step("a", tags=("wf", "a"), metadata={"s": "a"}), step("b", tags=("wf",))],
+            after=[[], [0]],
+        )
+        assert [(task.tags, task.metadata) for task in stored.steps] == [
+            (("wf", "a"), {"s": "a"}),
+            (("wf",), {}),
+        ]
+
     async def test_a_workflow_with_a_step_that_cannot_be_stored_stores_nothing(
         self, workflows: Workflows, tasks: Tasks
     ) -> None:

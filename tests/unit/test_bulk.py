@@ -431,7 +431,17 @@ async def test_over_http_the_operations_are_documented(client: Client) -> None:
     components = schema["components"]["schemas"]
     for name, statuses in [("CancelFilter", "CancellableStatus"), ("RetryFilter", "RetryableStatus")]:
         body = components[name]["properties"]
-        fields = {"status", "type", "queue", "created_after", "created_before", "owner", "limit", "cursor"}
+        fields = {
+            "status",
+            "type",
+            "queue",
+            "tags",
+            "created_after",
+            "created_before",
+            "owner",
+            "limit",
+            "cursor",
+        }
         assert set(body) == fields
         assert body["status"]["oneOf"][0] == {"$ref": f"#/components/schemas/{statuses}"}
     assert components["CancellableStatus"]["enum"] == ["PENDING", "PROCESSING"]

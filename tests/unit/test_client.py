@@ -199,6 +199,39 @@ async def test_list_iterates_over_every_page_newest_first(app: Litestar, faults:
         assert rest.next_cursor is None
 
 
+async def test_tags_and_metadata_are_sent_returned_and_filter_listings(app: Litestar, faults: Faults) -> None:
+    async with connect(app, faults) as client:
+        red_big = await client.submit("slow", 100.0, delay=60, tags=["red", "big"], metadata={"order": 7})
+        assert (red_big.tags, red_big.metadata) == (("red", "big"), {"order": 7})
+        assert (await client.get(red_big.id)).metadata == {"order": 7}
+        plain = await client.submit("slow", 100.0, delay=60)
+        assert (plain.tags, plain.metadata) == ((), {})
+        batch = await client.submit_many([TaskSpec(type="slow", input=100.0, delay=60, tags=["red"])])
+        red = batch.items[0]
+        assert red.tags == ("red",)
+        assert [t.id async for t in client.list(tag="red")] == [red.id, red_big.id]
+        assert [t.id async for t in client.list(tag=["red", "big"], type="slow")] == [red_big.id]
+        page = await client.list_page(tag="red", limit=1)
+        assert [t.id for t in page.items] == [red.id]
+        assert [t.id for t in (await client.list_page(tag="red", cursor=page.next_cursor)).items] == [
+            red_big.id
+        ]
+        assert "tag=red&tag=big" in str([r.url for r in faults.requests if r.url.path == "/tasks"][1])
+        cancelled = await client.cancel_matching(tags=["big"])
+        assert (cancelled.matched, cancelled.changed) == (1, 1)
+        flow = await client.workflows.submit(
+            [Step(name="a", type="reverse", input="x", tags=["a"], metadata={"who": "a"})],
+            tags=["flow"],
+            metadata={"who": "flow", "run": 1},
+        )
+        assert (flow.step("a").tags, flow.step("a").metadata) == (("flow", "a"), {"who": "a", "run": 1})
+        states = [state async for state in client.events(flow.step("a").id)]  # the SSE status events
+        assert {(state.tags, state.metadata["who"]) for state in states} == {(("flow", "a"), "a")}
+        with pytest.raises(Unprocessable) as refused:
+            await client.submit("reverse", "x", tags=["not a tag"])
+        assert refused.value.status == 422
+
+
 async def test_cancel_and_retry_and_their_conflicts(app: Litestar, faults: Faults) -> None:
     async with connect(app, faults) as client:
         task = await client.submit("slow", 100.0, delay=50)

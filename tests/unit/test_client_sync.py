@@ -94,6 +94,16 @@ def test_tasks_from_submit_to_listing(served: Served) -> None:
     assert missing.value.instance == "/tasks/99999"
 
 
+def test_tags_and_metadata(served: Served) -> None:
+    client = served.client
+    tagged = client.submit("reverse", "a", tags=["sync", "x"], metadata={"k": [1]})
+    assert (tagged.tags, tagged.metadata) == (("sync", "x"), {"k": [1]})
+    client.submit("reverse", "b", tags=["x"])
+    assert [t.id for t in client.list(tag=["sync", "x"])] == [tagged.id]
+    flow = client.workflows.submit([Step(name="s", type="reverse", input="c")], tags=["sync"])
+    assert [t.id for t in client.list(tag="sync")] == [flow.steps[0].id, tagged.id]
+
+
 def test_wait_gives_up_at_its_timeout(served: Served) -> None:
     task = served.client.submit("slow", 0.6)
     started = time.monotonic()

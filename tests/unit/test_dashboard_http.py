@@ -75,7 +75,7 @@ async def settled(client: Client, headers: dict[str, str], completed: int, faile
 async def test_stats_with_auth_off_show_everything(container: Container) -> None:
     async with open_api(container) as client:
         await client.post("/tasks/", json={"input_data": "abc"})
-        await client.post("/tasks/", json={"input_data": "x", "type": "explode"})
+        await client.post("/tasks/", json={"input_data": "x", "type": "explode", "tags": ["nightly"]})
         await settled(client, {}, completed=1, failed=1)
         # The queue is read at most every 2 s: the reading taken while both
         # tasks waited for the worker is kept, then read again.
@@ -93,6 +93,7 @@ async def test_stats_with_auth_off_show_everything(container: Container) -> None
     (failure,) = stats["failures"]  # type: ignore[misc]
     assert failure["error"] == "RuntimeError: handler bug"
     assert failure["attempts"] == failure["max_attempts"] == 1
+    assert failure["tags"] == ["nightly"]  # the page shows them after the type
     assert stats["queue"] == {"ready": 0, "dead_letters": 0}
     (worker,) = stats["workers"]  # type: ignore[misc]
     assert re.fullmatch(r".+-\d+", worker["id"])

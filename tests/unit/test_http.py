@@ -166,6 +166,8 @@ async def test_submit_then_read_the_result(app: Litestar) -> None:
         "progress",
         "progress_message",
         "progress_at",
+        "tags",
+        "metadata",
     }
     assert (done["progress"], done["progress_message"]) == (1.0, None)  # done, though it never reported
 

@@ -81,6 +81,8 @@ async def test_the_body_lists_each_registered_type_with_its_input(openapi: dict[
             "run_anyway",
             "unique_key",
             "callback_url",
+            "tags",
+            "metadata",
         }
     assert variants["reverse"]["required"] == ["input_data"]  # the default type
     assert variants["price"]["required"] == ["input_data", "type"]

@@ -62,7 +62,15 @@ def add_params(new: NewTask) -> dict[str, Any]:
         "step": new.step,
         "callback_url": new.callback_url,
         "trace_context": new.trace_context,
+        "tags_text": tags_text(new.tags),
+        "metadata": Jsonb(new.metadata),
     }
+
+
+def tags_text(tags: Sequence[str]) -> str:
+    """Tags as an array literal, each quoted: a tag named ``NULL`` stays a tag.
+    Their charset (model/tags.py) has no quote or backslash to escape."""
+    return "{" + ",".join(f'"{tag}"' for tag in tags) + "}"
 
 
 def _slot(new: NewTask) -> Slot:
@@ -95,6 +103,8 @@ ADD_COLUMNS = {
     "rate_keys": "rate_key",
     "callback_urls": "callback_url",
     "trace_contexts": "trace_context",
+    "tags": "tags_text",
+    "metadatas": "metadata",
 }
 _ADD_UNIQUE_COLUMNS = {
     **ADD_COLUMNS,

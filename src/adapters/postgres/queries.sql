@@ -7,11 +7,11 @@
 -- A new task starts as Task.created makes it: PENDING, no attempt, version 1.
 INSERT INTO tasks (type, input, status, attempts, max_attempts, version, created_at, updated_at, run_at, owner,
                    priority, queue, concurrency_key, rate_key, after, run_anyway, blocked, workflow_id, step,
-                   callback_url, trace_context)
+                   callback_url, trace_context, tags, metadata)
 VALUES (%(type)s, %(input)s, 'PENDING', 0, %(max_attempts)s, 1, %(created_at)s, %(created_at)s, %(run_at)s,
         %(owner)s, %(priority)s, %(queue)s, %(concurrency_key)s, %(rate_key)s, %(after)s::bigint[],
         %(run_anyway)s, cardinality(%(after)s::bigint[]) > 0, %(workflow_id)s, %(step)s, %(callback_url)s,
-        %(trace_context)s)
+        %(trace_context)s, %(tags_text)s::text[], %(metadata)s)
 RETURNING *;
 
 -- name: add_tasks
@@ -24,15 +24,17 @@ WITH new AS (
     FROM unnest(%(types)s::text[], %(inputs)s::jsonb[], %(max_attempts)s::integer[],
                 %(created_at)s::timestamptz[], %(run_at)s::timestamptz[], %(owners)s::text[],
                 %(priorities)s::smallint[], %(queues)s::text[], %(concurrency_keys)s::text[],
-                %(rate_keys)s::text[], %(callback_urls)s::text[], %(trace_contexts)s::text[]) WITH ORDINALITY
+                %(rate_keys)s::text[], %(callback_urls)s::text[], %(trace_contexts)s::text[],
+                %(tags)s::text[], %(metadatas)s::jsonb[]) WITH ORDINALITY
          AS given(type, input, max_attempts, created_at, run_at, owner, priority, queue, concurrency_key,
-                  rate_key, callback_url, trace_context, position)
+                  rate_key, callback_url, trace_context, tags_text, metadata, position)
 ), added AS (
     INSERT INTO tasks (id, type, input, status, attempts, max_attempts, version, created_at, updated_at,
-                       run_at, owner, priority, queue, concurrency_key, rate_key, callback_url, trace_context)
+                       run_at, owner, priority, queue, concurrency_key, rate_key, callback_url, trace_context,
+                       tags, metadata)
     OVERRIDING SYSTEM VALUE
     SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority,
-           queue, concurrency_key, rate_key, callback_url, trace_context
+           queue, concurrency_key, rate_key, callback_url, trace_context, tags_text::text[], metadata
     FROM new
     RETURNING *
 )
@@ -57,19 +59,20 @@ WITH new AS (
                 %(created_at)s::timestamptz[], %(run_at)s::timestamptz[], %(owners)s::text[],
                 %(priorities)s::smallint[], %(queues)s::text[], %(concurrency_keys)s::text[],
                 %(rate_keys)s::text[], %(callback_urls)s::text[], %(trace_contexts)s::text[],
-                %(unique_keys)s::text[], %(afters)s::text[], %(run_anyways)s::boolean[],
-                %(workflow_ids)s::bigint[], %(steps)s::text[]) WITH ORDINALITY
+                %(tags)s::text[], %(metadatas)s::jsonb[], %(unique_keys)s::text[], %(afters)s::text[],
+                %(run_anyways)s::boolean[], %(workflow_ids)s::bigint[], %(steps)s::text[]) WITH ORDINALITY
          AS given(type, input, max_attempts, created_at, run_at, owner, priority, queue, concurrency_key,
-                  rate_key, callback_url, trace_context, unique_key, after_text, run_anyway, workflow_id, step,
-                  position)
+                  rate_key, callback_url, trace_context, tags_text, metadata, unique_key, after_text, run_anyway,
+                  workflow_id, step, position)
 ), added AS (
     INSERT INTO tasks (id, type, input, status, attempts, max_attempts, version, created_at, updated_at,
                        run_at, owner, priority, queue, concurrency_key, rate_key, unique_key, after, run_anyway,
-                       blocked, workflow_id, step, callback_url, trace_context)
+                       blocked, workflow_id, step, callback_url, trace_context, tags, metadata)
     OVERRIDING SYSTEM VALUE
     SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority,
            queue, concurrency_key, rate_key, unique_key, after_text::bigint[], run_anyway,
-           cardinality(after_text::bigint[]) > 0, workflow_id, step, callback_url, trace_context
+           cardinality(after_text::bigint[]) > 0, workflow_id, step, callback_url, trace_context,
+           tags_text::text[], metadata
     FROM new
     ORDER BY type, coalesce(owner, ''), unique_key, position
     ON CONFLICT (type, coalesce(owner, ''), unique_key)
@@ -279,8 +282,9 @@ LIMIT %(limit)s;
 
 -- name: list_tasks
 -- Keyset pagination, newest first (listings, and bulk actions' batches).
--- Each filter is optional (NULL: any); the row comparison on (created_at, id)
--- resumes strictly after the last page.
+-- Each filter is optional (NULL, or no tags: any); the row comparison on
+-- (created_at, id) resumes strictly after the last page. A task has all the
+-- tags asked for (the GIN index tasks_tags_idx finds them when they are few).
 SELECT *
 FROM tasks
 WHERE (%(owner)s::text IS NULL OR owner = %(owner)s::text)
@@ -288,6 +292,7 @@ WHERE (%(owner)s::text IS NULL OR owner = %(owner)s::text)
   AND (%(statuses)s::task_status[] IS NULL OR status = ANY(%(statuses)s::task_status[]))
   AND (%(type)s::text IS NULL OR type = %(type)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (cardinality(%(tags)s::text[]) = 0 OR tags @> %(tags)s::text[])
   AND (%(created_after)s::timestamptz IS NULL OR created_at > %(created_after)s::timestamptz)
   AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s::timestamptz)
   AND (%(before_created)s::timestamptz IS NULL

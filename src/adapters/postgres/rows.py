@@ -21,6 +21,7 @@ _TIMESTAMPS = (
     "finished_at",
     "progress_at",
 )
+_ARRAYS = ("after", "tags")  # lists from the driver, tuples in Task
 _FIELDS = frozenset(Task.__struct_fields__)
 
 
@@ -39,8 +40,9 @@ def task_row(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[Task]:
     def make(values: Sequence[Any]) -> Task:
         row = {name: values[index] for index, name in kept}
         row["status"] = TaskStatus(row["status"])
-        if "after" in row:
-            row["after"] = tuple(row["after"])
+        for name in _ARRAYS:
+            if name in row:
+                row[name] = tuple(row[name])
         for name in _TIMESTAMPS:
             if row[name] is not None:
                 row[name] = row[name].astimezone(UTC)

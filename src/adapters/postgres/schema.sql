@@ -70,6 +70,10 @@ CREATE TABLE tasks (
     -- Tracing: the submit's trace context (W3C traceparent/tracestate as a JSON
     -- object), so every attempt joins its trace; NULL when not traced.
     trace_context text,
+    -- Tags and metadata (taskcore.model.tags): labels a listing filters on, and
+    -- a JSON object kept for the client; given at submit, never changed.
+    tags text[] NOT NULL DEFAULT '{}',
+    metadata jsonb NOT NULL DEFAULT '{}',
     -- A PROCESSING row without a lease would never be swept; a lease on any
     -- other row would make the sweeper release a task nobody holds.
     CONSTRAINT tasks_lease_iff_processing CHECK ((status = 'PROCESSING') = (lease_until IS NOT NULL)),
@@ -83,6 +87,9 @@ CREATE INDEX tasks_pending_run_at_idx ON tasks (run_at) WHERE status = 'PENDING'
 -- PENDING rows whose message is unconfirmed, oldest first, for the sweeper.
 CREATE INDEX tasks_pending_undispatched_idx ON tasks (updated_at)
     WHERE status = 'PENDING' AND dispatched_at IS NULL;
+
+-- Listings filtered by tags: tasks that have all of them (tags @> ARRAY[...]).
+CREATE INDEX tasks_tags_idx ON tasks USING gin (tags);
 
 -- Lapsed leases, for the sweeper's release of abandoned attempts.
 CREATE INDEX tasks_processing_lease_until_idx ON tasks (lease_until) WHERE status = 'PROCESSING';

@@ -150,6 +150,7 @@ class PostgresTasks:
             "statuses": None if query.statuses is None else sorted(status.value for status in query.statuses),
             "type": query.type,
             "queue": query.queue,
+            "tags": list(query.tags),
             "created_after": query.created_after,
             "created_before": query.created_before,
             "before_created": before_created,

@@ -69,6 +69,8 @@ class BatchController(Controller):
                     after=tuple(task.after),
                     run_anyway=task.run_anyway,
                     callback_url=task.callback_url,
+                    tags=tuple(task.tags),
+                    metadata=task.metadata,
                 )
             )
         submitted = await tasks.service.submit_many(requests, owner=caller.sub)

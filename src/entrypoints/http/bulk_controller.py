@@ -26,13 +26,15 @@ from litestar.params import JSONBody
 
 from taskcore.entrypoints.http.auth import WRITE, Principal, authorized
 from taskcore.entrypoints.http.cursor import decode_cursor, encode_position
+from taskcore.entrypoints.http.schemas import Tag
 from taskcore.entrypoints.http.tasks_controller import AUTH, Tasks, problems
 from taskcore.errors import InvalidInput
 from taskcore.model.query import TaskQuery
 from taskcore.model.status import TaskStatus
+from taskcore.model.tags import MAX_TAGS, check_tags
 from taskcore.submit.bulk import MAX_BULK, BulkOutcome
 
-_FILTERS = ("status", "type", "queue", "created_after", "created_before", "owner")
+_FILTERS = ("status", "type", "queue", "tags", "created_after", "created_before", "owner")
 RESULT = (
     "`matched`: the tasks that matched (at most `limit`), `changed`: those this call changed "
     "(the others finished or changed meanwhile), `next_cursor`: set when it stopped at `limit`."
@@ -51,6 +53,13 @@ class TaskFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     )
     queue: (
         Annotated[str, msgspec.Meta(min_length=1, max_length=63, description="Only this queue.")] | None
+    ) = None
+    tags: (
+        Annotated[
+            list[Tag],
+            msgspec.Meta(min_length=1, max_length=MAX_TAGS, description="Only tasks with all these tags."),
+        ]
+        | None
     ) = None
     created_after: (
         Annotated[datetime, msgspec.Meta(tz=True, description="Only tasks created after this (RFC 3339).")]
@@ -91,6 +100,7 @@ class TaskFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             status=None if self.status is None else TaskStatus(self.status),
             type=self.type,
             queue=self.queue,
+            tags=check_tags(self.tags or ()),
             created_after=self.created_after,
             created_before=self.created_before,
             before=decode_cursor(self.cursor) if self.cursor else None,

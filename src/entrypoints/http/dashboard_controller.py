@@ -96,6 +96,7 @@ class FailureView(msgspec.Struct, kw_only=True):
     attempts: int
     max_attempts: int
     finished_at: datetime | None
+    tags: list[str]
 
     @classmethod
     def of(cls, task: Task) -> FailureView:
@@ -106,6 +107,7 @@ class FailureView(msgspec.Struct, kw_only=True):
             attempts=task.attempts,
             max_attempts=task.max_attempts,
             finished_at=task.finished_at,
+            tags=list(task.tags),
         )
 
 

@@ -9,6 +9,7 @@ import msgspec
 
 from taskcore.errors import InvalidInput
 from taskcore.model.status import TaskStatus
+from taskcore.model.tags import MAX_METADATA_BYTES, MAX_TAG_LENGTH, MAX_TAGS, TAG_CHARSET, TAG_PATTERN
 from taskcore.model.task import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Task
 from taskcore.model.uniqueness import MAX_UNIQUE_KEY_LENGTH
 from taskcore.model.webhooks import MAX_URL_LENGTH
@@ -18,6 +19,37 @@ MAX_DELAY_S = 366 * 86_400
 # Later run_at values count as this one, so that adding seconds to it (the
 # service's own clock, a retry) cannot overflow what a datetime holds.
 LATEST_RUN_AT = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+Tag = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_TAG_LENGTH,
+        pattern=TAG_PATTERN,
+        description=f"1 to {MAX_TAG_LENGTH} {TAG_CHARSET}.",
+        examples=["customer:42"],
+    ),
+]
+Tags = Annotated[
+    list[Tag],
+    msgspec.Meta(
+        max_length=MAX_TAGS,
+        description=(
+            f"Up to {MAX_TAGS} labels to find the task by (`GET /tasks?tag=`); repeats are dropped, "
+            "the order is kept."
+        ),
+    ),
+]
+Metadata = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description=(
+            f"A JSON object (at most {MAX_METADATA_BYTES} bytes as compact JSON) kept and returned with "
+            "the task; taskcore never reads it."
+        )
+    ),
+]
 
 
 class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -110,6 +142,8 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         ]
         | None
     ) = None
+    tags: Tags = msgspec.field(default_factory=list)
+    metadata: Metadata = msgspec.field(default_factory=dict)
 
     def delay(self, now: datetime) -> timedelta | None:
         """When the task may run, as a delay from ``now`` (``None``: now);
@@ -162,6 +196,8 @@ class TaskView(msgspec.Struct, kw_only=True):
     ]
     progress_message: Annotated[str | None, msgspec.Meta(description="The last report's message.")]
     progress_at: Annotated[datetime | None, msgspec.Meta(description="When the last report was stored.")]
+    tags: Annotated[list[str], msgspec.Meta(description="Its labels, as submitted (repeats dropped).")]
+    metadata: Annotated[dict[str, Any], msgspec.Meta(description="Its metadata as submitted; `{}` if none.")]
 
     @classmethod
     def of(cls, task: Task) -> TaskView:
@@ -188,6 +224,8 @@ class TaskView(msgspec.Struct, kw_only=True):
             progress=task.progress,
             progress_message=task.progress_message,
             progress_at=task.progress_at,
+            tags=list(task.tags),
+            metadata=task.metadata,
         )
 
 

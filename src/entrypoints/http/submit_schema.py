@@ -34,6 +34,7 @@ JSONSchema = dict[str, Any]
 
 DEFS = "#/$defs/"
 COMPONENT_PREFIX = "TaskInput."
+METADATA = "TaskMetadata"
 
 BOTH_SCHEDULES = {
     "required": ["run_at", "delay_s"],
@@ -55,6 +56,10 @@ def submit_body_json_schema(registry: HandlerRegistry) -> tuple[JSONSchema, dict
         [handler.input_type for handler in handlers], ref_template=DEFS + "{name}"
     )
     envelope = msgspec.json.schema_components([SubmitTask])[1]["SubmitTask"]
+    # One named schema for every variant's metadata: client generators name an
+    # inline object after its variant and property, and refuse the repeats.
+    components = {**components, METADATA: envelope["properties"]["metadata"]}
+    envelope["properties"]["metadata"] = {"$ref": DEFS + METADATA}
     default_type = _default_type()
     variants = []
     for handler, input_schema in zip(handlers, inputs, strict=True):

@@ -25,6 +25,7 @@ from taskcore.entrypoints.http.problems import PROBLEM_JSON
 from taskcore.entrypoints.http.schemas import Problem, ProgressView, SubmitTask, TaskPage, TaskView
 from taskcore.model.query import TaskQuery
 from taskcore.model.status import TaskStatus
+from taskcore.model.tags import MAX_TAGS, check_tags
 from taskcore.model.task import MAX_TASK_ID, Task
 from taskcore.ports import Clock, TaskFinder
 from taskcore.submit.service import TaskService
@@ -185,6 +186,8 @@ class TaskController(Controller):
             after=data.after,
             run_anyway=data.run_anyway,
             callback_url=data.callback_url,
+            tags=data.tags,
+            metadata=data.metadata,
         )
         headers = _location(submitted.task.id)
         if submitted.replayed:
@@ -298,6 +301,14 @@ class TaskController(Controller):
         queue: Annotated[
             str | None, QueryParameter(min_length=1, max_length=63, description="Only tasks of this queue.")
         ] = None,
+        tags: Annotated[
+            list[str] | None,
+            QueryParameter(
+                name="tag",
+                max_items=MAX_TAGS,
+                description="Only tasks with this tag; repeat it for tasks with all of them.",
+            ),
+        ] = None,
         limit: Annotated[int, Parameter(ge=1, le=500, description="Page size.")] = 50,
         cursor: Annotated[
             str | None, Parameter(max_length=200, description="`next_cursor` of the previous page.")
@@ -312,6 +323,7 @@ class TaskController(Controller):
             status=status,
             type=task_type,
             queue=queue,
+            tags=check_tags(tags or ()),
             limit=limit + 1,  # one more tells whether another page exists
             before=decode_cursor(cursor) if cursor else None,
         )

@@ -16,7 +16,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 
 from taskcore.entrypoints.http.auth import READ, WRITE, authorized
-from taskcore.entrypoints.http.schemas import TaskView
+from taskcore.entrypoints.http.schemas import Metadata, Tags, TaskView
 from taskcore.entrypoints.http.tasks_controller import AUTH, problems
 from taskcore.model.task import MAX_PRIORITY, MAX_TASK_ID, MIN_PRIORITY
 from taskcore.model.workflows import MAX_AFTER, MAX_STEPS, StepSpec, StoredWorkflow
@@ -47,6 +47,8 @@ class StepIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ] = False
     priority: Annotated[int, msgspec.Meta(ge=MIN_PRIORITY, le=MAX_PRIORITY)] | None = None
     queue: Annotated[str, msgspec.Meta(min_length=1, max_length=63)] | None = None
+    tags: Tags = msgspec.field(default_factory=list)
+    metadata: Metadata = msgspec.field(default_factory=dict)
 
     def spec(self) -> StepSpec:
         return StepSpec(
@@ -57,12 +59,20 @@ class StepIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             run_anyway=self.run_anyway,
             priority=self.priority,
             queue=self.queue,
+            tags=tuple(self.tags),
+            metadata=self.metadata,
         )
 
 
 class SubmitWorkflow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     steps: Annotated[list[StepIn], msgspec.Meta(min_length=1, max_length=MAX_STEPS)]
+    tags: Annotated[Tags, msgspec.Meta(description="Every step's, before the step's own.")] = msgspec.field(
+        default_factory=list
+    )
+    metadata: Annotated[
+        Metadata, msgspec.Meta(description="Every step's; a step's own keys win over these.")
+    ] = msgspec.field(default_factory=dict)
 
 
 class WorkflowView(msgspec.Struct, kw_only=True):
@@ -104,7 +114,11 @@ class WorkflowController(Controller):
         unless it runs anyway."""
         caller = authorized(request, WRITE)
         stored = await workflows.submit(
-            [step.spec() for step in data.steps], name=data.name, owner=caller.sub
+            [step.spec() for step in data.steps],
+            name=data.name,
+            owner=caller.sub,
+            tags=data.tags,
+            metadata=data.metadata,
         )
         return Response(
             WorkflowView.of(stored), status_code=201, headers={"Location": f"/workflows/{stored.id}"}

@@ -28,3 +28,5 @@ class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
     after: tuple[int, ...] = ()
     run_anyway: bool = False
     callback_url: str | None = None
+    tags: tuple[str, ...] = ()  # model/tags.py
+    metadata: dict[str, Any] | None = None

@@ -59,6 +59,8 @@ def request_hash(
     run_anyway: bool = False,
     unique_key: str | None = None,
     callback_url: str | None = None,
+    tags: tuple[str, ...] = (),
+    metadata: dict[str, Any] | None = None,
 ) -> str:
     """A fingerprint of what was asked, independent of JSON key order. What
     was not asked for (the default priority, no queue, no unique key, no
@@ -77,5 +79,9 @@ def request_hash(
         asked += [list(after), run_anyway]
     if callback_url is not None:  # tagged, so that it never reads as one of the positions above
         asked.append({"callback_url": callback_url})
+    if tags:
+        asked.append({"tags": list(tags)})
+    if metadata:
+        asked.append({"metadata": metadata})
     canonical = msgspec.json.encode(asked, order="sorted")
     return hashlib.sha256(canonical).hexdigest()

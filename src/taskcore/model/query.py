@@ -22,6 +22,7 @@ class TaskQuery(msgspec.Struct, frozen=True, kw_only=True):
     statuses: frozenset[TaskStatus] | None = None  # any of these (a bulk action's); None: any status
     type: str | None = None
     queue: str | None = None
+    tags: tuple[str, ...] = ()  # every one of these (model/tags.py)
     created_after: datetime | None = None  # strictly after
     created_before: datetime | None = None  # strictly before
     limit: int = 50
@@ -36,6 +37,7 @@ class TaskQuery(msgspec.Struct, frozen=True, kw_only=True):
             and (self.statuses is None or task.status in self.statuses)
             and (self.type is None or task.type == self.type)
             and (self.queue is None or task.queue == self.queue)
+            and all(tag in task.tags for tag in self.tags)
             and (self.created_after is None or task.created_at > self.created_after)
             and (self.created_before is None or task.created_at < self.created_before)
             and (self.before is None or (task.created_at, task.id) < self.before)

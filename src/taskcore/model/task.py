@@ -63,6 +63,9 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     callback_url: str | None = None  # model/webhooks.py: told when the task ends
     # The submit's trace, as the tracer serialises it (ports/tracing.py); None: not traced.
     trace_context: str | None = None
+    # model/tags.py: labels a listing filters on, and a JSON object the service only keeps.
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = {}
 
     def __post_init__(self) -> None:
         check_priority(self.priority)
@@ -120,6 +123,10 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     # (ports/tracing.py): every attempt's spans join it, so retries and
     # re-dispatches keep it. Opaque to the core; None when it was not traced.
     trace_context: str | None = None
+    # Given at submit, never changed (model/tags.py): labels a listing filters
+    # on, and a JSON object the service keeps and returns but never reads.
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = {}
 
     @classmethod
     def created(cls, task_id: int, new: NewTask) -> Task:
@@ -145,6 +152,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             unique_key=new.unique_key,
             callback_url=new.callback_url,
             trace_context=new.trace_context,
+            tags=new.tags,
+            metadata=new.metadata,
         )
 
     def visible_to(self, owner: str | None) -> bool:

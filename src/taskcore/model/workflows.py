@@ -127,6 +127,9 @@ class StepSpec(msgspec.Struct, frozen=True, kw_only=True):
     run_anyway: bool = False
     priority: int | None = None
     queue: str | None = None
+    # Its own, besides the workflow's (model/tags.py ``merged``).
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] | None = None
 
 
 def ordered_steps(steps: Sequence[StepSpec]) -> list[StepSpec]:

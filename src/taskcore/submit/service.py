@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -19,6 +19,7 @@ from taskcore.handlers.registry import HandlerRegistry
 from taskcore.model.batch import MAX_BATCH, TaskRequest
 from taskcore.model.idempotency import IdempotencyConflict, IdempotencyKey, request_hash
 from taskcore.model.query import TaskQuery
+from taskcore.model.tags import check_metadata, check_tags
 from taskcore.model.task import CANCELLABLE, DEFAULT_PRIORITY, RETRYABLE, NewTask, Task, check_priority
 from taskcore.model.uniqueness import check_unique_key
 from taskcore.model.webhooks import CallbackPolicy
@@ -114,6 +115,8 @@ class TaskService:
         run_anyway: bool = False,
         connection: Transaction | None = None,
         callback_url: str | None = None,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
     ) -> Task:
         """Validate, store as PENDING, wake a worker, write through to the
         cache; the task. With a unique key (``unique_key``, or the one the
@@ -132,7 +135,10 @@ class TaskService:
         (the caller's, in an open transaction: a psycopg ``AsyncConnection``)
         the task is stored inside it: nothing is visible or runs unless it
         commits, and its wake-up goes out once it does
-        (``ports/transactional.py``).
+        (``ports/transactional.py``). ``tags`` (up to 16 of 1 to 64 letters,
+        digits and ``-_.:/=``, repeats dropped) label the task for listings to
+        filter on; ``metadata`` (a JSON object of up to 4 KiB) is kept and
+        returned with it (``model/tags.py``).
         """
         submitted = await self.submit_detailed(
             task_type,
@@ -146,6 +152,8 @@ class TaskService:
             run_anyway=run_anyway,
             connection=connection,
             callback_url=callback_url,
+            tags=tags,
+            metadata=metadata,
         )
         return submitted.task
 
@@ -162,6 +170,8 @@ class TaskService:
         unique_key: str | None = None,
         after: Sequence[int] = (),
         run_anyway: bool = False,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
     ) -> tuple[Task, bool]:
         """``submit`` under a client's Idempotency-Key: the first call creates
         the task, a retry with the same request returns it (``False``: not
@@ -178,6 +188,8 @@ class TaskService:
             unique_key=unique_key,
             after=after,
             run_anyway=run_anyway,
+            tags=tags,
+            metadata=metadata,
         )
         return submitted.task, submitted.created
 
@@ -196,6 +208,8 @@ class TaskService:
         run_anyway: bool = False,
         connection: Transaction | None = None,
         callback_url: str | None = None,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
     ) -> Submitted:
         """``submit`` with every option, saying what it did.
 
@@ -226,6 +240,8 @@ class TaskService:
                 run_anyway=run_anyway,
                 callback_url=callback_url,
                 trace_context=span.trace_context,
+                tags=tags,
+                metadata=metadata,
             )
             if connection is not None:
                 submitted = await self._submit_within(connection, new, idempotency_key)
@@ -249,6 +265,8 @@ class TaskService:
                 after=new.after,
                 run_anyway=new.run_anyway,
                 callback_url=new.callback_url,
+                tags=new.tags,
+                metadata=new.metadata,
             )
             key = IdempotencyKey(
                 key=idempotency_key,
@@ -335,6 +353,8 @@ class TaskService:
                         run_anyway=request.run_anyway,
                         callback_url=request.callback_url,
                         trace_context=trace_context,
+                        tags=request.tags,
+                        metadata=request.metadata,
                     )
                 )
             except (InvalidInput, UnknownTaskType) as exc:
@@ -378,11 +398,15 @@ class TaskService:
         step: str | None = None,
         callback_url: str | None = None,
         trace_context: str | None = None,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
     ) -> NewTask:
         """Validate a task to submit (its type, input, queue, priority, unique
-        key and callback URL) and build what the store needs; raises what a
-        refused submit answers. ``trace_context``: the submit span's, to store."""
+        key, callback URL, tags and metadata) and build what the store needs;
+        raises what a refused submit answers. ``trace_context``: the submit
+        span's, to store."""
         check_priority(priority)
+        checked_tags, checked_metadata = check_tags(tags), check_metadata(metadata)
         if unique_key is not None:
             check_unique_key(unique_key)
         if callback_url is not None:
@@ -412,6 +436,8 @@ class TaskService:
             step=step,
             callback_url=callback_url,
             trace_context=trace_context,
+            tags=checked_tags,
+            metadata=checked_metadata,
         )
 
     async def get(

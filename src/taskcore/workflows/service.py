@@ -10,16 +10,25 @@ that is wrong.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from taskcore.errors import InvalidInput, InvalidTransition, UnknownTaskType
 from taskcore.model.status import TaskStatus
+from taskcore.model.tags import check_metadata, check_tags, merged
 from taskcore.model.workflows import StepSpec, StoredWorkflow, WorkflowNotFound, ordered_steps
 from taskcore.ports import Clock, WorkflowStore
 from taskcore.submit.service import CAS_ATTEMPTS, TaskService
 from taskcore.transitions.writer import Transitions
 
 CANCELLED_WITH_WORKFLOW = "cancelled with its workflow"
+
+
+class Labels(NamedTuple):
+    """A workflow's own tags and metadata, checked, for each step to add its own to."""
+
+    tags: tuple[str, ...]
+    metadata: dict[str, Any]
 
 
 class WorkflowService:
@@ -32,15 +41,23 @@ class WorkflowService:
         self._clock = clock
 
     async def submit(
-        self, steps: Sequence[StepSpec], *, name: str | None = None, owner: str | None = None
+        self,
+        steps: Sequence[StepSpec],
+        *,
+        name: str | None = None,
+        owner: str | None = None,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
     ) -> StoredWorkflow:
         """Store the steps (each's input checked against its handler's type)
         and wake the ones that run after nothing; the stored workflow, its
-        steps in the order given."""
+        steps in the order given. ``tags`` and ``metadata`` go to every step,
+        with each step's own added (``model/tags.py`` ``merged``)."""
         ordered = ordered_steps(steps)
+        labels = Labels(check_tags(tags), check_metadata(metadata))
         # One submit span for the workflow: every step carries its context.
         with self._tasks.tracing.submitting(None, count=len(ordered)) as span:
-            stored = await self._add(ordered, name, owner, span.trace_context)
+            stored = await self._add(ordered, name, owner, span.trace_context, labels)
             for task in stored.steps:
                 span.stored(task, created=True)
         given = {step.name: index for index, step in enumerate(steps)}
@@ -53,13 +70,19 @@ class WorkflowService:
         )
 
     async def _add(
-        self, ordered: Sequence[StepSpec], name: str | None, owner: str | None, trace_context: str | None
+        self,
+        ordered: Sequence[StepSpec],
+        name: str | None,
+        owner: str | None,
+        trace_context: str | None,
+        labels: Labels,
     ) -> StoredWorkflow:
         """Validate and store the steps (in dependency order), wake the ones that run after nothing."""
         position = {step.name: index for index, step in enumerate(ordered)}
         news = []
         for step in ordered:
             try:
+                tags, metadata = merged(labels.tags, labels.metadata, step.tags, step.metadata or {})
                 news.append(
                     self._tasks.new_task(
                         step.type,
@@ -70,6 +93,8 @@ class WorkflowService:
                         run_anyway=step.run_anyway,
                         step=step.name,
                         trace_context=trace_context,
+                        tags=tags,
+                        metadata=metadata,
                     )
                 )
             except (InvalidInput, UnknownTaskType) as exc:

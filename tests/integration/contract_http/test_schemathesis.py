@@ -46,11 +46,14 @@ SECURITY_SCHEME = "BearerToken"  # as create_app declares it
 # Operations whose schema-valid requests may rightly get a 422, and why. Keep
 # this list short: every entry hides real "valid request rejected" bugs there.
 ACCEPTS_422_FOR_VALID_DATA = {
-    "GET /tasks": "cursor is opaque: any string <= 200 chars is schema-valid, only issued ones are accepted",
+    "GET /tasks": "cursor is opaque: any string <= 200 chars is schema-valid, only issued ones are accepted;"
+    " a tag is 1 to 64 of letters, digits and -_.:/= (the query's schema does not say so)",
     "POST /tasks": "after names tasks by id: a schema-valid id that names no task of the caller's is a 422;"
-    " a callback_url needs TASKCORE_WEBHOOK_SECRET and an http(s) URL with a public host",
-    "POST /tasks/batch": "each item as POST /tasks (after, callback_url)",
-    "POST /workflows": "steps form a graph: acyclic, after names steps of the same body (no schema says so)",
+    " a callback_url needs TASKCORE_WEBHOOK_SECRET and an http(s) URL with a public host;"
+    " metadata is at most 4 KiB of JSON",
+    "POST /tasks/batch": "each item as POST /tasks (after, callback_url, metadata)",
+    "POST /workflows": "steps form a graph: acyclic, after names steps of the same body (no schema says so);"
+    " a step's tags with the workflow's are at most 16, its metadata with the workflow's at most 4 KiB",
     "POST /webhooks": "url must be http(s) with a public host (SSRF guard); a secret is 16 bytes or more",
     "POST /schedules": "exactly one of cron and every_s; cron is parsed, timezone is an IANA zone, type a"
     " registered handler and input_data its input (no schema says so)",

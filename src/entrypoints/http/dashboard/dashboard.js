@@ -126,6 +126,19 @@
     return false;
   }
 
+  // A task's type with its tags after it, each as a small label.
+  function typeWithTags(task) {
+    const cell = document.createElement("span");
+    cell.append(task.type);
+    for (const tag of task.tags || []) {
+      const label = document.createElement("span");
+      label.className = "tag";
+      label.textContent = tag;
+      cell.append(" ", label);
+    }
+    return cell;
+  }
+
   function renderFailures(failures) {
     $("failures-empty").hidden = failures.length > 0;
     if (unchanged("failures", failures)) return;
@@ -141,7 +154,7 @@
         error.className = "error";
         error.textContent = task.error || "";
         error.title = task.error || "";
-        const tr = row([`#${task.id}`, task.type, error, `${task.attempts}/${task.max_attempts}`,
+        const tr = row([`#${task.id}`, typeWithTags(task), error, `${task.attempts}/${task.max_attempts}`,
           task.finished_at ? clock(task.finished_at) : "", button]);
         tr.dataset.taskId = String(task.id);
         return tr;
