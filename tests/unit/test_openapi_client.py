@@ -61,6 +61,7 @@ MODULES = {
         "submit_tasks",
         "list_tasks",
         "get_task",
+        "get_task_detail",
         "stream_task_events",
         "cancel_task",
         "retry_task",
