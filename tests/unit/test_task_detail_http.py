@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from taskcore import HandlerRegistry
+from taskcore.config import RetryPolicy
 from taskcore.entrypoints.container import build_container
 from taskcore.entrypoints.http import create_app
 from taskcore.entrypoints.settings import load_settings
-from taskcore.config import RetryPolicy
 
 from .test_http import on_loop_time, serving
 

@@ -467,7 +467,9 @@
       // from before the log was kept: the row knows only the last claim
       items.push(event("claimed", task.started_at, `attempt ${task.attempts} claimed`));
     }
-    for (const attempt of log) {
+    log.forEach((attempt, i) => {
+      // A count that starts again after an ended attempt: the task was re-queued (its time is not kept).
+      if (i > 0 && attempt.number === 1 && log[i - 1].ended_at) items.push(event("requeued", null, "re-queued"));
       items.push(event("claimed", attempt.claimed_at, `attempt ${attempt.number} claimed`));
       if (attempt.ended_at) {
         const kind = `ended ${String(attempt.outcome).toLowerCase()}`;
@@ -476,7 +478,7 @@
         const detail = [took && `after ${took}`, attempt.error].filter(Boolean).join(": ");
         items.push(event(kind, attempt.ended_at, text, detail));
       }
-    }
+    });
     if (FINAL.includes(task.status)) {
       items.push(event(`verdict ${task.status.toLowerCase()}`, task.finished_at, task.status));
     } else if (task.status === "PROCESSING") {
