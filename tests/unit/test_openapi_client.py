@@ -34,6 +34,7 @@ EXPECTED = {
     ("post", "/tasks/batch"): "submitTasks",
     ("get", "/tasks"): "listTasks",
     ("get", "/tasks/{task_id}"): "getTask",
+    ("get", "/tasks/{task_id}/detail"): "getTaskDetail",
     ("get", "/tasks/{task_id}/events"): "streamTaskEvents",
     ("post", "/tasks/{task_id}/cancel"): "cancelTask",
     ("post", "/tasks/{task_id}/retry"): "retryTask",
