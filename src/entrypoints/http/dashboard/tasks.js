@@ -350,8 +350,8 @@
       renderTask(task, workflow, workflowError);
     } catch (error) {
       if (epoch !== page.epoch) return;
-      $("task").hidden = error.status === 404 ? true : $("task").hidden;
       if (error.status === 404) {
+        $("task").hidden = true; // gone (or never this caller's): nothing of it stays on the page
         showProblem($("task-problem"), error, `Task #${id} not found`);
         $("task-problem").append(note("It never existed, its retention passed, or it is not this token's to see."));
       } else {
