@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import msgspec
 import pytest
 
+from taskcore.model.attempts import MAX_ATTEMPT_LOG, Attempt, AttemptOutcome
 from taskcore.model.idempotency import IdempotencyKey
 from taskcore.model.query import TaskQuery
 from taskcore.model.status import TaskStatus
@@ -430,6 +431,29 @@ class AttemptStoreContract:
         assert claimed.started_at == now
         assert claimed.version == 2
         assert await tasks.get(task.id) == claimed
+
+    async def test_each_claim_and_its_end_are_logged_the_last_twenty_kept(self, tasks: Tasks) -> None:
+        task = await tasks.add(new_task(max_attempts=30))
+        for n in range(1, 23):  # 21 failures and a success; each claim by the store itself
+            claimed = await tasks.claim(task.id, later(n), LEASE)
+            assert claimed is not None
+            assert claimed.attempt_log[-1] == Attempt(number=n, claimed_at=later(n))
+            task = (
+                claimed.complete("done", later(n + 0.5))
+                if n == 22
+                else claimed.fail(f"boom {n}", later(n + 0.5), timedelta(0))
+            )
+            assert await tasks.save(task) is True
+
+        stored = await tasks.get(task.id)
+        assert stored == task
+        assert stored is not None
+        assert len(stored.attempt_log) == MAX_ATTEMPT_LOG
+        assert [a.number for a in stored.attempt_log] == list(range(3, 23))
+        assert stored.attempt_log[0] == Attempt(
+            number=3, claimed_at=later(3), ended_at=later(3.5), outcome=AttemptOutcome.FAILED, error="boom 3"
+        )
+        assert stored.attempt_log[-1].outcome is AttemptOutcome.COMPLETED
 
     async def test_a_second_claim_is_a_duplicate_and_changes_nothing(self, tasks: Tasks) -> None:
         claimed = await claimed_task(tasks)

@@ -109,6 +109,7 @@ async def test_callers_only_ever_see_their_own_tasks(client: Client) -> None:
         (f"/tasks/{task_id}/retry", "POST"),
         (f"/tasks/{task_id}?wait=1", "GET"),
         (f"/tasks/{task_id}/events", "GET"),
+        (f"/tasks/{task_id}/detail", "GET"),
     ]:
         response = await client.request(method, path, headers=bob)
         assert response.status_code == 404, path
@@ -270,3 +271,28 @@ async def test_bulk_actions_need_write_and_act_on_the_callers_own_tasks_unless_a
     everyone = await client.post("/tasks/retry", json={"status": "CANCELLED"}, headers=admin)
     assert everyone.json()["changed"] == 5
     assert "CANCELLED" not in [await status(task_id) for task_id in mine + theirs]
+
+
+async def test_the_owner_filter_of_a_listing_is_for_admins_and_a_caller_s_own_sub(client: Client) -> None:
+    alice, bob = bearer(token("alice")), bearer(token("bob"))
+    admin = bearer(token("root", scope="tasks:admin"))
+    later = {"input_data": "x", "delay_s": 3600}
+    mine = [(await client.post("/tasks/", json=later, headers=alice)).json()["id"] for _ in range(2)]
+    theirs = [(await client.post("/tasks/", json=later, headers=bob)).json()["id"] for _ in range(3)]
+
+    async def listed(owner: str | None, headers: dict[str, str]) -> list[int]:
+        params = {} if owner is None else {"owner": owner}
+        response = await client.get("/tasks", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        return [task["id"] for task in response.json()["items"]]
+
+    assert await listed("bob", admin) == theirs[::-1]
+    assert await listed("alice", admin) == mine[::-1]
+    assert await listed("nobody", admin) == []
+    assert await listed(None, admin) == (mine + theirs)[::-1]
+    assert await listed("alice", alice) == mine[::-1]  # one's own: as without the filter
+    refused = await client.get("/tasks", params={"owner": "bob"}, headers=alice)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == PROBLEM
+    assert "tasks:admin" in refused.json()["detail"]
+    assert (await client.get("/tasks", params={"owner": ""}, headers=admin)).status_code == 422

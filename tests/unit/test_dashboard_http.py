@@ -107,6 +107,7 @@ async def test_the_page_and_its_assets_are_served_from_here(container: Container
         script = await client.get("/dashboard/dashboard.js")
         style = await client.get("/dashboard/dashboard.css")
         other = await client.get("/dashboard/other.js")
+        browser = await client.get("/dashboard/tasks.js")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     policy = page.headers["content-security-policy"]
@@ -116,7 +117,7 @@ async def test_the_page_and_its_assets_are_served_from_here(container: Container
     html = page.text
     # nothing from another origin: every src and href is local (or data:)
     for url in re.findall(r'(?:src|href)="([^"]*)"', html):
-        assert url.startswith(("/dashboard/", "data:")), url
+        assert url.startswith(("/dashboard/", "data:", "#/")), url
     assert script.headers["content-type"].startswith("text/javascript")
     assert "/stats" in script.text
     assert "/queues" in script.text
@@ -130,6 +131,16 @@ async def test_the_page_and_its_assets_are_served_from_here(container: Container
     assert "aria-label" in script.text
     assert "http://" not in script.text.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in script.text
+    # the task browser: its own script, served the same way, that never writes markup it was given
+    assert browser.headers["content-type"].startswith("text/javascript")
+    assert browser.headers["content-security-policy"] == policy
+    assert '<script src="/dashboard/tasks.js" defer></script>' in html
+    for route in ("/tasks?", "/tasks/${id}/detail", "/workflows/", "/${action}"):
+        assert route in browser.text, route
+    for script_text in (script.text, browser.text):
+        assert "innerHTML" not in script_text
+        assert "insertAdjacentHTML" not in script_text
+        assert "https://" not in script_text
     assert style.headers["content-type"].startswith("text/css")
     assert "url(" not in style.text
     assert other.status_code == 404

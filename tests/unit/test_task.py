@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from taskcore import InvalidTransition, NewTask, Task, TaskStatus
+from taskcore.model.attempts import MAX_ATTEMPT_ERROR, MAX_ATTEMPT_LOG, Attempt, AttemptOutcome
 from taskcore.model.progress import MAX_PROGRESS_MESSAGE, Progress
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -250,3 +251,43 @@ def test_a_second_attempt_is_not_the_same_even_with_the_same_count() -> None:
     second = first.release(T0 + LEASE).claim(T0 + 2 * LEASE, LEASE, alone=True)
     assert second.attempts == first.attempts
     assert not second.same_attempt(first)
+
+
+def test_each_attempt_is_logged_from_its_claim_to_its_end() -> None:
+    at = [T0 + timedelta(seconds=n) for n in range(10)]
+    first = pending().claim(at[1], LEASE)
+    assert first.attempt_log == (Attempt(number=1, claimed_at=at[1]),)
+    failed = first.fail("x" * 500, at[2], timedelta(seconds=1))
+    second = failed.claim(at[3], LEASE).release(at[4])  # ran beside others: not counted, suspect
+    third = second.claim(at[5], LEASE, alone=True).unclaim(at[6])
+    done = third.claim(at[7], LEASE, alone=True).complete("ok", at[8])
+
+    log = done.attempt_log
+    assert [(a.number, a.claimed_at, a.ended_at, a.outcome) for a in log] == [
+        (1, at[1], at[2], AttemptOutcome.FAILED),
+        (2, at[3], at[4], AttemptOutcome.ABANDONED),
+        (2, at[5], at[6], AttemptOutcome.HANDED_BACK),
+        (2, at[7], at[8], AttemptOutcome.COMPLETED),
+    ]
+    assert log[0].error is not None
+    assert len(log[0].error) == MAX_ATTEMPT_ERROR
+    assert log[0].error.endswith("…")
+    assert (log[1].error, log[2].error, log[3].error) == ("not counted", "not counted", None)
+
+
+def test_a_cancel_ends_a_running_attempt_and_leaves_a_pending_task_s_log_alone() -> None:
+    running = pending().claim(T0, LEASE)
+    assert running.cancel(T0 + LEASE).attempt_log[-1].outcome is AttemptOutcome.CANCELLED
+    assert pending().cancel(T0).attempt_log == ()
+
+
+def test_the_log_keeps_the_last_attempts_and_a_retry_keeps_the_log() -> None:
+    task = pending(max_attempts=100)
+    for n in range(MAX_ATTEMPT_LOG + 5):
+        task = task.claim(T0 + timedelta(seconds=n), LEASE).fail(
+            "boom", T0 + timedelta(seconds=n), timedelta(0)
+        )
+    assert len(task.attempt_log) == MAX_ATTEMPT_LOG
+    assert task.attempt_log[0].number == 6
+    failed = task.claim(T0, LEASE).fail("boom", T0, None)
+    assert failed.retry(T0).attempt_log == failed.attempt_log

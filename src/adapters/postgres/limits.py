@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
 
 from taskcore.adapters.postgres.database import Connection, PostgresDatabase
 from taskcore.adapters.postgres.rows import task_row, task_with_extras_row
@@ -100,6 +101,7 @@ class PostgresLimitedClaims:
             "lease_until": task.lease_until,
             "started_at": task.started_at,
             "alone": task.alone,
+            "attempt_log": Jsonb(task.attempt_log),
         }
         async with connection.cursor(row_factory=task_row) as cursor:
             await cursor.execute(queries[statement], params)

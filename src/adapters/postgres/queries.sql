@@ -116,7 +116,10 @@ SET status = 'PROCESSING',
     alone = id = ANY(%(alone)s::bigint[]),
     progress = NULL,
     progress_message = NULL,
-    progress_at = NULL
+    progress_at = NULL,
+    -- model/attempts.py started(): a new entry at the end, the oldest dropped past 20
+    attempt_log = CASE WHEN jsonb_array_length(attempt_log) >= 20 THEN attempt_log - 0 ELSE attempt_log END
+                  || jsonb_build_array(jsonb_build_object('number', attempts + 1, 'claimed_at', %(now)s::timestamptz))
 WHERE id = ANY(%(ids)s::bigint[]) AND status = 'PENDING' AND run_at <= %(now)s AND NOT blocked
   AND (NOT suspect OR id = ANY(%(alone)s::bigint[]))
   AND NOT EXISTS (SELECT 1 FROM queues WHERE queues.name = tasks.queue AND queues.paused)
@@ -172,7 +175,7 @@ RETURNING *;
 UPDATE tasks
 SET status = 'PROCESSING', attempts = %(attempts)s, lease_until = %(lease_until)s, started_at = %(started_at)s,
     updated_at = %(updated_at)s, version = %(version)s, alone = %(alone)s, throttled = false, rate_slot = NULL,
-    progress = NULL, progress_message = NULL, progress_at = NULL
+    progress = NULL, progress_message = NULL, progress_at = NULL, attempt_log = %(attempt_log)s
 WHERE id = %(id)s AND version = %(version)s - 1
 RETURNING *;
 
@@ -207,6 +210,7 @@ SET status = %(status)s::task_status,
     progress = %(progress)s,
     progress_message = %(progress_message)s,
     progress_at = %(progress_at)s,
+    attempt_log = %(attempt_log)s,
     -- back to PENDING means a new message is needed; the caller marks it once confirmed
     dispatched_at = CASE WHEN %(status)s::task_status = 'PENDING' THEN NULL ELSE dispatched_at END
 WHERE id = %(id)s AND version = %(version)s - 1;
@@ -233,14 +237,16 @@ SET status = v.status,
     progress = v.progress,
     progress_message = v.progress_message,
     progress_at = v.progress_at,
+    attempt_log = v.attempt_log,
     dispatched_at = CASE WHEN v.status = 'PENDING' THEN NULL ELSE t.dispatched_at END
 FROM unnest(%(ids)s::bigint[], %(statuses)s::task_status[], %(results)s::jsonb[], %(errors)s::text[],
             %(attempts)s::integer[], %(run_at)s::timestamptz[], %(lease_until)s::timestamptz[],
             %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[], %(updated_at)s::timestamptz[],
             %(versions)s::integer[], %(alone)s::boolean[], %(suspect)s::boolean[], %(blocked)s::boolean[],
-            %(progress)s::double precision[], %(progress_messages)s::text[], %(progress_at)s::timestamptz[])
+            %(progress)s::double precision[], %(progress_messages)s::text[], %(progress_at)s::timestamptz[],
+            %(attempt_logs)s::jsonb[])
      AS v(id, status, result, error, attempts, run_at, lease_until, started_at, finished_at, updated_at,
-          version, alone, suspect, blocked, progress, progress_message, progress_at)
+          version, alone, suspect, blocked, progress, progress_message, progress_at, attempt_log)
 WHERE t.id = v.id AND t.version = v.version - 1
 RETURNING t.id;
 

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.rows import RowMaker
 
+from taskcore.model.attempts import Attempt
 from taskcore.model.status import TaskStatus
 from taskcore.model.task import Task
 
@@ -46,9 +48,24 @@ def task_row(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[Task]:
         for name in _TIMESTAMPS:
             if row[name] is not None:
                 row[name] = row[name].astimezone(UTC)
+        if "attempt_log" in row:
+            row["attempt_log"] = _attempts(row["attempt_log"])
         return Task(**row)
 
     return make
+
+
+def _attempts(log: list[dict[str, Any]]) -> tuple[Attempt, ...]:
+    """The jsonb log as ``Attempt``s, in UTC (a claim's SQL writes its time
+    in the session's time zone)."""
+    return tuple(
+        msgspec.structs.replace(
+            attempt,
+            claimed_at=attempt.claimed_at.astimezone(UTC),
+            ended_at=None if attempt.ended_at is None else attempt.ended_at.astimezone(UTC),
+        )
+        for attempt in msgspec.convert(log, tuple[Attempt, ...])
+    )
 
 
 def task_with_extras_row(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[tuple[Task, dict[str, Any]]]:

@@ -74,6 +74,10 @@ CREATE TABLE tasks (
     -- a JSON object kept for the client; given at submit, never changed.
     tags text[] NOT NULL DEFAULT '{}',
     metadata jsonb NOT NULL DEFAULT '{}',
+    -- The task browser's timeline: its last 20 attempts, oldest first, each
+    -- {number, claimed_at, ended_at, outcome, error} (taskcore.model.attempts);
+    -- a claim appends one, the attempt's end closes it.
+    attempt_log jsonb NOT NULL DEFAULT '[]',
     -- A PROCESSING row without a lease would never be swept; a lease on any
     -- other row would make the sweeper release a task nobody holds.
     CONSTRAINT tasks_lease_iff_processing CHECK ((status = 'PROCESSING') = (lease_until IS NOT NULL)),

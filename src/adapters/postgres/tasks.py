@@ -61,6 +61,7 @@ def _save_params(task: Task) -> dict[str, Any]:
         "progress": task.progress,
         "progress_message": task.progress_message,
         "progress_at": task.progress_at,
+        "attempt_log": Jsonb(task.attempt_log),
     }
 
 
@@ -82,6 +83,7 @@ _SAVE_COLUMNS = {
     "progress": "progress",
     "progress_messages": "progress_message",
     "progress_at": "progress_at",
+    "attempt_logs": "attempt_log",
 }
 
 

@@ -134,3 +134,14 @@ def authorized(connection: ASGIConnection[Any, Any, Any, Any], scope: str) -> Pr
     if scope not in principal.scopes and not principal.is_admin:
         raise PermissionDeniedException(detail=f"the token lacks the {scope!r} scope")
     return principal
+
+
+def asked_owner(caller: Principal, asked: str | None) -> str | None:
+    """The owner whose tasks a call with an ``owner`` filter acts on (``None``:
+    every owner's): anyone's for ``tasks:admin``, else only the caller's own
+    (naming another owner is a 403, not an empty answer)."""
+    if caller.is_admin:
+        return asked
+    if asked is not None and asked != caller.sub:
+        raise PermissionDeniedException(detail="another owner's tasks need the 'tasks:admin' scope")
+    return caller.sub

@@ -21,10 +21,9 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, post
-from litestar.exceptions import PermissionDeniedException
 from litestar.params import JSONBody
 
-from taskcore.entrypoints.http.auth import WRITE, Principal, authorized
+from taskcore.entrypoints.http.auth import WRITE, Principal, asked_owner, authorized
 from taskcore.entrypoints.http.cursor import decode_cursor, encode_position
 from taskcore.entrypoints.http.schemas import Tag
 from taskcore.entrypoints.http.tasks_controller import AUTH, Tasks, problems
@@ -96,7 +95,7 @@ class TaskFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         if all(getattr(self, name) is None for name in _FILTERS):
             raise InvalidInput(f"give at least one filter ({', '.join(_FILTERS)}); {{}} would be every task")
         return TaskQuery(
-            owner=_owner(caller, self.owner),
+            owner=asked_owner(caller, self.owner),
             status=None if self.status is None else TaskStatus(self.status),
             type=self.type,
             queue=self.queue,
@@ -135,16 +134,6 @@ async def _strictly(request: Request[Any, Any, Any], kind: type[F]) -> F:
         return msgspec.json.decode(await request.body(), type=kind)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"the filter does not match the schema: {exc}") from exc
-
-
-def _owner(caller: Principal, asked: str | None) -> str | None:
-    if caller.is_admin:
-        return asked
-    if asked is not None and asked != caller.sub:
-        raise PermissionDeniedException(
-            detail="acting on another owner's tasks needs the 'tasks:admin' scope"
-        )
-    return caller.sub
 
 
 class BulkResult(msgspec.Struct, kw_only=True):

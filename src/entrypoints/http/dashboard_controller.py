@@ -4,7 +4,10 @@ The page and its two assets are public and carry no data: every number comes
 from ``GET /stats``, which takes the same bearer token as the task routes and
 shows a caller the stats of its own tasks, or of every task (with the queue
 depths and the workers) for ``tasks:admin``, and for ``tasks:admin`` from
-``GET /queues`` too (its Queues panel; ``queues_controller``). Nothing is
+``GET /queues`` too (its Queues panel; ``queues_controller``). Its task
+browser (``tasks.js``) reads ``GET /tasks``, ``GET /tasks/{id}/detail`` and
+``GET /workflows/{id}``, and cancels and re-queues through the task routes,
+with the same token. Nothing is
 loaded from another origin, and the Content-Security-Policy says so.
 """
 
@@ -28,7 +31,7 @@ from taskcore.model.workers import WorkerReport
 
 Service = NamedDependency[StatsService]
 
-_ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+_ASSETS = {"dashboard.js": "text/javascript", "tasks.js": "text/javascript", "dashboard.css": "text/css"}
 _HEADERS = {
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",
@@ -166,6 +169,11 @@ class DashboardController(Controller):
     @get("/dashboard.js", sync_to_thread=False)
     def script(self) -> Response[bytes]:
         return self._served("dashboard.js")
+
+    @get("/tasks.js", sync_to_thread=False)
+    def browser(self) -> Response[bytes]:
+        """The task browser (its tables and task pages)."""
+        return self._served("tasks.js")
 
     @get("/dashboard.css", sync_to_thread=False)
     def style(self) -> Response[bytes]:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import msgspec
 
 from taskcore.errors import InvalidInput
+from taskcore.model.attempts import Attempt, AttemptOutcome
 from taskcore.model.status import TaskStatus
 from taskcore.model.tags import MAX_METADATA_BYTES, MAX_TAG_LENGTH, MAX_TAGS, TAG_CHARSET, TAG_PATTERN
 from taskcore.model.task import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Task
@@ -226,6 +227,64 @@ class TaskView(msgspec.Struct, kw_only=True):
             progress_at=task.progress_at,
             tags=list(task.tags),
             metadata=task.metadata,
+        )
+
+
+class AttemptView(msgspec.Struct, kw_only=True):
+    number: Annotated[
+        int, msgspec.Meta(description="The task's attempt count at the claim; a retry starts at 1.")
+    ]
+    claimed_at: datetime
+    ended_at: Annotated[datetime | None, msgspec.Meta(description="Null while it runs.")]
+    outcome: Annotated[
+        AttemptOutcome | None,
+        msgspec.Meta(
+            description=(
+                "How it ended: COMPLETED, FAILED (raised or timed out), CANCELLED (while it ran), "
+                "ABANDONED (its lease lapsed), HANDED_BACK (its worker shut down); null while it runs."
+            )
+        ),
+    ]
+    error: Annotated[str | None, msgspec.Meta(description="Its error, cut to 200 characters.")]
+
+    @classmethod
+    def of(cls, attempt: Attempt) -> AttemptView:
+        return cls(
+            number=attempt.number,
+            claimed_at=attempt.claimed_at,
+            ended_at=attempt.ended_at,
+            outcome=attempt.outcome,
+            error=attempt.error,
+        )
+
+
+class TaskDetailView(TaskView, kw_only=True):
+    """A task as ``TaskView`` shows it, plus what a task page shows and a
+    listing or a poll does not need: its input, owner, the running attempt's
+    start and lease, and its last attempts."""
+
+    input_data: Annotated[Any, msgspec.Meta(description="The input it was submitted with.")]
+    owner: Annotated[str | None, msgspec.Meta(description="The `sub` of the token that submitted it.")]
+    started_at: Annotated[
+        datetime | None, msgspec.Meta(description="When the running (or last) attempt was claimed.")
+    ]
+    lease_until: Annotated[
+        datetime | None, msgspec.Meta(description="While PROCESSING: when its worker must renew its lease.")
+    ]
+    attempt_log: Annotated[
+        list[AttemptView],
+        msgspec.Meta(description="Its last 20 attempts, oldest first: each claim, and how it ended."),
+    ]
+
+    @classmethod
+    def of(cls, task: Task) -> TaskDetailView:
+        return cls(
+            **msgspec.structs.asdict(TaskView.of(task)),
+            input_data=task.input,
+            owner=task.owner,
+            started_at=task.started_at,
+            lease_until=task.lease_until,
+            attempt_log=[AttemptView.of(a) for a in task.attempt_log],
         )
 
 

@@ -19,10 +19,17 @@ from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, Parameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from taskcore.entrypoints.http.auth import READ, WRITE, authorized
+from taskcore.entrypoints.http.auth import READ, WRITE, asked_owner, authorized
 from taskcore.entrypoints.http.cursor import decode_cursor, encode_cursor
 from taskcore.entrypoints.http.problems import PROBLEM_JSON
-from taskcore.entrypoints.http.schemas import Problem, ProgressView, SubmitTask, TaskPage, TaskView
+from taskcore.entrypoints.http.schemas import (
+    Problem,
+    ProgressView,
+    SubmitTask,
+    TaskDetailView,
+    TaskPage,
+    TaskView,
+)
 from taskcore.model.query import TaskQuery
 from taskcore.model.status import TaskStatus
 from taskcore.model.tags import MAX_TAGS, check_tags
@@ -233,6 +240,19 @@ class TaskController(Controller):
         return TaskView.of(await tasks.service.get(task_id, owner=caller.owner_filter))
 
     @get(
+        "/{task_id:int}/detail",
+        operation_id="getTaskDetail",
+        summary="Read a task with its input and its last attempts",
+        responses=problems(400, *AUTH, 404, 422, 503),
+    )
+    async def detail(self, task_id: TaskId, request: AnyRequest, tasks: Tasks) -> TaskDetailView:
+        """What ``GET /tasks/{id}`` answers, plus its input, owner, the
+        running attempt's start and lease, and its last 20 attempts (each
+        claim and how it ended): what the dashboard's task page shows."""
+        caller = authorized(request, READ)
+        return TaskDetailView.of(await tasks.service.get(task_id, owner=caller.owner_filter))
+
+    @get(
         "/{task_id:int}/events",
         operation_id="streamTaskEvents",
         summary="Stream a task's status changes and progress (Server-Sent Events)",
@@ -309,6 +329,14 @@ class TaskController(Controller):
                 description="Only tasks with this tag; repeat it for tasks with all of them.",
             ),
         ] = None,
+        owner: Annotated[
+            str | None,
+            QueryParameter(
+                min_length=1,
+                max_length=200,
+                description="Only this owner's tasks; needs `tasks:admin` unless it is the caller's `sub`.",
+            ),
+        ] = None,
         limit: Annotated[int, Parameter(ge=1, le=500, description="Page size.")] = 50,
         cursor: Annotated[
             str | None, Parameter(max_length=200, description="`next_cursor` of the previous page.")
@@ -319,7 +347,7 @@ class TaskController(Controller):
         with ``POST /tasks/{id}/retry``."""
         caller = authorized(request, READ)
         query = TaskQuery(
-            owner=caller.owner_filter,
+            owner=asked_owner(caller, owner),
             status=status,
             type=task_type,
             queue=queue,

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from taskcore.errors import InvalidInput, InvalidTransition
+from taskcore.model.attempts import Attempt, AttemptOutcome, ended, started
 from taskcore.model.progress import Progress
 from taskcore.model.queues import DEFAULT_QUEUE
 from taskcore.model.status import TaskStatus
@@ -127,6 +128,9 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     # on, and a JSON object the service keeps and returns but never reads.
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = {}
+    # Its last attempts, oldest first (model/attempts.py): each transition that
+    # starts or ends one records it, so a task page can draw its timeline.
+    attempt_log: tuple[Attempt, ...] = ()
 
     @classmethod
     def created(cls, task_id: int, new: NewTask) -> Task:
@@ -214,6 +218,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             lease_until=now + lease,
             started_at=now,
             alone=alone,
+            attempt_log=started(self.attempt_log, self.attempts + 1, now),
             **_NO_PROGRESS,
         )
 
@@ -239,6 +244,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             lease_until=None,
             finished_at=now,
             suspect=False,
+            attempt_log=ended(self.attempt_log, AttemptOutcome.COMPLETED, now),
             **_reported(Progress(1.0, message), now),
         )
 
@@ -250,6 +256,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
         progress stays where the attempt got (``report``, as ``complete``)."""
         self._require("fail", TaskStatus.PROCESSING)
         reported = _reported(report, now) if report is not None else {}
+        reported["attempt_log"] = ended(self.attempt_log, AttemptOutcome.FAILED, now, error)
         # Its worker lived to tell the verdict: whatever killed a worker before, it was not this run.
         if retry_in is not None and self.attempts < self.max_attempts:
             return self._next(
@@ -296,11 +303,17 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
                 started_at=None,
                 run_at=now,
                 suspect=True,
+                attempt_log=ended(self.attempt_log, AttemptOutcome.ABANDONED, now, "not counted"),
             )
         error = f"attempt {self.attempts} abandoned: its lease expired"
+        log = ended(self.attempt_log, AttemptOutcome.ABANDONED, now)
         if self.attempts < self.max_attempts:
-            return self._next(now, status=TaskStatus.PENDING, error=error, lease_until=None, run_at=now)
-        return self._next(now, status=TaskStatus.FAILED, error=error, lease_until=None, finished_at=now)
+            return self._next(
+                now, status=TaskStatus.PENDING, error=error, lease_until=None, run_at=now, attempt_log=log
+            )
+        return self._next(
+            now, status=TaskStatus.FAILED, error=error, lease_until=None, finished_at=now, attempt_log=log
+        )
 
     def unclaim(self, now: datetime) -> Task:
         """Undo a claim whose handler was interrupted by a graceful shutdown:
@@ -313,6 +326,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             lease_until=None,
             started_at=None,
             run_at=now,
+            attempt_log=ended(self.attempt_log, AttemptOutcome.HANDED_BACK, now, "not counted"),
         )
 
     def defer(self, until: datetime, now: datetime) -> Task:
@@ -326,6 +340,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
         because a step it runs after failed names that step)."""
         self._require("cancel", *CANCELLABLE)
         changes: dict[str, Any] = {"error": reason} if reason is not None else {}
+        if self.status is TaskStatus.PROCESSING:
+            changes["attempt_log"] = ended(self.attempt_log, AttemptOutcome.CANCELLED, now)
         return self._next(
             now, status=TaskStatus.CANCELLED, lease_until=None, finished_at=now, blocked=False, **changes
         )

@@ -30,10 +30,13 @@
     return sessionStorage.getItem(TOKEN_KEY) || "";
   }
 
+  // A refused call: its HTTP status, a sentence for the status line, and the
+  // RFC 9457 problem the API answered with (null if the answer was not one).
   class ApiError extends Error {
-    constructor(status, message) {
+    constructor(status, message, problem) {
       super(message);
       this.status = status;
+      this.problem = problem;
     }
   }
 
@@ -48,7 +51,7 @@
     const response = await fetch(path, init);
     const type = response.headers.get("content-type") || "";
     const data = type.includes("json") ? await response.json() : null;
-    if (!response.ok) throw new ApiError(response.status, explain(response.status, data));
+    if (!response.ok) throw new ApiError(response.status, explain(response.status, data), data);
     return data;
   }
 
@@ -59,6 +62,11 @@
     if (status === 503) return `the service is unavailable: ${detail}`;
     return `${status}${detail ? `: ${detail}` : ""}`;
   }
+
+  // What tasks.js (the task browser) uses of this file: one API client, one
+  // status line, one token. ``admin``: the last /stats counted every owner's tasks.
+  const shared = { api, ApiError, setStatus, token, admin: false };
+  window.taskcore = shared;
 
   // --- formatting ------------------------------------------------------------
 
@@ -97,6 +105,8 @@
   function render(stats) {
     const now = Date.parse(stats.at);
     $("scope").textContent = stats.owner === null ? "all tasks" : `tasks of ${stats.owner}`;
+    shared.admin = stats.owner === null; // sees every owner's tasks: the browser offers the owner filter
+    document.dispatchEvent(new Event("taskcore:scope"));
     for (const status of STATUSES) $(`count-${status}`).textContent = String(stats.counts[status]);
     const queue = stats.queue;
     $("queue-ready").textContent = queue ? number(queue.ready) : "–";
@@ -380,7 +390,7 @@
   }
 
   async function tick() {
-    if (!document.hidden) await refresh();
+    if (!document.hidden) await refresh(); // on every view: the header's scope and status line are global
     timer = setTimeout(tick, POLL_MS);
   }
 
@@ -442,6 +452,8 @@
 
   // Another token may see other things: the queues are hidden until GET /queues answers it.
   function tokenChanged() {
+    shared.admin = false;
+    document.dispatchEvent(new Event("taskcore:token"));
     queues.allowed = true;
     queues.epoch += 1;
     hideQueues();
