@@ -92,7 +92,8 @@ async def reset_state(services: Services, db_url: str, queue: str, prefix: str) 
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-        await conn.execute("TRUNCATE tasks, idempotency_keys RESTART IDENTITY")
+        # CASCADE: the rows that refer to tasks (webhook deliveries) go with them.
+        await conn.execute("TRUNCATE tasks, idempotency_keys RESTART IDENTITY CASCADE")
     connection = await aio_pika.connect(services.amqp_url)
     try:
         for name in (queue, f"{queue}.dlq"):

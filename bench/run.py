@@ -16,6 +16,10 @@ emptied before each.
 Workloads (see bench/README.md):
   W1      end-to-end: N reverse tasks (delay 0), <= C in flight over HTTP, wait
           until every row is final, verify every result (DB and HTTP GET).
+  W1-lib  W1 with taskcore used as a library: one process submits with
+          ``service.submit`` (<= C in flight), one worker runs them.
+  bulk    100,000 tasks submitted with ``service.submit_many`` in batches of
+          500, one worker: until every row is final, every result verified.
   W2      submit: wrk POST /tasks/ (Lua script, fresh random body, bearer token).
   W3      read: wrk GET /tasks/<id> of a finished task.
   delay   1000 tasks at the default 5 s delay through one worker with a raised
@@ -76,7 +80,7 @@ from harness import (
     wait_http,
 )
 
-WORKLOADS = ("W1", "W2", "W3", "delay", "memory")
+WORKLOADS = ("W1", "W1-lib", "bulk", "W2", "W3", "delay", "memory")
 FINAL = "('COMPLETED', 'FAILED', 'CANCELLED')"
 
 
@@ -136,16 +140,7 @@ class Stack:
 
     async def start(self, tag: str, worker_env: dict[str, str | None] | None = None) -> tuple[Server, Server]:
         """Worker first (so the API's readiness means the whole stack is ready), then the API."""
-        if not self.args.no_reinstall:
-            await asyncio.to_thread(ensure_installed)
-        # The worker's /metrics port (default 9100) may be taken by another worker on this machine.
-        env = {"TASKCORE_WORKER_METRICS_PORT": str(free_port()), **(worker_env or {})}
-        worker = Server("worker", ["worker"], self.settings(**env), self.raw / f"worker-{tag}.log")
-        try:
-            await wait_consumer(self.services.amqp_url, self.queue, self.args.ready_timeout, worker.proc)
-        except Exception:
-            worker.stop()
-            raise RuntimeError(f"worker did not start:\n{worker.tail()}") from None
+        worker = await self.start_worker(tag, worker_env)
         api = Server(
             "api",
             ["api", "--host", "127.0.0.1", "--port", str(self.args.port)],
@@ -159,6 +154,20 @@ class Stack:
             worker.stop()
             raise RuntimeError(f"api did not start ({exc}):\n{api.tail()}") from None
         return api, worker
+
+    async def start_worker(self, tag: str, worker_env: dict[str, str | None] | None = None) -> Server:
+        """A worker alone, consuming once this returns (the library workloads need no API)."""
+        if not self.args.no_reinstall:
+            await asyncio.to_thread(ensure_installed)
+        # The worker's /metrics port (default 9100) may be taken by another worker on this machine.
+        env = {"TASKCORE_WORKER_METRICS_PORT": str(free_port()), **(worker_env or {})}
+        worker = Server("worker", ["worker"], self.settings(**env), self.raw / f"worker-{tag}.log")
+        try:
+            await wait_consumer(self.services.amqp_url, self.queue, self.args.ready_timeout, worker.proc)
+        except Exception:
+            worker.stop()
+            raise RuntimeError(f"worker did not start:\n{worker.tail()}") from None
+        return worker
 
     def client(self, size: int) -> HttpClient:
         return HttpClient(self.base, size, self.token)
@@ -520,6 +529,109 @@ async def w3(stack: Stack, run: int, tag: str) -> dict[str, Any]:
         worker.stop()
 
 
+# ------------------------------------------------------------------- library paths
+class LibClient:
+    """``bench/lib_client.py``: the producer of the library workloads, in a process of its own."""
+
+    def __init__(self, stack: Stack, inputs: list[str], bulk: int, log_path: Path) -> None:
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            [
+                str(VENV_BIN / "python"),
+                str(BENCH / "lib_client.py"),
+                "--bulk",
+                str(bulk),
+                "--concurrency",
+                str(stack.args.concurrency),
+            ],
+            env=stack.settings(TASKCORE_AUTH="none"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+        )
+        self._say(json.dumps(inputs))
+
+    def _say(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    async def answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = await asyncio.to_thread(self.proc.stdout.readline)
+        if not line:
+            raise RuntimeError(f"the library client exited: {self.proc.wait()}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def go(self) -> None:
+        self._say("go")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(BrokenPipeError):
+                self._say("exit")
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+async def run_library(stack: Stack, run: int, tag: str, *, n: int, bulk: int) -> dict[str, Any]:
+    """N reverse tasks submitted by taskcore used as a library (``service.submit``, or
+    ``service.submit_many`` of ``bulk``), run by one worker; every result verified
+    in the database. The producer's CPU is the "api" component here."""
+    worker = await stack.start_worker(tag)
+    inputs = make_inputs(n, seed=run)
+    client = LibClient(stack, inputs, bulk, stack.raw / f"lib-{tag}.log")
+    try:
+        assert (await client.answer()).get("ready")
+        base_id = await max_id(stack.db_url)
+        roles = {client.proc.pid: "api", worker.pid: "worker", os.getpid(): "load"}
+        cpu0 = (proc_stats(client.proc.pid), proc_stats(worker.pid), machine_cpu(roles))
+        client.go()
+        sub = await client.answer()
+        done = await wait_final(stack.db_url, sub["submitted"], stack.args.timeout, base_id)
+        cpu1 = (proc_stats(client.proc.pid), proc_stats(worker.pid), machine_cpu(roles))
+        res: dict[str, Any] = {"n": n, "submit_rate": n / sub["submit_s"], "submit_errors": sub["errors"]}
+        res.update(await row_stats(stack.db_url, sub["t0_wall"], base_id))
+        res["not_completed"] = sub["submitted"] - done
+        if res.get("e2e_s"):
+            res["e2e_rate"] = n / res["e2e_s"]
+        res["producer_cpu_ms_per_task"] = cpu_per_task(cpu0[0], cpu1[0], sub["submitted"])
+        res["worker_cpu_ms_per_task"] = cpu_per_task(cpu0[1], cpu1[1], sub["submitted"])
+        res.update(machine_cpu_ms_per(cpu0[2], cpu1[2], sub["submitted"]))
+        res["wrong_results"] = await wrong_results(stack.db_url, base_id, inputs)
+        res["failures"] = count_failures(res)
+        return res
+    finally:
+        client.close()
+        worker.stop()
+
+
+async def wrong_results(db_url: str, after_id: int, inputs: list[str]) -> int:
+    """Rows that are not COMPLETED with an input's reverse (the library path has no ids to map)."""
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT input #>> '{}', result #>> '{}', status::text FROM tasks WHERE id > %s", (after_id,)
+            )
+        ).fetchall()
+    expected = Counter(inputs)
+    right = Counter(text for text, result, status in rows if status == "COMPLETED" and result == text[::-1])
+    return sum((expected - right).values())
+
+
+async def w1_lib(stack: Stack, run: int, tag: str) -> dict[str, Any]:
+    return await run_library(stack, run, tag, n=stack.args.n, bulk=0)
+
+
+async def bulk(stack: Stack, run: int, tag: str) -> dict[str, Any]:
+    return await run_library(stack, run, tag, n=stack.args.bulk_n, bulk=stack.args.bulk_batch)
+
+
 async def delay_bound(stack: Stack, run: int, tag: str) -> dict[str, Any]:
     a = stack.args
     # The handler's default delay (TASKCORE_REVERSE_DELAY_S unset: 5 s).
@@ -593,7 +705,16 @@ async def memory(stack: Stack, run: int, tag: str) -> dict[str, Any]:
         worker.stop()
 
 
-RUNNERS = {"W1": w1, "W2": w2, "W3": w3, "delay": delay_bound, "memory": memory, "soak": soak.soak}
+RUNNERS = {
+    "W1": w1,
+    "W1-lib": w1_lib,
+    "bulk": bulk,
+    "W2": w2,
+    "W3": w3,
+    "delay": delay_bound,
+    "memory": memory,
+    "soak": soak.soak,
+}
 ON_REQUEST = ("soak",)  # long: run only when --only names them
 
 
@@ -678,6 +799,25 @@ METRICS: list[tuple[str, str, str, int]] = [
     ("W1", "api_rss_mb", "API RSS after (MB)", 0),
     ("W1", "worker_rss_mb", "worker RSS after (MB)", 0),
     ("W1", "verify_get_rate", "verify GETs (req/s, 1 per task)", 0),
+    *(
+        row
+        for w in ("W1-lib", "bulk")
+        for row in (
+            (w, "submit_rate", "submit (tasks/s)", 0),
+            (w, "e2e_rate", "end-to-end (tasks/s)", 0),
+            (w, "wait_p50_ms", "queue wait p50 (ms, created->started)", 1),
+            (w, "wait_p99_ms", "queue wait p99 (ms)", 1),
+            (w, "total_p50_ms", "total p50 (ms, created->finished)", 1),
+            (w, "total_p99_ms", "total p99 (ms)", 1),
+            (w, "failures", "failures", 0),
+            (w, "producer_cpu_ms_per_task", "producer CPU per task (ms)", 2),
+            (w, "worker_cpu_ms_per_task", "worker CPU per task (ms)", 2),
+            *(
+                (w, f"machine_cpu_ms_{name}", f"machine CPU per task: {name} (ms)", 2)
+                for name in (*MACHINE_COMPONENTS, "total")
+            ),
+        )
+    ),
     ("W2", "req_s", "POST (req/s)", 0),
     ("W2", "p50_ms", "POST p50 (ms)", 1),
     ("W2", "p99_ms", "POST p99 (ms)", 1),
@@ -816,6 +956,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="use the built-in asyncio client for W2/W3 even if wrk is installed",
     )
+    ap.add_argument("--bulk-n", type=int, default=100_000, help="bulk task count (default 100000)")
+    ap.add_argument("--bulk-batch", type=int, default=500, help="tasks per submit_many (default 500)")
     ap.add_argument("--delay-n", type=int, default=1000, help="delay-bound task count (default 1000)")
     ap.add_argument(
         "--delay-concurrency",
