@@ -1,9 +1,9 @@
 """``Client``: the API from synchronous code (a thread-safe ``httpx.Client`` underneath).
 
-Tasks are the client's own methods; workflows, queues and schedules are
-namespaces on it (``client.workflows.submit(...)``), as in stripe's and
-openai's clients: one flat class would mix four resources' verbs. Every
-request goes through ``_Session.send``, which sends it again when that is
+Tasks are the client's own methods; workflows, queues, schedules and
+webhooks are namespaces on it (``client.workflows.submit(...)``), as in
+stripe's and openai's clients: one flat class would mix five resources'
+verbs. Every request goes through ``_Session.send``, which sends it again when that is
 safe (``retries.py``), and raises what a refusal means (``errors.py``).
 """
 

@@ -360,7 +360,7 @@ async def test_schedules_create_list_pause_resume_and_delete(app: Litestar, faul
 
 
 async def test_schedule_methods_send_what_the_schedules_api_takes() -> None:
-    """Against a stand-in until ``/schedules`` is merged: the paths, methods and bodies."""
+    """Against a stand-in: the paths, methods and bodies exactly as the client sends them."""
     seen: list[httpx.Request] = []
     view = {"name": "nightly", "type": "report", "cron": "30 2 * * *", "timezone": "Europe/Berlin"}
 
