@@ -13,7 +13,7 @@ problem details. It speaks HTTP only: it needs neither the server nor its
 services, only httpx, httpx-sse and msgspec.
 """
 
-from taskcore.client.aio import AsyncClient, AsyncQueues, AsyncSchedules, AsyncWorkflows
+from taskcore.client.aio import AsyncClient, AsyncQueues, AsyncSchedules, AsyncWebhooks, AsyncWorkflows
 from taskcore.client.errors import (
     BadRequest,
     Conflict,
@@ -31,31 +31,40 @@ from taskcore.client.errors import (
     Unprocessable,
 )
 from taskcore.client.models import (
+    Attempt,
     Batch,
     BulkResult,
+    DeliveryPage,
     QueueState,
+    RegisteredWebhook,
     Schedule,
     Step,
     Submitted,
     Task,
+    TaskDetail,
     TaskPage,
     TaskSpec,
     TaskStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
     Workflow,
 )
 from taskcore.client.retries import Retries
-from taskcore.client.sync import Client, Queues, Schedules, Workflows
+from taskcore.client.sync import Client, Queues, Schedules, Webhooks, Workflows
 
 __all__ = [
     "AsyncClient",
     "AsyncQueues",
     "AsyncSchedules",
+    "AsyncWebhooks",
     "AsyncWorkflows",
+    "Attempt",
     "BadRequest",
     "Batch",
     "BulkResult",
     "Client",
     "Conflict",
+    "DeliveryPage",
     "Forbidden",
     "NotFound",
     "PayloadTooLarge",
@@ -63,6 +72,7 @@ __all__ = [
     "QueueState",
     "Queues",
     "RateLimited",
+    "RegisteredWebhook",
     "Retries",
     "Schedule",
     "Schedules",
@@ -70,6 +80,7 @@ __all__ = [
     "Step",
     "Submitted",
     "Task",
+    "TaskDetail",
     "TaskPage",
     "TaskSpec",
     "TaskStatus",
@@ -79,6 +90,9 @@ __all__ = [
     "Unavailable",
     "UnexpectedResponse",
     "Unprocessable",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "Webhooks",
     "Workflow",
     "Workflows",
 ]

@@ -25,14 +25,19 @@ from taskcore.client.models import (
     Batch,
     BulkResult,
     CatchUp,
+    DeliveryPage,
     QueueState,
+    RegisteredWebhook,
     Schedule,
     Step,
     Submitted,
     Task,
+    TaskDetail,
     TaskPage,
     TaskSpec,
     TaskStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
     Workflow,
 )
 from taskcore.client.retries import Attempts, Retries
@@ -85,8 +90,8 @@ class _AsyncSession:
                 return calls.result(call, response, tries)
             await anyio.sleep(delay)
 
-    async def events(self, task_id: int) -> AsyncIterator[Task]:
-        stream = calls.EventStream(task_id)
+    async def events(self, task_id: int, *, progress: bool = True) -> AsyncIterator[Task]:
+        stream = calls.EventStream(task_id, progress=progress)
         probe = stream.probe
         tries: Attempts | None = None  # failures in a row; any event resets it
         while True:
@@ -167,6 +172,7 @@ class AsyncClient:
         self.workflows = AsyncWorkflows(self._session)
         self.queues = AsyncQueues(self._session)
         self.schedules = AsyncSchedules(self._session)
+        self.webhooks = AsyncWebhooks(self._session)
 
     async def __aenter__(self) -> Self:
         return self
@@ -195,6 +201,7 @@ class AsyncClient:
         idempotency_key: str | None = None,
         tags: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
     ) -> Task:
         """Submit a task; it is stored PENDING and runs in the background.
 
@@ -205,7 +212,10 @@ class AsyncClient:
         With a ``unique_key`` held by an unfinished task, that task is the
         answer (``submit_detailed`` says so). ``tags`` (up to 16) label the
         task for ``list(tag=...)``; ``metadata`` (a JSON object, up to 4 KiB)
-        is kept and returned with it.
+        is kept and returned with it. ``callback_url`` is POSTed the task when
+        it ends (signed as Standard Webhooks says with the deployment's
+        ``TASKCORE_WEBHOOK_SECRET``; a private address is ``Unprocessable``
+        unless the deployment allows it).
         """
         return (
             await self.submit_detailed(
@@ -221,6 +231,7 @@ class AsyncClient:
                 idempotency_key=idempotency_key,
                 tags=tags,
                 metadata=metadata,
+                callback_url=callback_url,
             )
         ).task
 
@@ -239,6 +250,7 @@ class AsyncClient:
         idempotency_key: str | None = None,
         tags: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
     ) -> Submitted:
         """As ``submit``, with whether the task was deduplicated or the answer replayed."""
         spec = TaskSpec(
@@ -253,6 +265,7 @@ class AsyncClient:
             run_anyway=run_anyway,
             tags=tuple(tags),
             metadata=metadata,
+            callback_url=callback_url,
         )
         return await self._session.send(calls.submit(spec, idempotency_key))
 
@@ -266,6 +279,11 @@ class AsyncClient:
     async def get(self, task_id: int) -> Task:
         return await self._session.send(calls.get(task_id))
 
+    async def get_detail(self, task_id: int) -> TaskDetail:
+        """The task with its input, owner, the running attempt's start and lease, and its
+        last 20 attempts (``attempt_log``): what a task page shows and a poll does not need."""
+        return await self._session.send(calls.get_detail(task_id))
+
     async def wait(self, task_id: int, timeout: float | None = None) -> Task:  # noqa: ASYNC109
         """The task once it is final, or as it is when ``timeout`` seconds have
         passed (``None``: no limit); look at ``task.is_final``. Long polls, so
@@ -278,14 +296,18 @@ class AsyncClient:
                 return task
             await anyio.sleep(pause)
 
-    def events(self, task_id: int) -> AsyncIterator[Task]:
+    def events(self, task_id: int, *, progress: bool = True) -> AsyncIterator[Task]:
         """The task at each new state (Server-Sent Events), ending after the final one.
+
+        While it runs, each progress report its handler makes is the task again
+        with the report's ``progress``, ``progress_message`` and ``progress_at``
+        (``progress=False``: states only).
 
         A dropped stream is resumed where it stopped (``Last-Event-ID``), so no
         state is missed or repeated. Nothing is sent until the first ``anext()``. Leaving the loop
         early: wrap it in ``contextlib.aclosing`` to close the stream at once.
         """
-        return self._session.events(task_id)
+        return self._session.events(task_id, progress=progress)
 
     async def list(
         self,
@@ -294,6 +316,7 @@ class AsyncClient:
         type: str | None = None,
         queue: str | None = None,
         tag: str | Iterable[str] | None = None,
+        owner: str | None = None,
         page_size: int = 100,
         cursor: str | None = None,
     ) -> AsyncIterator[Task]:
@@ -301,12 +324,13 @@ class AsyncClient:
 
         Pages are keyset pages: tasks submitted meanwhile are newer than all of
         them, so none repeats or is skipped. ``tag``: only tasks with this tag
-        (several: with all of them). ``list_page`` gives one page and
+        (several: with all of them). ``owner``: only that owner's tasks (one
+        other than the caller needs ``tasks:admin``). ``list_page`` gives one page and
         its cursor, for callers that stop and resume.
         """
         while True:
             page = await self.list_page(
-                status=status, type=type, queue=queue, tag=tag, limit=page_size, cursor=cursor
+                status=status, type=type, queue=queue, tag=tag, owner=owner, limit=page_size, cursor=cursor
             )
             for task in page.items:
                 yield task
@@ -321,12 +345,15 @@ class AsyncClient:
         type: str | None = None,
         queue: str | None = None,
         tag: str | Iterable[str] | None = None,
+        owner: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> TaskPage:
         """One page of tasks (``limit`` 1 to 500); pass its ``next_cursor`` as ``cursor`` for the next."""
         return await self._session.send(
-            calls.list_page(status=status, type=type, queue=queue, tag=tag, limit=limit, cursor=cursor)
+            calls.list_page(
+                status=status, type=type, queue=queue, tag=tag, owner=owner, limit=limit, cursor=cursor
+            )
         )
 
     async def cancel(self, task_id: int) -> Task:
@@ -461,12 +488,7 @@ class AsyncQueues:
 
 
 class AsyncSchedules:
-    """``client.schedules``: periodic schedules.
-
-    Follows the ``/schedules`` API as it is being built (POST/GET/DELETE
-    ``/schedules``, ``GET /schedules/{name}``, pause and resume); against an
-    API without it every method raises ``NotFound``.
-    """
+    """``client.schedules``: periodic schedules, by cron expression or interval."""
 
     def __init__(self, session: _AsyncSession) -> None:
         self._session = session
@@ -522,3 +544,84 @@ class AsyncSchedules:
 
     async def resume(self, name: str) -> Schedule:
         return await self._session.send(calls.resume_schedule(name))
+
+
+class AsyncWebhooks:
+    """``client.webhooks``: endpoints told when tasks end, and the deliveries made to them
+    (and to tasks' own ``callback_url``). An owner sees only its own; an admin's endpoints
+    hear every task."""
+
+    def __init__(self, session: _AsyncSession) -> None:
+        self._session = session
+
+    async def create(
+        self,
+        url: str,
+        *,
+        events: Iterable[str] = (),
+        description: str | None = None,
+        secret: str | None = None,
+    ) -> RegisteredWebhook:
+        """Register ``url`` for ``events`` (``task.completed``, ``task.failed``,
+        ``task.cancelled``; none: all). The answer's ``secret`` (a ``whsec_`` key,
+        ``secret`` if given) signs the deliveries and is shown only here: keep it.
+        A private address is ``Unprocessable`` unless the deployment allows it.
+        Not sent again after a lost answer (a second endpoint would be registered)."""
+        return await self._session.send(calls.create_webhook(url, events, description, secret))
+
+    async def list(self) -> builtins.list[WebhookEndpoint]:
+        """The caller's endpoints, without their secrets."""
+        return await self._session.send(calls.list_webhooks())
+
+    async def delete(self, endpoint_id: int) -> None:
+        """Its deliveries still to send end FAILED; another owner's is ``NotFound``.
+        Sent again after a lost answer; a 404 then means the first attempt deleted it,
+        and is not raised."""
+        try:
+            await self._session.send(calls.delete_webhook(endpoint_id))
+        except NotFound as exc:
+            if not exc.resent_after_lost_answer:
+                raise
+
+    async def deliveries(
+        self,
+        *,
+        status: str | None = None,
+        task_id: int | None = None,
+        endpoint_id: int | None = None,
+        page_size: int = 50,
+        before: int | None = None,
+    ) -> AsyncIterator[WebhookDelivery]:
+        """Every delivery that matches, newest first, a page at a time as you iterate.
+        ``status``: ``PENDING``, ``DELIVERED`` or ``FAILED`` (given up; ``last_error`` says why)."""
+        while True:
+            page = await self.deliveries_page(
+                status=status, task_id=task_id, endpoint_id=endpoint_id, limit=page_size, before=before
+            )
+            for delivery in page.items:
+                yield delivery
+            if page.next_before is None:
+                return
+            before = page.next_before
+
+    async def deliveries_page(
+        self,
+        *,
+        status: str | None = None,
+        task_id: int | None = None,
+        endpoint_id: int | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> DeliveryPage:
+        """One page of deliveries (``limit`` 1 to 200); its ``next_before`` is the next one's ``before``."""
+        return await self._session.send(
+            calls.deliveries_page(
+                status=status, task_id=task_id, endpoint_id=endpoint_id, limit=limit, before=before
+            )
+        )
+
+    async def retry_delivery(self, delivery_id: int) -> WebhookDelivery:
+        """Send a FAILED delivery again, at once, with a new retry window and the same
+        ``webhook-id``; ``NotFound`` unless it is one of the caller's FAILED ones. Not
+        sent again after a lost answer."""
+        return await self._session.send(calls.retry_delivery(delivery_id))

@@ -25,10 +25,13 @@ from taskcore.client.models import (
     BatchBody,
     BulkResult,
     CatchUp,
+    DeliveryPage,
     FilterBody,
     Problem,
+    Progress,
     QueueList,
     QueueState,
+    RegisteredWebhook,
     Schedule,
     ScheduleBody,
     ScheduleList,
@@ -36,8 +39,13 @@ from taskcore.client.models import (
     StepBody,
     Submitted,
     Task,
+    TaskDetail,
     TaskPage,
     TaskSpec,
+    WebhookBody,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookList,
     Workflow,
     WorkflowBody,
 )
@@ -172,6 +180,10 @@ def get(task_id: int, *, wait_s: float = 0.0) -> Call[Task]:
     return Call("GET", f"/tasks/{task_id}", _TASK, Resend.SAFE, params=params, holds_s=wait_s)
 
 
+def get_detail(task_id: int) -> Call[TaskDetail]:
+    return Call("GET", f"/tasks/{task_id}/detail", _json(TaskDetail), Resend.SAFE)
+
+
 def events_path(task_id: int) -> str:
     return f"/tasks/{task_id}/events"
 
@@ -182,11 +194,13 @@ def list_page(
     type: str | None,
     queue: str | None,
     tag: str | Iterable[str] | None = None,
+    owner: str | None = None,
     limit: int,
     cursor: str | None,
 ) -> Call[TaskPage]:
-    """``tag``: one, or several (repeated ``tag=``: tasks with all of them)."""
-    given = {"status": status, "type": type, "queue": queue, "cursor": cursor}
+    """``tag``: one, or several (repeated ``tag=``: tasks with all of them). ``owner``:
+    only that owner's tasks (another's than the caller's needs ``tasks:admin``)."""
+    given = {"status": status, "type": type, "queue": queue, "owner": owner, "cursor": cursor}
     params: dict[str, str | int | float | Sequence[str]] = {
         name: value for name, value in given.items() if value is not None
     }
@@ -279,7 +293,7 @@ def resume_queue(name: str) -> Call[QueueState]:
     return Call("POST", f"/queues/{_segment(name)}/resume", _QUEUE, Resend.SAFE)
 
 
-# -- schedules (the /schedules API is on its way: these follow its published shape) ----------
+# -- schedules ------------------------------------------------------------------------------
 
 
 def create_schedule(
@@ -330,6 +344,45 @@ def pause_schedule(name: str) -> Call[Schedule]:
 
 def resume_schedule(name: str) -> Call[Schedule]:
     return Call("POST", f"/schedules/{_segment(name)}/resume", _SCHEDULE, Resend.SAFE)
+
+
+# -- webhooks -------------------------------------------------------------------------------
+
+
+def create_webhook(
+    url: str, events: Iterable[str], description: str | None, secret: str | None
+) -> Call[RegisteredWebhook]:
+    """Not resent after a lost answer: a resend of one that went through registers a second
+    endpoint, and the first one's secret would be lost with the answer."""
+    body = WebhookBody(url=url, events=list(events), description=description, secret=secret)
+    return _posting("/webhooks", _json(RegisteredWebhook), Resend.IF_NOT_ACTED_ON, body)
+
+
+def list_webhooks() -> Call[list[WebhookEndpoint]]:
+    return Call("GET", "/webhooks", _then(_json(WebhookList), lambda page: page.items), Resend.SAFE)
+
+
+def delete_webhook(endpoint_id: int) -> Call[None]:
+    """Safe to resend: a resend of one that went through is a 404, which the client reconciles."""
+    return Call("DELETE", f"/webhooks/{endpoint_id}", _nothing, Resend.SAFE)
+
+
+def deliveries_page(
+    *, status: str | None, task_id: int | None, endpoint_id: int | None, limit: int, before: int | None
+) -> Call[DeliveryPage]:
+    given = {"status": status, "task_id": task_id, "endpoint_id": endpoint_id, "before": before}
+    params: dict[str, str | int | float | Sequence[str]] = {
+        name: value for name, value in given.items() if value is not None
+    }
+    params["limit"] = limit
+    return Call("GET", "/webhooks/deliveries", _json(DeliveryPage), Resend.SAFE, params=params)
+
+
+def retry_delivery(delivery_id: int) -> Call[WebhookDelivery]:
+    """Not resent after a lost answer, as a task's retry: the resend of one that went through
+    is a 404 (the delivery is no longer FAILED), and one that failed again would be sent again."""
+    path = f"/webhooks/deliveries/{delivery_id}/retry"
+    return Call("POST", path, _json(WebhookDelivery), Resend.IF_NOT_ACTED_ON)
 
 
 # -- what both clients share besides calls --------------------------------------------------
@@ -402,11 +455,14 @@ class Polls:
 
 
 class EventStream:
-    """Where a task's event stream is: the last version seen, and the server's reconnection delay."""
+    """Where a task's event stream is: the task as last seen, its version, and the server's
+    reconnection delay."""
 
-    def __init__(self, task_id: int) -> None:
+    def __init__(self, task_id: int, *, progress: bool = True) -> None:
         self.path = events_path(task_id)
+        self.progress = progress
         self.seen: int | None = None
+        self.task: Task | None = None
         self.reconnect_s = 2.0
         self.probe = Call("GET", self.path, _nothing, Resend.SAFE)
 
@@ -417,19 +473,36 @@ class EventStream:
         return headers
 
     def read(self, event: str, data: str, event_id: str, retry_ms: int | None) -> Task | None:
-        """The task a ``status`` event carries; ``None`` for anything else (kept for what it says)."""
+        """The task after an event: a ``status`` event carries it whole, a ``progress``
+        event the fields a report changes, merged into the task last seen (``None`` when
+        progress is not wanted). ``None`` for anything else (kept for what it says)."""
         if retry_ms is not None:
             self.reconnect_s = retry_ms / 1000
-        if event != "status":
+        if event == "status":
+            task = self._decode(_TASK_DECODER, event, data)
+        elif event == "progress" and self.task is not None:
+            report = self._decode(_PROGRESS_DECODER, event, data)
+            task = msgspec.structs.replace(
+                self.task,
+                progress=report.progress,
+                progress_message=report.progress_message,
+                progress_at=report.progress_at,
+                updated_at=report.updated_at,
+            )
+        else:
             return None  # other kinds, from newer servers, are not this client's to read
-        try:
-            task = _TASK_DECODER.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            message = f"a status event of {self.path} this client cannot read: {exc}"
-            raise UnexpectedResponse(message, status=200, body=data.encode()) from exc
         if event_id.isdigit():
             self.seen = int(event_id)
-        return task
+        self.task = task
+        return task if event == "status" or self.progress else None
+
+    def _decode(self, decoder: msgspec.json.Decoder[T], event: str, data: str) -> T:
+        try:
+            return decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            message = f"a {event} event of {self.path} this client cannot read: {exc}"
+            raise UnexpectedResponse(message, status=200, body=data.encode()) from exc
 
 
 _TASK_DECODER = msgspec.json.Decoder(Task)
+_PROGRESS_DECODER = msgspec.json.Decoder(Progress)

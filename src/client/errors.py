@@ -95,7 +95,7 @@ class Forbidden(ProblemError):
 
 
 class NotFound(ProblemError):
-    """404: no such task, workflow, queue or schedule (or another owner's: they look the same)."""
+    """404: no such task, workflow, queue, schedule or webhook (or another owner's: they look the same)."""
 
 
 class Conflict(ProblemError):

@@ -64,6 +64,10 @@ class Task(msgspec.Struct, kw_only=True, frozen=True):
     fire_at: datetime | None = None
     tags: tuple[str, ...] = ()  # as submitted; an older server sends none
     metadata: dict[str, Any] = {}
+    callback_url: str | None = None  # told when it ends (a completion webhook)
+    progress: float | None = None  # 0 to 1, as its handler last reported; 1 once COMPLETED
+    progress_message: str | None = None
+    progress_at: datetime | None = None
 
     @property
     def is_final(self) -> bool:
@@ -75,6 +79,37 @@ class Task(msgspec.Struct, kw_only=True, frozen=True):
         ``datetime``, ...): JSON carries no types, the handler's return type is
         the caller's knowledge."""
         return msgspec.convert(self.result, kind, strict=False)
+
+
+class Attempt(msgspec.Struct, kw_only=True, frozen=True):
+    """One claim of a task by a worker, and how it ended (``TaskDetail.attempt_log``)."""
+
+    number: int  # the task's attempt count at the claim; a retry starts again at 1
+    claimed_at: datetime
+    ended_at: datetime | None = None  # None while it runs
+    outcome: str | None = None  # COMPLETED, FAILED, CANCELLED, ABANDONED, HANDED_BACK; None while it runs
+    error: str | None = None  # cut to 200 characters
+
+
+class TaskDetail(Task, kw_only=True, frozen=True):
+    """A task as ``GET /tasks/{id}/detail`` answers it: ``Task``'s fields, plus
+    what a task page shows and a poll does not need."""
+
+    input: Any = msgspec.field(default=None, name="input_data")
+    owner: str | None = None  # the ``sub`` of the token that submitted it
+    started_at: datetime | None = None  # when the running (or last) attempt was claimed
+    lease_until: datetime | None = None  # while PROCESSING: when its worker must renew its lease
+    attempt_log: tuple[Attempt, ...] = ()  # the last 20 attempts, oldest first
+
+
+class Progress(msgspec.Struct, kw_only=True, frozen=True):
+    """A ``progress`` event's data: the task's fields a progress report changes."""
+
+    id: int
+    updated_at: datetime
+    progress: float | None = None
+    progress_message: str | None = None
+    progress_at: datetime | None = None
 
 
 class TaskPage(msgspec.Struct, kw_only=True, frozen=True):
@@ -164,6 +199,47 @@ class Schedule(msgspec.Struct, kw_only=True, frozen=True):
     updated_at: datetime | None = None
 
 
+class WebhookEndpoint(msgspec.Struct, kw_only=True, frozen=True):
+    """A registered webhook endpoint (``/webhooks``); its secret is not shown again."""
+
+    id: int
+    url: str
+    created_at: datetime
+    events: tuple[str, ...] = ()  # task.completed, task.failed, task.cancelled; empty: all
+    description: str | None = None
+
+
+class RegisteredWebhook(WebhookEndpoint, kw_only=True, frozen=True):
+    """``webhooks.create``'s answer: the endpoint and its signing secret, shown only here."""
+
+    secret: str  # a whsec_ key: verify deliveries with it (Standard Webhooks)
+
+
+class WebhookDelivery(msgspec.Struct, kw_only=True, frozen=True):
+    """One task end sent (or to send) to one URL: a registered endpoint or the task's ``callback_url``."""
+
+    id: int
+    message_id: str  # the webhook-id header: the same on every attempt, for receivers to drop repeats
+    task_id: int
+    event: str
+    url: str
+    status: str  # PENDING, DELIVERED or FAILED
+    created_at: datetime
+    endpoint_id: int | None = None  # None: the task's own callback_url
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    last_status: int | None = None  # the receiver's last HTTP status
+    last_error: str | None = None
+
+
+class DeliveryPage(msgspec.Struct, kw_only=True, frozen=True):
+    """One page of deliveries, newest first; pass ``next_before`` as ``before`` for the next (None: last)."""
+
+    items: list[WebhookDelivery]
+    next_before: int | None = None
+
+
 class Problem(msgspec.Struct, kw_only=True):
     """RFC 9457 problem details."""
 
@@ -183,6 +259,10 @@ class ScheduleList(msgspec.Struct):
     items: list[Schedule]
 
 
+class WebhookList(msgspec.Struct):
+    items: list[WebhookEndpoint]
+
+
 # -- what the client sends ----------------------------------------------------------------
 
 
@@ -193,7 +273,8 @@ class TaskSpec:
     ``delay`` (seconds or a ``timedelta``) or ``run_at`` (a timezone-aware
     ``datetime``) schedule it; ``after`` names tasks it runs after. ``tags``
     (up to 16) label it for ``list(tag=...)``; ``metadata`` (a JSON object, up
-    to 4 KiB) is kept and returned with it.
+    to 4 KiB) is kept and returned with it. ``callback_url`` is POSTed the
+    task (signed, Standard Webhooks) when it ends.
     """
 
     type: str
@@ -207,6 +288,7 @@ class TaskSpec:
     run_anyway: bool = False
     tags: Sequence[str] = ()
     metadata: Mapping[str, Any] | None = None
+    callback_url: str | None = None
 
     def body(self) -> SubmitBody:
         delay = self.delay.total_seconds() if isinstance(self.delay, timedelta) else self.delay
@@ -222,6 +304,7 @@ class TaskSpec:
             run_anyway=self.run_anyway,
             tags=list(self.tags),
             metadata=None if self.metadata is None else dict(self.metadata),
+            callback_url=self.callback_url,
         )
 
 
@@ -253,6 +336,7 @@ class SubmitBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     run_anyway: bool = False
     tags: list[str] = msgspec.field(default_factory=list)
     metadata: dict[str, Any] | None = None
+    callback_url: str | None = None
 
 
 class BatchBody(msgspec.Struct, kw_only=True):
@@ -306,3 +390,10 @@ class ScheduleBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     priority: int | None = None
     catch_up: CatchUp | None = None
     catch_up_limit: int | None = None
+
+
+class WebhookBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    url: str
+    events: list[str] = msgspec.field(default_factory=list)
+    description: str | None = None
+    secret: str | None = None

@@ -1,9 +1,9 @@
 """``Client``: the API from synchronous code (a thread-safe ``httpx.Client`` underneath).
 
-Tasks are the client's own methods; workflows, queues and schedules are
-namespaces on it (``client.workflows.submit(...)``), as in stripe's and
-openai's clients: one flat class would mix four resources' verbs. Every
-request goes through ``_Session.send``, which sends it again when that is
+Tasks are the client's own methods; workflows, queues, schedules and
+webhooks are namespaces on it (``client.workflows.submit(...)``), as in
+stripe's and openai's clients: one flat class would mix five resources'
+verbs. Every request goes through ``_Session.send``, which sends it again when that is
 safe (``retries.py``), and raises what a refusal means (``errors.py``).
 """
 
@@ -26,14 +26,19 @@ from taskcore.client.models import (
     Batch,
     BulkResult,
     CatchUp,
+    DeliveryPage,
     QueueState,
+    RegisteredWebhook,
     Schedule,
     Step,
     Submitted,
     Task,
+    TaskDetail,
     TaskPage,
     TaskSpec,
     TaskStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
     Workflow,
 )
 from taskcore.client.retries import Attempts, Retries
@@ -86,8 +91,8 @@ class _Session:
                 return calls.result(call, response, tries)
             time.sleep(delay)
 
-    def events(self, task_id: int) -> Iterator[Task]:
-        stream = calls.EventStream(task_id)
+    def events(self, task_id: int, *, progress: bool = True) -> Iterator[Task]:
+        stream = calls.EventStream(task_id, progress=progress)
         probe = stream.probe
         tries: Attempts | None = None  # failures in a row; any event resets it
         while True:
@@ -168,6 +173,7 @@ class Client:
         self.workflows = Workflows(self._session)
         self.queues = Queues(self._session)
         self.schedules = Schedules(self._session)
+        self.webhooks = Webhooks(self._session)
 
     def __enter__(self) -> Self:
         return self
@@ -196,6 +202,7 @@ class Client:
         idempotency_key: str | None = None,
         tags: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
     ) -> Task:
         """Submit a task; it is stored PENDING and runs in the background.
 
@@ -206,7 +213,10 @@ class Client:
         With a ``unique_key`` held by an unfinished task, that task is the
         answer (``submit_detailed`` says so). ``tags`` (up to 16) label the
         task for ``list(tag=...)``; ``metadata`` (a JSON object, up to 4 KiB)
-        is kept and returned with it.
+        is kept and returned with it. ``callback_url`` is POSTed the task when
+        it ends (signed as Standard Webhooks says with the deployment's
+        ``TASKCORE_WEBHOOK_SECRET``; a private address is ``Unprocessable``
+        unless the deployment allows it).
         """
         return self.submit_detailed(
             type,
@@ -221,6 +231,7 @@ class Client:
             idempotency_key=idempotency_key,
             tags=tags,
             metadata=metadata,
+            callback_url=callback_url,
         ).task
 
     def submit_detailed(
@@ -238,6 +249,7 @@ class Client:
         idempotency_key: str | None = None,
         tags: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
     ) -> Submitted:
         """As ``submit``, with whether the task was deduplicated or the answer replayed."""
         spec = TaskSpec(
@@ -252,6 +264,7 @@ class Client:
             run_anyway=run_anyway,
             tags=tuple(tags),
             metadata=metadata,
+            callback_url=callback_url,
         )
         return self._session.send(calls.submit(spec, idempotency_key))
 
@@ -265,6 +278,11 @@ class Client:
     def get(self, task_id: int) -> Task:
         return self._session.send(calls.get(task_id))
 
+    def get_detail(self, task_id: int) -> TaskDetail:
+        """The task with its input, owner, the running attempt's start and lease, and its
+        last 20 attempts (``attempt_log``): what a task page shows and a poll does not need."""
+        return self._session.send(calls.get_detail(task_id))
+
     def wait(self, task_id: int, timeout: float | None = None) -> Task:
         """The task once it is final, or as it is when ``timeout`` seconds have
         passed (``None``: no limit); look at ``task.is_final``. Long polls, so
@@ -277,13 +295,17 @@ class Client:
                 return task
             time.sleep(pause)
 
-    def events(self, task_id: int) -> Iterator[Task]:
+    def events(self, task_id: int, *, progress: bool = True) -> Iterator[Task]:
         """The task at each new state (Server-Sent Events), ending after the final one.
+
+        While it runs, each progress report its handler makes is the task again
+        with the report's ``progress``, ``progress_message`` and ``progress_at``
+        (``progress=False``: states only).
 
         A dropped stream is resumed where it stopped (``Last-Event-ID``), so no
         state is missed or repeated. Nothing is sent until the first ``next()``.
         """
-        return self._session.events(task_id)
+        return self._session.events(task_id, progress=progress)
 
     def list(
         self,
@@ -292,6 +314,7 @@ class Client:
         type: str | None = None,
         queue: str | None = None,
         tag: str | Iterable[str] | None = None,
+        owner: str | None = None,
         page_size: int = 100,
         cursor: str | None = None,
     ) -> Iterator[Task]:
@@ -299,12 +322,13 @@ class Client:
 
         Pages are keyset pages: tasks submitted meanwhile are newer than all of
         them, so none repeats or is skipped. ``tag``: only tasks with this tag
-        (several: with all of them). ``list_page`` gives one page and
+        (several: with all of them). ``owner``: only that owner's tasks (one
+        other than the caller needs ``tasks:admin``). ``list_page`` gives one page and
         its cursor, for callers that stop and resume.
         """
         while True:
             page = self.list_page(
-                status=status, type=type, queue=queue, tag=tag, limit=page_size, cursor=cursor
+                status=status, type=type, queue=queue, tag=tag, owner=owner, limit=page_size, cursor=cursor
             )
             yield from page.items
             if page.next_cursor is None:
@@ -318,12 +342,15 @@ class Client:
         type: str | None = None,
         queue: str | None = None,
         tag: str | Iterable[str] | None = None,
+        owner: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> TaskPage:
         """One page of tasks (``limit`` 1 to 500); pass its ``next_cursor`` as ``cursor`` for the next."""
         return self._session.send(
-            calls.list_page(status=status, type=type, queue=queue, tag=tag, limit=limit, cursor=cursor)
+            calls.list_page(
+                status=status, type=type, queue=queue, tag=tag, owner=owner, limit=limit, cursor=cursor
+            )
         )
 
     def cancel(self, task_id: int) -> Task:
@@ -458,12 +485,7 @@ class Queues:
 
 
 class Schedules:
-    """``client.schedules``: periodic schedules.
-
-    Follows the ``/schedules`` API as it is being built (POST/GET/DELETE
-    ``/schedules``, ``GET /schedules/{name}``, pause and resume); against an
-    API without it every method raises ``NotFound``.
-    """
+    """``client.schedules``: periodic schedules, by cron expression or interval."""
 
     def __init__(self, session: _Session) -> None:
         self._session = session
@@ -519,3 +541,83 @@ class Schedules:
 
     def resume(self, name: str) -> Schedule:
         return self._session.send(calls.resume_schedule(name))
+
+
+class Webhooks:
+    """``client.webhooks``: endpoints told when tasks end, and the deliveries made to them
+    (and to tasks' own ``callback_url``). An owner sees only its own; an admin's endpoints
+    hear every task."""
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    def create(
+        self,
+        url: str,
+        *,
+        events: Iterable[str] = (),
+        description: str | None = None,
+        secret: str | None = None,
+    ) -> RegisteredWebhook:
+        """Register ``url`` for ``events`` (``task.completed``, ``task.failed``,
+        ``task.cancelled``; none: all). The answer's ``secret`` (a ``whsec_`` key,
+        ``secret`` if given) signs the deliveries and is shown only here: keep it.
+        A private address is ``Unprocessable`` unless the deployment allows it.
+        Not sent again after a lost answer (a second endpoint would be registered)."""
+        return self._session.send(calls.create_webhook(url, events, description, secret))
+
+    def list(self) -> builtins.list[WebhookEndpoint]:
+        """The caller's endpoints, without their secrets."""
+        return self._session.send(calls.list_webhooks())
+
+    def delete(self, endpoint_id: int) -> None:
+        """Its deliveries still to send end FAILED; another owner's is ``NotFound``.
+        Sent again after a lost answer; a 404 then means the first attempt deleted it,
+        and is not raised."""
+        try:
+            self._session.send(calls.delete_webhook(endpoint_id))
+        except NotFound as exc:
+            if not exc.resent_after_lost_answer:
+                raise
+
+    def deliveries(
+        self,
+        *,
+        status: str | None = None,
+        task_id: int | None = None,
+        endpoint_id: int | None = None,
+        page_size: int = 50,
+        before: int | None = None,
+    ) -> Iterator[WebhookDelivery]:
+        """Every delivery that matches, newest first, a page at a time as you iterate.
+        ``status``: ``PENDING``, ``DELIVERED`` or ``FAILED`` (given up; ``last_error`` says why)."""
+        while True:
+            page = self.deliveries_page(
+                status=status, task_id=task_id, endpoint_id=endpoint_id, limit=page_size, before=before
+            )
+            yield from page.items
+            if page.next_before is None:
+                return
+            before = page.next_before
+
+    def deliveries_page(
+        self,
+        *,
+        status: str | None = None,
+        task_id: int | None = None,
+        endpoint_id: int | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> DeliveryPage:
+        """One page of deliveries (``limit`` 1 to 200); its ``next_before`` is the next one's ``before``."""
+        return self._session.send(
+            calls.deliveries_page(
+                status=status, task_id=task_id, endpoint_id=endpoint_id, limit=limit, before=before
+            )
+        )
+
+    def retry_delivery(self, delivery_id: int) -> WebhookDelivery:
+        """Send a FAILED delivery again, at once, with a new retry window and the same
+        ``webhook-id``; ``NotFound`` unless it is one of the caller's FAILED ones. Not
+        sent again after a lost answer."""
+        return self._session.send(calls.retry_delivery(delivery_id))

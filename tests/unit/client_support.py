@@ -20,7 +20,7 @@ import httpx
 import jwt
 from litestar import Litestar
 
-from taskcore import HandlerRegistry, register_builtins
+from taskcore import HandlerRegistry, TaskContext, register_builtins
 from taskcore.entrypoints.container import Container, build_container
 from taskcore.entrypoints.settings import load_settings
 
@@ -44,6 +44,14 @@ def registry() -> HandlerRegistry:
     async def slow(seconds: float) -> float:
         await asyncio.sleep(seconds)
         return seconds
+
+    @made.handler
+    async def report(steps: int, ctx: TaskContext) -> int:
+        """Reports ``n / (steps + 1)`` at second ``n - 1``; done at second ``steps``."""
+        for n in range(1, steps + 1):
+            ctx.progress(n / (steps + 1), f"step {n}")
+            await asyncio.sleep(1)
+        return steps
 
     return made
 

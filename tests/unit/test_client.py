@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import httpx
 import msgspec
 import pytest
+from dependency_injector import providers
 from litestar import Litestar
 
 from taskcore.adapters.memory import MemoryDatabase
@@ -38,12 +39,14 @@ from taskcore.client import (
     Unauthorized,
     Unavailable,
     Unprocessable,
+    WebhookDelivery,
 )
 from taskcore.entrypoints.container import Container
 from taskcore.entrypoints.http import create_app
 
 from .client_support import BASE_URL, SECRET, Faults, FlakyAsync, make_container, running, to, token
-from .test_http import loop_time, on_loop_time
+from .test_http import eventually, loop_time, on_loop_time
+from .test_webhooks import CALLBACK_SECRET, Receiver
 
 pytestmark = pytest.mark.looptime
 
@@ -357,7 +360,7 @@ async def test_schedules_create_list_pause_resume_and_delete(app: Litestar, faul
 
 
 async def test_schedule_methods_send_what_the_schedules_api_takes() -> None:
-    """Against a stand-in until ``/schedules`` is merged: the paths, methods and bodies."""
+    """Against a stand-in: the paths, methods and bodies exactly as the client sends them."""
     seen: list[httpx.Request] = []
     view = {"name": "nightly", "type": "report", "cron": "30 2 * * *", "timezone": "Europe/Berlin"}
 
@@ -395,6 +398,192 @@ async def test_schedule_methods_send_what_the_schedules_api_takes() -> None:
         "timezone": "Europe/Berlin",
         "catch_up": "latest",
     }
+
+
+# -- task detail, progress, webhooks ------------------------------------------------------------
+
+
+async def test_get_detail_has_the_input_owner_and_attempt_log(app: Litestar, faults: Faults) -> None:
+    async with connect(app, faults) as client:
+        failed = await client.submit("explode", "boom", metadata={"k": 1})
+        await client.wait(failed.id)
+        detail = await client.get_detail(failed.id)
+        assert (detail.id, detail.status, detail.input, detail.metadata) == (
+            failed.id,
+            TaskStatus.FAILED,
+            "boom",
+            {"k": 1},
+        )
+        assert detail.owner == "anonymous"  # auth is off
+        assert detail.started_at is not None
+        assert detail.lease_until is None  # not PROCESSING
+        [attempt] = detail.attempt_log
+        assert (attempt.number, attempt.outcome) == (1, "FAILED")
+        assert "handler bug" in (attempt.error or "")
+        assert attempt.ended_at is not None
+        assert [r.url.path for r in faults.requests][-1] == f"/tasks/{failed.id}/detail"
+        with pytest.raises(NotFound):
+            await client.get_detail(424242)
+
+
+async def test_events_merge_each_progress_report_into_the_task(app: Litestar, faults: Faults) -> None:
+    async with connect(app, faults) as client:
+        task = await client.submit("report", 3)
+        assert (task.progress, task.progress_message) == (None, None)
+        states = [state async for state in client.events(task.id)]
+        reports = [(s.progress, s.progress_message) for s in states if s.status is TaskStatus.PROCESSING]
+        assert reports == [(None, None), (0.25, "step 1"), (0.5, "step 2"), (0.75, "step 3")]
+        assert all(s.type == "report" and s.id == task.id for s in states)  # the whole task each time
+        assert [s.progress_at is not None for s in states[-4:]] == [True] * 4
+        done = states[-1]
+        assert (done.status, done.result, done.progress, done.progress_message) == (
+            TaskStatus.COMPLETED,
+            3,
+            1.0,
+            "step 3",
+        )
+        assert done == await client.get(task.id)
+        again = await client.submit("report", 3)
+        statuses = [s.status async for s in client.events(again.id, progress=False)]
+        assert statuses == [TaskStatus.PENDING, TaskStatus.PROCESSING, TaskStatus.COMPLETED]
+
+
+async def test_a_stream_resumed_after_a_progress_event_goes_on_from_it(app: Litestar, faults: Faults) -> None:
+    async with connect(app, faults) as client:
+        task = await client.submit("report", 2)
+        await asyncio.sleep(1.7)  # running, its first report stored
+        events = to("GET", f"/tasks/{task.id}/events")
+        faults.add("truncate", when=events)  # the stream ends after its first (status) event
+        states = [s async for s in client.events(task.id)]
+        assert states[-1].status is TaskStatus.COMPLETED
+        streams = [r for r in faults.requests if events(r)]
+        assert len(streams) == 2
+        assert int(streams[1].headers["last-event-id"]) >= 1
+
+
+def webhooks_app(receiver: Receiver, **settings: object) -> Litestar:
+    """The app with deliveries posted to ``receiver`` instead of the network."""
+    container = on_loop_time(make_container(webhook_retry_base_s=0.1, **settings))
+    container.webhook_poster.override(providers.Object(receiver))
+    return create_app(container, embedded_worker=True)
+
+
+async def test_webhooks_callbacks_deliveries_and_their_retry() -> None:
+    receiver, faults = Receiver(), Faults()
+    app = webhooks_app(
+        receiver, webhook_secret=CALLBACK_SECRET, webhook_allow_private=True, webhook_retry_window_s=1
+    )
+    async with connect(app, faults) as client:
+        hook = await client.webhooks.create(
+            "http://127.0.0.1:9/in", events=["task.failed"], description="failures"
+        )
+        assert hook.secret.startswith("whsec_")
+        assert (hook.url, hook.events, hook.description) == (
+            "http://127.0.0.1:9/in",
+            ("task.failed",),
+            "failures",
+        )
+        [listed] = await client.webhooks.list()
+        assert (listed.id, listed.url, listed.events, listed.created_at) == (
+            hook.id,
+            hook.url,
+            hook.events,
+            hook.created_at,
+        )
+        assert not hasattr(listed, "secret")  # shown only on creation
+        ok = await client.submit("reverse", "abc", callback_url="http://127.0.0.1:9/cb")
+        assert ok.callback_url == "http://127.0.0.1:9/cb"
+        assert (await client.get(ok.id)).callback_url == ok.callback_url
+        [batched] = (
+            await client.submit_many(
+                [TaskSpec(type="reverse", input="d", callback_url="http://127.0.0.1:9/b")]
+            )
+        ).items
+        assert batched.callback_url == "http://127.0.0.1:9/b"
+        bad = await client.submit("explode", "x")
+        await eventually(lambda: len(receiver.received) == 3, within=60)
+
+        delivered = [d async for d in client.webhooks.deliveries(page_size=2)]
+        assert [d.status for d in delivered] == ["DELIVERED"] * 3
+        assert [d.id for d in delivered] == sorted((d.id for d in delivered), reverse=True)
+        pages = [r for r in faults.requests if r.url.path == "/webhooks/deliveries"]
+        assert [r.url.params.get("before") for r in pages] == [None, str(delivered[1].id)]
+        [callback] = [d async for d in client.webhooks.deliveries(task_id=ok.id)]
+        assert (callback.endpoint_id, callback.url, callback.event) == (
+            None,
+            ok.callback_url,
+            "task.completed",
+        )
+        [failure] = [d async for d in client.webhooks.deliveries(endpoint_id=hook.id)]
+        assert (failure.task_id, failure.event, failure.attempts) == (bad.id, "task.failed", 1)
+        page = await client.webhooks.deliveries_page(limit=1)
+        assert ([d.id for d in page.items], page.next_before) == ([delivered[0].id], delivered[0].id)
+        assert [d async for d in client.webhooks.deliveries(status="FAILED")] == []
+        with pytest.raises(NotFound):
+            await client.webhooks.retry_delivery(callback.id)  # only a FAILED one
+
+        receiver.status = 410
+        gone = await client.submit("reverse", "e", callback_url="http://127.0.0.1:9/gone")
+        await client.wait(gone.id)
+        failed: list[WebhookDelivery] = []
+        while not failed:
+            await asyncio.sleep(0.5)
+            failed = [d async for d in client.webhooks.deliveries(status="FAILED")]
+        assert (failed[0].task_id, failed[0].last_status) == (gone.id, 410)
+        assert failed[0].last_error == "the receiver answered HTTP 410"
+        receiver.status = 200
+        again = await client.webhooks.retry_delivery(failed[0].id)
+        assert (again.id, again.status, again.message_id) == (failed[0].id, "PENDING", failed[0].message_id)
+        await eventually(lambda: receiver.received[-1][0].message_id == failed[0].message_id, within=60)
+
+        await client.webhooks.delete(hook.id)
+        assert await client.webhooks.list() == []
+        with pytest.raises(NotFound):
+            await client.webhooks.delete(hook.id)
+
+
+async def test_webhook_refusals_raise_unprocessable() -> None:
+    app = webhooks_app(Receiver(), webhook_secret=CALLBACK_SECRET)
+    async with connect(app, Faults()) as client:
+        for private in ("http://127.0.0.1:9/in", "http://10.0.0.1/", "http://169.254.169.254/"):
+            with pytest.raises(Unprocessable) as refused:
+                await client.webhooks.create(private)
+            assert "not a public address" in (refused.value.detail or "")
+            with pytest.raises(Unprocessable):
+                await client.submit("reverse", "a", callback_url=private)
+            with pytest.raises(Unprocessable):
+                await client.submit_many([TaskSpec(type="reverse", input="a", callback_url=private)])
+        with pytest.raises(Unprocessable):
+            await client.webhooks.create("https://hooks.example.com/", events=["task.started"])
+        mine = await client.webhooks.create("https://hooks.example.com/", secret=CALLBACK_SECRET)
+        assert mine.secret == CALLBACK_SECRET
+        assert (await client.submit("reverse", "a", callback_url="https://hooks.example.com/cb")).callback_url
+        assert [t.callback_url async for t in client.list()] == ["https://hooks.example.com/cb"]
+    async with connect(webhooks_app(Receiver()), Faults()) as unsigned:
+        with pytest.raises(Unprocessable):  # no TASKCORE_WEBHOOK_SECRET to sign callbacks with
+            await unsigned.submit("reverse", "a", callback_url="https://hooks.example.com/cb")
+
+
+async def test_webhook_methods_resend_only_what_is_safe(app: Litestar, faults: Faults) -> None:
+    async with connect(app, faults) as client:
+        made = to("POST", "/webhooks")
+        faults.add("refuse", when=made)
+        first = await client.webhooks.create("https://hooks.example.com/a")  # never reached: resent
+        faults.add("lose", when=made)
+        with pytest.raises(TransportError):
+            await client.webhooks.create("https://hooks.example.com/b")
+        listed = await client.webhooks.list()
+        assert [h.url for h in listed] == ["https://hooks.example.com/a", "https://hooks.example.com/b"]
+        faults.add("lose", when=to("GET", "/webhooks"))
+        assert len(await client.webhooks.list()) == 2
+        faults.add("lose", when=to("DELETE", f"/webhooks/{first.id}"))
+        await client.webhooks.delete(first.id)  # the resend's 404 is the first attempt's doing
+        assert [h.url for h in await client.webhooks.list()] == ["https://hooks.example.com/b"]
+        faults.add("lose", when=to("GET", "/webhooks/deliveries"))
+        assert (await client.webhooks.deliveries_page()).items == []
+        faults.add("lose", when=to("POST", "/webhooks/deliveries/7/retry"))
+        with pytest.raises(TransportError):
+            await client.webhooks.retry_delivery(7)
 
 
 # -- problems ---------------------------------------------------------------------------------
@@ -619,3 +808,40 @@ async def test_the_token_and_url_come_from_the_environment(
         await client.submit("reverse", "env")
     assert str(faults.requests[0].url) == BASE_URL + "/tasks/"
     assert faults.requests[0].headers["user-agent"].startswith("taskcore-client/")
+
+
+async def test_owners_list_their_own_and_admins_anyones(secured: Litestar) -> None:
+    faults = Faults()
+    admin_token = token("ops", scope="tasks:read tasks:write tasks:admin")
+    async with running(secured) as transport:
+        flaky = FlakyAsync(transport, faults)
+        async with (
+            AsyncClient(BASE_URL, transport=flaky, token=token("alice")) as alice,
+            AsyncClient(BASE_URL, transport=flaky, token=token("bob")) as bob,
+            AsyncClient(BASE_URL, transport=flaky, token=admin_token) as admin,
+        ):
+            mine = await alice.submit("slow", 100.0, delay=60)
+            theirs = await bob.submit("slow", 100.0, delay=60)
+            assert [t.id async for t in admin.list(owner="alice")] == [mine.id]
+            assert [t.id for t in (await admin.list_page(owner="bob")).items] == [theirs.id]
+            assert [t.id async for t in admin.list()] == [theirs.id, mine.id]
+            assert [t.id async for t in alice.list(owner="alice")] == [mine.id]
+            with pytest.raises(Forbidden):
+                await bob.list_page(owner="alice")
+            assert (await admin.get_detail(mine.id)).owner == "alice"
+            assert (await alice.get_detail(mine.id)).input == 100.0
+            with pytest.raises(NotFound):
+                await bob.get_detail(mine.id)
+
+            hook = await alice.webhooks.create("https://a.example.com/")
+            await bob.webhooks.create("https://b.example.com/")
+            assert [h.url for h in await alice.webhooks.list()] == ["https://a.example.com/"]
+            assert len(await admin.webhooks.list()) == 2
+            with pytest.raises(NotFound):
+                await bob.webhooks.delete(hook.id)  # another owner's: as if there were none
+            await alice.webhooks.delete(hook.id)
+            assert await alice.webhooks.list() == []
+        async with AsyncClient(BASE_URL, transport=flaky, token=token("alice", scope="tasks:read")) as reader:
+            with pytest.raises(Forbidden):
+                await reader.webhooks.create("https://a.example.com/")
+            assert [d async for d in reader.webhooks.deliveries()] == []

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from dependency_injector import providers
 from litestar import Litestar
 from litestar.testing import TestClient
 from litestar.testing import transport as litestar_transport
@@ -41,6 +42,7 @@ from taskcore.entrypoints.container import Container
 from taskcore.entrypoints.http import create_app
 
 from .client_support import BASE_URL, SECRET, Faults, FlakySync, make_container, to, token
+from .test_webhooks import CALLBACK_SECRET, Receiver
 
 QUICK = Retries(attempts=4, backoff_s=0.01, max_backoff_s=0.05, total_s=10.0)
 
@@ -179,6 +181,65 @@ def test_events_resume_after_a_dropped_stream(served: Served) -> None:
     assert int(streams[1].headers["last-event-id"]) >= 1  # the version of the one event it had
 
 
+def test_detail_and_progress(served: Served) -> None:
+    client = served.client
+    task = client.submit("report", 1)
+    states = list(client.events(task.id))
+    done = states[-1]
+    assert (done.status, done.progress, done.progress_message) == (TaskStatus.COMPLETED, 1.0, "step 1")
+    # A busy machine may stream fewer changes, never other ones: the report is 0.5 at most.
+    assert {s.progress for s in states[:-1]} <= {None, 0.5}
+    assert all(s.type == "report" for s in states)
+    assert [s.status for s in client.events(task.id, progress=False)] == [TaskStatus.COMPLETED]
+    detail = client.get_detail(task.id)
+    assert (detail.input, detail.result, detail.owner) == (1, 1, "anonymous")
+    assert [(a.number, a.outcome) for a in detail.attempt_log] == [(1, "COMPLETED")]
+    with pytest.raises(NotFound):
+        client.get_detail(99_999)
+
+
+def test_webhooks() -> None:
+    receiver = Receiver()
+    container = make_container(
+        shutdown_grace_s=1,
+        webhook_secret=CALLBACK_SECRET,
+        webhook_allow_private=True,
+        webhook_retry_base_s=0.1,
+    )
+    container.webhook_poster.override(providers.Object(receiver))
+    faults = Faults()
+    with (
+        serve(create_app(container, embedded_worker=True), faults) as transport,
+        Client(BASE_URL, transport=transport, retries=QUICK) as client,
+    ):
+        hook = client.webhooks.create("http://127.0.0.1:9/in", events=["task.completed"])
+        assert hook.secret.startswith("whsec_")
+        assert [h.id for h in client.webhooks.list()] == [hook.id]
+        task = client.submit("reverse", "ab", callback_url="http://127.0.0.1:9/cb")
+        assert task.callback_url == "http://127.0.0.1:9/cb"
+        [other] = client.submit_many(
+            [TaskSpec(type="reverse", input="c", callback_url="http://127.0.0.1:9/cb")]
+        ).items
+        assert other.callback_url == task.callback_url
+        deadline = time.monotonic() + 30
+        while len(receiver.received) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        delivered = list(client.webhooks.deliveries(page_size=3))
+        assert [d.status for d in delivered] == ["DELIVERED"] * 4
+        assert len([r for r in faults.requests if r.url.path == "/webhooks/deliveries"]) == 2
+        assert {d.endpoint_id for d in client.webhooks.deliveries(task_id=task.id)} == {None, hook.id}
+        assert client.webhooks.deliveries_page(endpoint_id=hook.id, limit=1).next_before is not None
+        with pytest.raises(NotFound):
+            client.webhooks.retry_delivery(delivered[0].id)  # DELIVERED, not FAILED
+        faults.add("lose", when=to("DELETE", f"/webhooks/{hook.id}"))
+        client.webhooks.delete(hook.id)  # resent; its 404 is the first attempt's doing
+        assert client.webhooks.list() == []
+        with pytest.raises(NotFound):
+            client.webhooks.delete(hook.id)
+        with pytest.raises(Unprocessable):
+            client.webhooks.create("ftp://example.com/")
+
+
 def test_bearer_tokens() -> None:
     container = make_container(jwt_secret=SECRET, shutdown_grace_s=1)
     app = create_app(container, embedded_worker=True, default_auth="jwt")
@@ -198,6 +259,18 @@ def test_bearer_tokens() -> None:
                 client.queues.list()
         with Client(BASE_URL, transport=transport) as anonymous, pytest.raises(Unauthorized):
             anonymous.get(task.id)
+        admin_token = token("ops", scope="tasks:read tasks:write tasks:admin")
+        with (
+            Client(BASE_URL, transport=transport, token=admin_token) as admin,
+            Client(BASE_URL, transport=transport, token=token("bob")) as bob,
+        ):
+            assert [t.id for t in admin.list(owner="alice")] == [task.id]
+            assert admin.list_page(owner="bob").items == []
+            with pytest.raises(Forbidden):
+                list(bob.list(owner="alice"))
+            hook = admin.webhooks.create("https://ops.example.com/")
+            with pytest.raises(NotFound):
+                bob.webhooks.delete(hook.id)
 
 
 def test_the_retry_policy() -> None:

@@ -2,7 +2,9 @@
 
 The first test uses the API the way a service would, over real sockets with
 JWT on: a long poll held by uvicorn, an event stream arriving while the task
-runs, pages, cancels, retries, a batch, a workflow, the queues. The second
+runs, pages, cancels, retries, a batch, a workflow, the queues. Another
+registers a webhook and a task's callback and follows their deliveries to a
+receiver on a real socket. The last
 kills the API with SIGKILL while clients submit through it and starts it
 again on the same port: every logical submit must come back as exactly one
 task, which the database shows (one row per Idempotency-Key, each its own
@@ -20,8 +22,10 @@ from collections.abc import Iterator
 
 import jwt
 import pytest
+from standardwebhooks import Webhook
 
 from taskcore.client import AsyncClient, Client, Retries, Step, Submitted, TaskSpec, TaskStatus
+from tests.integration.webhooks.receiver import receiving
 
 from .conftest import Stack, free_port
 
@@ -94,6 +98,38 @@ async def test_the_async_client_streams_and_long_polls(stack: Stack) -> None:
         streamed = await client.submit("reverse", "xyz", delay=1)
         assert streamed_in_order([state.status async for state in client.events(streamed.id)])
         assert len([task async for task in client.list(page_size=3)]) == 11
+
+
+CALLBACK_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+
+
+def test_webhooks_and_callbacks_through_the_client(stack: Stack) -> None:
+    hooks = {"TASKCORE_WEBHOOK_SECRET": CALLBACK_SECRET, "TASKCORE_WEBHOOK_ALLOW_PRIVATE": "true"}
+    stack.start_api(**AUTH, **hooks)
+    stack.start_worker(**hooks)
+    with receiving() as receiver, Client(stack.base_url, token=token) as client:
+        hook = client.webhooks.create(f"{receiver.url}/endpoint", events=["task.completed"])
+        task = client.submit("reverse", "hooked", callback_url=f"{receiver.url}/callback")
+        assert client.wait(task.id, timeout=20).callback_url == f"{receiver.url}/callback"
+        by_path = {got.path: got for got in receiver.wait_for(2, timeout=60)}
+        for path, secret in (("/endpoint", hook.secret), ("/callback", CALLBACK_SECRET)):
+            body = Webhook(secret).verify(by_path[path].body, by_path[path].headers)
+            assert (body["type"], body["data"]["id"], body["data"]["result"]) == (
+                "task.completed",
+                task.id,
+                "dekooh",
+            )
+        deadline = time.monotonic() + 30
+        while {d.status for d in client.webhooks.deliveries(task_id=task.id)} != {"DELIVERED"}:
+            assert time.monotonic() < deadline, list(client.webhooks.deliveries(task_id=task.id))
+            time.sleep(0.1)
+        sent = list(client.webhooks.deliveries(task_id=task.id, page_size=1))
+        assert {d.endpoint_id for d in sent} == {hook.id, None}
+        assert {d.message_id for d in sent} == {got.headers["webhook-id"] for got in by_path.values()}
+        assert [h.id for h in client.webhooks.list()] == [hook.id]
+        client.webhooks.delete(hook.id)
+        assert client.webhooks.list() == []
+        assert client.get_detail(task.id).owner == "alice"
 
 
 class Retried(logging.Handler):
