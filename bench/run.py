@@ -591,10 +591,12 @@ async def run_library(stack: Stack, run: int, tag: str, *, n: int, bulk: int) ->
         base_id = await max_id(stack.db_url)
         roles = {client.proc.pid: "api", worker.pid: "worker", os.getpid(): "load"}
         cpu0 = (proc_stats(client.proc.pid), proc_stats(worker.pid), machine_cpu(roles))
-        client.go()
-        sub = await client.answer()
-        done = await wait_final(stack.db_url, sub["submitted"], stack.args.timeout, base_id)
-        cpu1 = (proc_stats(client.proc.pid), proc_stats(worker.pid), machine_cpu(roles))
+        pids = {"producer": client.proc.pid, "worker": worker.pid}
+        async with profiled(stack, run, "bulk" if bulk else "W1-lib", pids) as profile:
+            client.go()
+            sub = await client.answer()
+            done = await wait_final(stack.db_url, sub["submitted"], stack.args.timeout, base_id)
+            cpu1 = (proc_stats(client.proc.pid), proc_stats(worker.pid), machine_cpu(roles))
         res: dict[str, Any] = {"n": n, "submit_rate": n / sub["submit_s"], "submit_errors": sub["errors"]}
         res.update(await row_stats(stack.db_url, sub["t0_wall"], base_id))
         res["not_completed"] = sub["submitted"] - done
@@ -605,6 +607,7 @@ async def run_library(stack: Stack, run: int, tag: str, *, n: int, bulk: int) ->
         res.update(machine_cpu_ms_per(cpu0[2], cpu1[2], sub["submitted"]))
         res["wrong_results"] = await wrong_results(stack.db_url, base_id, inputs)
         res["failures"] = count_failures(res)
+        res.update(profile)
         return res
     finally:
         client.close()

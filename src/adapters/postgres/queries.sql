@@ -219,7 +219,9 @@ WHERE id = %(id)s AND version = %(version)s - 1;
 -- Several save_task in one statement (concurrent verdicts, coalesced): each
 -- row lands only if it still has its transition's previous version. The ids
 -- are distinct (the caller splits repeats into later statements); the saved
--- ones are returned.
+-- ones are returned. The rows come as one JSON array (%(rows)s), encoded in
+-- one call: an array parameter per column costs the driver a Python loop per
+-- element, about a tenth of a worker's CPU.
 UPDATE tasks AS t
 SET status = v.status,
     result = v.result,
@@ -239,14 +241,11 @@ SET status = v.status,
     progress_at = v.progress_at,
     attempt_log = v.attempt_log,
     dispatched_at = CASE WHEN v.status = 'PENDING' THEN NULL ELSE t.dispatched_at END
-FROM unnest(%(ids)s::bigint[], %(statuses)s::task_status[], %(results)s::jsonb[], %(errors)s::text[],
-            %(attempts)s::integer[], %(run_at)s::timestamptz[], %(lease_until)s::timestamptz[],
-            %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[], %(updated_at)s::timestamptz[],
-            %(versions)s::integer[], %(alone)s::boolean[], %(suspect)s::boolean[], %(blocked)s::boolean[],
-            %(progress)s::double precision[], %(progress_messages)s::text[], %(progress_at)s::timestamptz[],
-            %(attempt_logs)s::jsonb[])
-     AS v(id, status, result, error, attempts, run_at, lease_until, started_at, finished_at, updated_at,
-          version, alone, suspect, blocked, progress, progress_message, progress_at, attempt_log)
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+     AS v(id bigint, status task_status, result jsonb, error text, attempts integer, run_at timestamptz,
+          lease_until timestamptz, started_at timestamptz, finished_at timestamptz, updated_at timestamptz,
+          version integer, alone boolean, suspect boolean, blocked boolean, progress double precision,
+          progress_message text, progress_at timestamptz, attempt_log jsonb)
 WHERE t.id = v.id AND t.version = v.version - 1
 RETURNING t.id;
 

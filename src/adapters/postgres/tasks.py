@@ -20,11 +20,12 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+import msgspec
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from taskcore.adapters.postgres.database import Connection, PostgresDatabase
-from taskcore.adapters.postgres.inserts import TaskInserts, add_all_in, add_in, columns, one_task
+from taskcore.adapters.postgres.inserts import TaskInserts, add_all_in, add_in, one_task
 from taskcore.adapters.postgres.limits import PostgresLimitedClaims
 from taskcore.adapters.postgres.rows import task_row
 from taskcore.adapters.postgres.sql import queries
@@ -65,26 +66,58 @@ def _save_params(task: Task) -> dict[str, Any]:
     }
 
 
-_SAVE_COLUMNS = {
-    "ids": "id",
-    "statuses": "status",
-    "results": "result",
-    "errors": "error",
-    "attempts": "attempts",
-    "run_at": "run_at",
-    "lease_until": "lease_until",
-    "started_at": "started_at",
-    "finished_at": "finished_at",
-    "updated_at": "updated_at",
-    "versions": "version",
-    "alone": "alone",
-    "suspect": "suspect",
-    "blocked": "blocked",
-    "progress": "progress",
-    "progress_messages": "progress_message",
-    "progress_at": "progress_at",
-    "attempt_logs": "attempt_log",
-}
+class _SavedRow(msgspec.Struct):
+    """One row of ``save_tasks``, as its JSON document carries it (``jsonb_to_recordset``)."""
+
+    id: int
+    status: str
+    result: Any  # JSON null is SQL NULL there: "none", as ``save_task`` stores it
+    error: str | None
+    attempts: int
+    run_at: datetime
+    lease_until: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    version: int
+    alone: bool
+    suspect: bool
+    blocked: bool
+    progress: float | None
+    progress_message: str | None
+    progress_at: datetime | None
+    attempt_log: Any
+
+
+def _save_rows(batch: list[Task]) -> str:
+    """The verdicts of ``batch`` as one JSON array, encoded in one call."""
+    rows = [
+        _SavedRow(
+            id=task.id,
+            status=task.status.value,
+            result=task.result,
+            error=task.error,
+            attempts=task.attempts,
+            run_at=task.run_at,
+            lease_until=task.lease_until,
+            started_at=task.started_at,
+            finished_at=task.finished_at,
+            updated_at=task.updated_at,
+            version=task.version,
+            alone=task.alone,
+            suspect=task.suspect,
+            blocked=task.blocked,
+            progress=task.progress,
+            progress_message=task.progress_message,
+            progress_at=task.progress_at,
+            attempt_log=task.attempt_log,
+        )
+        for task in batch
+    ]
+    return _ENCODER.encode(rows).decode()
+
+
+_ENCODER = msgspec.json.Encoder()
 
 
 class PostgresTasks:
@@ -245,7 +278,7 @@ class PostgresTasks:
     async def _save_distinct(self, batch: list[Task]) -> list[bool | BaseException]:
         if len(batch) == 1:
             return [await self._save_one(batch[0])]
-        params = columns([_save_params(task) for task in batch], _SAVE_COLUMNS)
+        params = {"rows": _save_rows(batch)}
         try:
             saved = await self._db.run(
                 "save_tasks", params, action=f"save {len(batch)} tasks", rows=tuple_row
