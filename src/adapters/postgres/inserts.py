@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
@@ -55,8 +57,6 @@ def add_params(new: NewTask) -> dict[str, Any]:
         "concurrency_key": new.concurrency_key,
         "rate_key": new.rate_key,
         "after": list(new.after),
-        # an array per row cannot ride in an unnest of arrays: its text form does
-        "after_text": "{" + ",".join(map(str, new.after)) + "}",
         "run_anyway": new.run_anyway,
         "workflow_id": new.workflow_id,
         "step": new.step,
@@ -85,35 +85,65 @@ def _slot_params(slots: Sequence[Slot]) -> dict[str, list[str]]:
     }
 
 
-def columns(rows: list[dict[str, Any]], names: dict[str, str]) -> dict[str, list[Any]]:
-    """Per-row parameters as one array per column, for an ``unnest`` statement."""
-    return {plural: [row[name] for row in rows] for plural, name in names.items()}
+class _NewRow(msgspec.Struct):
+    """One row of ``add_tasks`` or ``add_unique_tasks``, as their JSON document
+    carries it (``jsonb_to_recordset``): one encode for the whole batch, where
+    an array parameter per column cost the driver a Python loop per element."""
+
+    type: str
+    input: Any
+    max_attempts: int
+    created_at: datetime
+    run_at: datetime
+    owner: str | None
+    priority: int
+    queue: str
+    concurrency_key: str | None
+    rate_key: str | None
+    callback_url: str | None
+    trace_context: str | None
+    tags: tuple[str, ...]
+    metadata: Any
+    unique_key: str | None
+    after: tuple[int, ...]
+    run_anyway: bool
+    workflow_id: int | None
+    step: str | None
+    position: int
 
 
-ADD_COLUMNS = {
-    "types": "type",
-    "inputs": "input",
-    "max_attempts": "max_attempts",
-    "created_at": "created_at",
-    "run_at": "run_at",
-    "owners": "owner",
-    "priorities": "priority",
-    "queues": "queue",
-    "concurrency_keys": "concurrency_key",
-    "rate_keys": "rate_key",
-    "callback_urls": "callback_url",
-    "trace_contexts": "trace_context",
-    "tags": "tags_text",
-    "metadatas": "metadata",
-}
-_ADD_UNIQUE_COLUMNS = {
-    **ADD_COLUMNS,
-    "unique_keys": "unique_key",
-    "afters": "after_text",
-    "run_anyways": "run_anyway",
-    "workflow_ids": "workflow_id",
-    "steps": "step",
-}
+def new_rows(news: Sequence[NewTask]) -> dict[str, str]:
+    """The ``rows`` parameter of ``add_tasks`` and ``add_unique_tasks``: the
+    tasks in order, each with its position."""
+    rows = [
+        _NewRow(
+            type=new.type,
+            input=new.input,
+            max_attempts=new.max_attempts,
+            created_at=new.created_at,
+            run_at=new.run_at,
+            owner=new.owner,
+            priority=new.priority,
+            queue=new.queue,
+            concurrency_key=new.concurrency_key,
+            rate_key=new.rate_key,
+            callback_url=new.callback_url,
+            trace_context=new.trace_context,
+            tags=tuple(new.tags),
+            metadata=new.metadata,
+            unique_key=new.unique_key,
+            after=tuple(new.after),
+            run_anyway=new.run_anyway,
+            workflow_id=new.workflow_id,
+            step=new.step,
+            position=position,
+        )
+        for position, new in enumerate(news, start=1)
+    ]
+    return {"rows": _ENCODER.encode(rows).decode()}
+
+
+_ENCODER = msgspec.json.Encoder()
 
 
 class TaskInserts:
@@ -151,7 +181,7 @@ class TaskInserts:
         own, so only that one fails."""
         if len(news) == 1:
             return [await self._add_one(news[0])]
-        params = columns([add_params(new) for new in news], ADD_COLUMNS)
+        params = new_rows(news)
         try:
             return list(
                 await self._db.run("add_tasks", params, action=f"add {len(news)} tasks", rows=task_row)
@@ -210,7 +240,7 @@ class TaskInserts:
         return stored
 
     async def _insert_unique_now(self, news: list[NewTask]) -> list[Task | None]:
-        params = columns([add_params(new) for new in news], _ADD_UNIQUE_COLUMNS)
+        params = new_rows(news)
         return await self._db.run(
             "add_unique_tasks", params, action=f"add {len(news)} unique tasks", rows=optional_task_row
         )
@@ -244,7 +274,7 @@ async def add_in(connection: Connection, new: NewTask) -> Added:
         task = await one_task(connection, "add_task", add_params(new))
         assert task is not None
         return Added(task, created=True)
-    unique = columns([add_params(new)], _ADD_UNIQUE_COLUMNS)
+    unique = new_rows([new])
     for _ in range(UNIQUE_ATTEMPTS):
         async with connection.cursor(row_factory=optional_task_row) as cursor:
             await cursor.execute(queries["add_unique_tasks"], unique)
@@ -274,13 +304,13 @@ async def add_all_in(connection: Connection, news: Sequence[NewTask]) -> list[Ad
     try:
         async with connection.transaction():  # a savepoint: a refusal is found task by task
             if plain:
-                params = columns([add_params(news[i]) for i in plain], ADD_COLUMNS)
+                params = new_rows([news[i] for i in plain])
                 async with connection.cursor(row_factory=task_row) as cursor:
                     await cursor.execute(queries["add_tasks"], params)
                     stored = await cursor.fetchall()
                 outcomes |= {i: Added(task, created=True) for i, task in zip(plain, stored, strict=True)}
             if unique:
-                params = columns([add_params(news[i]) for i in unique], _ADD_UNIQUE_COLUMNS)
+                params = new_rows([news[i] for i in unique])
                 async with connection.cursor(row_factory=optional_task_row) as cursor:
                     await cursor.execute(queries["add_unique_tasks"], params)
                     inserted = await cursor.fetchall()
@@ -305,7 +335,7 @@ async def _name_the_unstorable(connection: Connection, news: Sequence[NewTask]) 
         middle = (low + high) // 2
         try:
             async with connection.transaction():
-                params = columns([add_params(new) for new in news[low:middle]], _ADD_UNIQUE_COLUMNS)
+                params = new_rows(news[low:middle])
                 await connection.execute(queries["add_unique_tasks"], params)
                 raise _RolledBack
         except _RolledBack:

@@ -18,23 +18,23 @@ RETURNING *;
 -- Several add_task in one statement (concurrent submits, coalesced). The ids
 -- are drawn in a CTE that is materialised once (it is read twice and calls
 -- nextval), so joining the inserted rows back to it on id gives each row its
--- position in the batch: the answer is in the callers' order.
+-- position in the batch: the answer is in the callers' order. The rows come
+-- as one JSON array (%(rows)s, see save_tasks); a JSON null input is SQL NULL
+-- there, hence the coalesce.
 WITH new AS (
     SELECT nextval(pg_get_serial_sequence('tasks', 'id')) AS id, given.*
-    FROM unnest(%(types)s::text[], %(inputs)s::jsonb[], %(max_attempts)s::integer[],
-                %(created_at)s::timestamptz[], %(run_at)s::timestamptz[], %(owners)s::text[],
-                %(priorities)s::smallint[], %(queues)s::text[], %(concurrency_keys)s::text[],
-                %(rate_keys)s::text[], %(callback_urls)s::text[], %(trace_contexts)s::text[],
-                %(tags)s::text[], %(metadatas)s::jsonb[]) WITH ORDINALITY
-         AS given(type, input, max_attempts, created_at, run_at, owner, priority, queue, concurrency_key,
-                  rate_key, callback_url, trace_context, tags_text, metadata, position)
+    FROM jsonb_to_recordset(%(rows)s::jsonb)
+         AS given(type text, input jsonb, max_attempts integer, created_at timestamptz, run_at timestamptz,
+                  owner text, priority smallint, queue text, concurrency_key text, rate_key text,
+                  callback_url text, trace_context text, tags text[], metadata jsonb, position integer)
 ), added AS (
     INSERT INTO tasks (id, type, input, status, attempts, max_attempts, version, created_at, updated_at,
                        run_at, owner, priority, queue, concurrency_key, rate_key, callback_url, trace_context,
                        tags, metadata)
     OVERRIDING SYSTEM VALUE
-    SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority,
-           queue, concurrency_key, rate_key, callback_url, trace_context, tags_text::text[], metadata
+    SELECT id, type, coalesce(input, 'null'), 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at,
+           owner, priority, queue, concurrency_key, rate_key, callback_url, trace_context, tags,
+           coalesce(metadata, '{}')
     FROM new
     RETURNING *
 )
@@ -55,24 +55,20 @@ ORDER BY new.position;
 -- one key in the batch, the first in the callers' order is stored.
 WITH new AS (
     SELECT nextval(pg_get_serial_sequence('tasks', 'id')) AS id, given.*
-    FROM unnest(%(types)s::text[], %(inputs)s::jsonb[], %(max_attempts)s::integer[],
-                %(created_at)s::timestamptz[], %(run_at)s::timestamptz[], %(owners)s::text[],
-                %(priorities)s::smallint[], %(queues)s::text[], %(concurrency_keys)s::text[],
-                %(rate_keys)s::text[], %(callback_urls)s::text[], %(trace_contexts)s::text[],
-                %(tags)s::text[], %(metadatas)s::jsonb[], %(unique_keys)s::text[], %(afters)s::text[],
-                %(run_anyways)s::boolean[], %(workflow_ids)s::bigint[], %(steps)s::text[]) WITH ORDINALITY
-         AS given(type, input, max_attempts, created_at, run_at, owner, priority, queue, concurrency_key,
-                  rate_key, callback_url, trace_context, tags_text, metadata, unique_key, after_text, run_anyway,
-                  workflow_id, step, position)
+    FROM jsonb_to_recordset(%(rows)s::jsonb)
+         AS given(type text, input jsonb, max_attempts integer, created_at timestamptz, run_at timestamptz,
+                  owner text, priority smallint, queue text, concurrency_key text, rate_key text,
+                  callback_url text, trace_context text, tags text[], metadata jsonb, unique_key text,
+                  after bigint[], run_anyway boolean, workflow_id bigint, step text, position integer)
 ), added AS (
     INSERT INTO tasks (id, type, input, status, attempts, max_attempts, version, created_at, updated_at,
                        run_at, owner, priority, queue, concurrency_key, rate_key, unique_key, after, run_anyway,
                        blocked, workflow_id, step, callback_url, trace_context, tags, metadata)
     OVERRIDING SYSTEM VALUE
-    SELECT id, type, input, 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at, owner, priority,
-           queue, concurrency_key, rate_key, unique_key, after_text::bigint[], run_anyway,
-           cardinality(after_text::bigint[]) > 0, workflow_id, step, callback_url, trace_context,
-           tags_text::text[], metadata
+    SELECT id, type, coalesce(input, 'null'), 'PENDING', 0, max_attempts, 1, created_at, created_at, run_at,
+           owner, priority, queue, concurrency_key, rate_key, unique_key, coalesce(after, '{}'), run_anyway,
+           cardinality(after) > 0, workflow_id, step, callback_url, trace_context, tags,
+           coalesce(metadata, '{}')
     FROM new
     ORDER BY type, coalesce(owner, ''), unique_key, position
     ON CONFLICT (type, coalesce(owner, ''), unique_key)
