@@ -65,6 +65,8 @@ chmod +x "$BENCH_STATE/shim/redis-cli"
 export PATH=$BENCH_STATE/shim:$PATH
 export REDIS_URL=redis://127.0.0.1:$PEER_REDIS_PORT/0         # seedstack
 export BENCH_REDIS_URL=redis://127.0.0.1:$PEER_REDIS_PORT/0   # taskcore (start_ours.sh)
+# taskcore-lib as a plain `pip install taskcore` runs: tracing off (start_ours.sh does the same).
+export BENCH_TASKCORE_SET="TASKCORE_OTEL=off ${BENCH_TASKCORE_SET:-}"
 
 # -- seedstack's database must exist (run_peers.py truncates its `tasks` table)
 psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='bench'" | grep -q 1 \

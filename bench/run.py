@@ -110,6 +110,9 @@ class Stack:
             "TASKCORE_AUTH": "jwt",
             "TASKCORE_JWT_SECRET": self.secret,
             "TASKCORE_REVERSE_DELAY_S": "0",
+            # As a plain `pip install taskcore` runs: the otel extra is in the dev
+            # venv only for its tests (README "Tracing" measures what it costs).
+            "TASKCORE_OTEL": "off",
         }
         if not self.args.keep_rate_limit:
             # The default (6000/min per owner) would turn most of W2 into 429s.

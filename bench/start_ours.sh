@@ -38,6 +38,9 @@ export TASKCORE_CACHE_PREFIX=$NAME:
 export TASKCORE_AUTH=none
 export TASKCORE_REVERSE_DELAY_S=0
 export TASKCORE_RATE_LIMIT_SUBMIT_PER_MINUTE=0
+# Tracing off, as in a plain `pip install taskcore` (the otel extra is in the
+# dev venv for its tests); what tracing costs is measured in the README's "Tracing".
+export TASKCORE_OTEL=off
 # The worker's /metrics port (default 9100) may be taken by another worker on this machine.
 TASKCORE_WORKER_METRICS_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export TASKCORE_WORKER_METRICS_PORT

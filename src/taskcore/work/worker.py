@@ -181,7 +181,11 @@ class Worker:
 
     async def _slot_or_stop(self, stop_wait: asyncio.Future[Any]) -> bool:
         """Wait for a free slot, unless asked to stop first: a worker whose every
-        slot is busy must still start its drain (and its grace period) at once."""
+        slot is busy must still start its drain (and its grace period) at once.
+        A free slot is taken at once, without the futures a wait needs."""
+        if not self._slots.locked() and not self._stop.is_set():
+            await self._slots.acquire()  # free: returns without suspending
+            return True
         slot = asyncio.ensure_future(self._slots.acquire())
         waiters: set[asyncio.Future[Any]] = {slot, stop_wait}
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
