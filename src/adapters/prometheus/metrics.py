@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
@@ -155,26 +155,37 @@ class PrometheusTelemetry:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.metrics = Metrics.of(registry or REGISTRY)
-
-    def task_submitted(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
-        self.metrics.submitted.labels(task_type, queue).inc()
-
-    def task_deduplicated(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
-        self.metrics.deduplicated.labels(task_type, queue).inc()
-
-    def task_claimed(self, task_type: str, waited_s: float, *, queue: str = DEFAULT_QUEUE) -> None:
-        self.metrics.queue_wait.labels(task_type, queue).observe(waited_s)
-
-    def task_ran(self, task_type: str, seconds: float, *, queue: str = DEFAULT_QUEUE) -> None:
-        self.metrics.run_time.labels(task_type, queue).observe(seconds)
-
-    def task_settled(self, task_type: str, verdict: Verdict, *, queue: str = DEFAULT_QUEUE) -> None:
-        counter = {
+        self._settled = {
             "completed": self.metrics.completed,
             "retried": self.metrics.retried,
             "failed": self.metrics.failed,
-        }[verdict]
-        counter.labels(task_type, queue).inc()
+        }
+        # The child series of the per-task metrics, kept: prometheus_client's
+        # ``labels()`` takes a lock and builds its key on every call, and these
+        # are called for every task. Bounded: types and queues come from the registry.
+        self._children: dict[tuple[str, str, str], Any] = {}
+
+    def _child(self, name: str, metric: Any, task_type: str, queue: str) -> Any:
+        key = (name, task_type, queue)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(task_type, queue)
+        return child
+
+    def task_submitted(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
+        self._child("submitted", self.metrics.submitted, task_type, queue).inc()
+
+    def task_deduplicated(self, task_type: str, *, queue: str = DEFAULT_QUEUE) -> None:
+        self._child("deduplicated", self.metrics.deduplicated, task_type, queue).inc()
+
+    def task_claimed(self, task_type: str, waited_s: float, *, queue: str = DEFAULT_QUEUE) -> None:
+        self._child("queue_wait", self.metrics.queue_wait, task_type, queue).observe(waited_s)
+
+    def task_ran(self, task_type: str, seconds: float, *, queue: str = DEFAULT_QUEUE) -> None:
+        self._child("run_time", self.metrics.run_time, task_type, queue).observe(seconds)
+
+    def task_settled(self, task_type: str, verdict: Verdict, *, queue: str = DEFAULT_QUEUE) -> None:
+        self._child(verdict, self._settled[verdict], task_type, queue).inc()
 
     def message_dead_lettered(self, reason: DeadLetterReason) -> None:
         self.metrics.dead_lettered.labels(reason).inc()
