@@ -248,7 +248,7 @@ async def measure(args: argparse.Namespace, services: Services, name: str, db_ur
 
 
 PATHS = {
-    "submit": ("the submit path", "TaskService.submit", "raw psycopg INSERT + aio-pika confirm", "submits/s"),
+    "submit": ("the submit path", "TaskService.submit", "psycopg INSERT + aio-pika confirm", "submits/s"),
     "e2e": (
         "the library path end to end",
         "submit + in-process Worker",
