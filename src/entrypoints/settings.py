@@ -61,7 +61,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     startup_backoff_s: Positive = 1.0
     migrate_on_start: bool = True
     batch_linger_s: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.005
-    wake_up_batch: Annotated[int, msgspec.Meta(ge=1, le=256)] = 64
+    wake_up_batch: Annotated[int, msgspec.Meta(ge=1, le=256)] = 16
     database_pool_size: Count = 10
     database_timeout_s: Positive = 5.0
     redis_timeout_s: Positive = 0.25

@@ -115,3 +115,19 @@ async def test_wake_ups_the_broker_refused_are_left_for_the_sweeper() -> None:
     core.queue.available = False
     assert await asyncio.gather(*(dispatcher.dispatch(task) for task in tasks)) == [False] * 3
     await dispatcher.aclose()
+
+
+async def test_a_task_confirmed_twice_in_one_window_keeps_its_latest_message() -> None:
+    """A fast retry: its first wake-up shared a message, its second went alone,
+    both confirmed before one flush. PostgreSQL's UPDATE ... FROM would keep
+    either; the dispatcher sends the latest only."""
+    core = build_core(clock=LoopClock())
+    log = SlowLog(core.tasks)
+    log.go_on.set()
+    task = await core.service.submit("reverse", "x")
+    dispatcher = Dispatcher(log=log, queue=core.queue, clock=core.clock, flush_delay_s=0.05)
+    assert await dispatcher.dispatch(task)
+    await asyncio.sleep(0.001)
+    assert await dispatcher.dispatch(task)
+    await dispatcher.aclose()
+    assert log.writes == [[task.id]]

@@ -104,7 +104,7 @@ class MemoryConsumer:
         here (``next`` takes from the queue): those of the others go back; then
         it stops taking from the others."""
         self._queues = list(dict.fromkeys(queues))
-        for part in self._parts:
+        for part in list(self._parts):  # a copy: next() may take parts while a requeue awaits
             if part.source not in self._queues:
                 await part.requeue()  # its message goes back whole once its parts are settled
         self._parts = deque(part for part in self._parts if not part.settled)

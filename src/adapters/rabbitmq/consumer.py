@@ -109,7 +109,7 @@ class RabbitConsumer:
         self._inbox: asyncio.Queue[tuple[AbstractIncomingMessage, str] | None] = asyncio.Queue()
         self._unsettled: set[RabbitDelivery] = set()
         # The parts of a message waking several tasks, not handed out yet (its first part was).
-        self._parts: deque[tuple[WakeUpPart, AbstractIncomingMessage]] = deque()
+        self._parts: deque[tuple[WakeUpPart, RabbitDelivery]] = deque()
         self._subscription: tuple[AbstractRobustConnection, AbstractRobustChannel] | None = None
         self._queues: dict[str, AbstractRobustQueue] = {}  # named queue -> its declared work queue
         self._tags: dict[str, str] = {}  # named queue -> consumer tag, while receiving from it
@@ -141,10 +141,10 @@ class RabbitConsumer:
                     del self._tags[name]
                     await queue.cancel(tag)
         active = {self._queues[name].name for name in self._tags}
-        for part, _ in self._parts:
+        for part, _ in list(self._parts):  # a copy: next() may take parts while a requeue awaits
             if part.source not in active:
                 await part.requeue()  # its message goes back whole once its parts are settled
-        self._parts = deque((part, message) for part, message in self._parts if not part.settled)
+        self._parts = deque((part, whole) for part, whole in self._parts if not part.settled)
         kept: list[tuple[AbstractIncomingMessage, str] | None] = []
         while not self._inbox.empty():
             received = self._inbox.get_nowait()
@@ -177,9 +177,16 @@ class RabbitConsumer:
 
     async def next(self) -> RabbitDelivery | WakeUpPart:
         while self._parts:
-            part, message = self._parts.popleft()
-            if not part.settled and not _from_dead_channel(message):
-                return part
+            part, whole = self._parts.popleft()
+            if part.settled:
+                continue
+            if _from_dead_channel(whole._message):
+                # The broker has the whole message back with its channel: it
+                # is no longer held here, though its parts will never settle.
+                whole.settled = True
+                self._unsettled.discard(whole)
+                continue
+            return part
         while True:
             received = await self._inbox.get()
             if received is None:
@@ -202,7 +209,7 @@ class RabbitConsumer:
             )
             if parts is None:
                 return delivery
-            self._parts.extend((part, message) for part in parts[1:])
+            self._parts.extend((part, delivery) for part in parts[1:])
             return parts[0]
 
     async def _dead_letter_part(self, body: bytes, reason: str, *, work: str) -> None:

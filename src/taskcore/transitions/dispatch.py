@@ -41,7 +41,7 @@ class Dispatcher:
         queue: TaskQueue,
         clock: Clock,
         flush_delay_s: float = 0.05,
-        batch: int = 64,
+        batch: int = 16,
     ) -> None:
         """``batch``: at most this many wake-ups in one message (1: one each)."""
         if not 1 <= batch <= MAX_WAKE_UPS:
@@ -120,9 +120,11 @@ class Dispatcher:
             await self.flush()
 
     async def flush(self) -> None:
-        confirmed, self._confirmed = self._confirmed, []
-        if not confirmed:
+        buffered, self._confirmed = self._confirmed, []
+        if not buffered:
             return
+        # A task confirmed twice within one window (a fast retry) keeps its latest message's time.
+        confirmed = list(dict(buffered).items())
         try:
             await self._log.mark_dispatched(confirmed)
         except ServiceUnavailable as exc:
