@@ -293,7 +293,7 @@ WHERE (%(owner)s::text IS NULL OR owner = %(owner)s::text)
   AND (%(statuses)s::task_status[] IS NULL OR status = ANY(%(statuses)s::task_status[]))
   AND (%(type)s::text IS NULL OR type = %(type)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-  AND (cardinality(%(tags)s::text[]) = 0 OR tags @> %(tags)s::text[])
+  AND (cardinality(%(tags)s::text[]) = 0 OR (tags @> %(tags)s::text[] AND tags <> '{}'))
   AND (%(created_after)s::timestamptz IS NULL OR created_at > %(created_after)s::timestamptz)
   AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s::timestamptz)
   AND (%(before_created)s::timestamptz IS NULL

@@ -92,8 +92,9 @@ CREATE INDEX tasks_pending_run_at_idx ON tasks (run_at) WHERE status = 'PENDING'
 CREATE INDEX tasks_pending_undispatched_idx ON tasks (updated_at)
     WHERE status = 'PENDING' AND dispatched_at IS NULL;
 
--- Listings filtered by tags: tasks that have all of them (tags @> ARRAY[...]).
-CREATE INDEX tasks_tags_idx ON tasks USING gin (tags);
+-- Listings filtered by tags: tasks that have all of them (tags @> ARRAY[...]);
+-- tagged tasks only, so untagged ones pay nothing for it (0024).
+CREATE INDEX tasks_tags_idx ON tasks USING gin (tags) WHERE tags <> '{}';
 
 -- Lapsed leases, for the sweeper's release of abandoned attempts.
 CREATE INDEX tasks_processing_lease_until_idx ON tasks (lease_until) WHERE status = 'PROCESSING';
