@@ -147,16 +147,6 @@ async def measure(args: argparse.Namespace, services: Services, name: str, db_ur
             async def ours(text: str) -> None:
                 await service.submit("reverse", text)
 
-            async def raw(text: str) -> None:
-                async with pool.connection() as conn:
-                    cursor = await conn.execute(RAW_INSERT, (Jsonb(text),))
-                    row = await cursor.fetchone()
-                assert row is not None
-                await channel.default_exchange.publish(
-                    aio_pika.Message(str(row[0]).encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                    routing_key=queue,
-                )
-
             async def raw_consumer() -> Any:
                 """The floor's worker: one guarded UPDATE per message, ack after it."""
                 consuming = await connection.channel()
@@ -192,6 +182,9 @@ async def measure(args: argparse.Namespace, services: Services, name: str, db_ur
                     return len(inputs) / (time.perf_counter() - t)
 
                 return run
+
+            async def raw(text: str) -> None:
+                await raw_publish_to(queue, text)
 
             async def raw_e2e(text: str) -> None:
                 await raw_publish_to(f"{queue}.raw", text)

@@ -44,27 +44,15 @@ finish in the instant between two statements."""
 
 
 def add_params(new: NewTask) -> dict[str, Any]:
-    return {
-        "type": new.type,
-        "input": Jsonb(new.input),
-        "max_attempts": new.max_attempts,
-        "created_at": new.created_at,
-        "run_at": new.run_at,
-        "owner": new.owner,
-        "priority": new.priority,
-        "queue": new.queue,
-        "unique_key": new.unique_key,
-        "concurrency_key": new.concurrency_key,
-        "rate_key": new.rate_key,
-        "after": list(new.after),
-        "run_anyway": new.run_anyway,
-        "workflow_id": new.workflow_id,
-        "step": new.step,
-        "callback_url": new.callback_url,
-        "trace_context": new.trace_context,
-        "tags_text": tags_text(new.tags),
-        "metadata": Jsonb(new.metadata),
-    }
+    """``add_task``'s parameters: the row ``add_tasks`` takes, its values adapted one by one."""
+    params = msgspec.structs.asdict(_new_row(new, position=1))
+    params.update(
+        input=Jsonb(new.input),
+        metadata=Jsonb(new.metadata),
+        after=list(new.after),
+        tags_text=tags_text(new.tags),
+    )
+    return params
 
 
 def tags_text(tags: Sequence[str]) -> str:
@@ -112,34 +100,35 @@ class _NewRow(msgspec.Struct):
     position: int
 
 
+def _new_row(new: NewTask, position: int) -> _NewRow:
+    return _NewRow(
+        type=new.type,
+        input=new.input,
+        max_attempts=new.max_attempts,
+        created_at=new.created_at,
+        run_at=new.run_at,
+        owner=new.owner,
+        priority=new.priority,
+        queue=new.queue,
+        concurrency_key=new.concurrency_key,
+        rate_key=new.rate_key,
+        callback_url=new.callback_url,
+        trace_context=new.trace_context,
+        tags=tuple(new.tags),
+        metadata=new.metadata,
+        unique_key=new.unique_key,
+        after=tuple(new.after),
+        run_anyway=new.run_anyway,
+        workflow_id=new.workflow_id,
+        step=new.step,
+        position=position,
+    )
+
+
 def new_rows(news: Sequence[NewTask]) -> dict[str, str]:
     """The ``rows`` parameter of ``add_tasks`` and ``add_unique_tasks``: the
     tasks in order, each with its position."""
-    rows = [
-        _NewRow(
-            type=new.type,
-            input=new.input,
-            max_attempts=new.max_attempts,
-            created_at=new.created_at,
-            run_at=new.run_at,
-            owner=new.owner,
-            priority=new.priority,
-            queue=new.queue,
-            concurrency_key=new.concurrency_key,
-            rate_key=new.rate_key,
-            callback_url=new.callback_url,
-            trace_context=new.trace_context,
-            tags=tuple(new.tags),
-            metadata=new.metadata,
-            unique_key=new.unique_key,
-            after=tuple(new.after),
-            run_anyway=new.run_anyway,
-            workflow_id=new.workflow_id,
-            step=new.step,
-            position=position,
-        )
-        for position, new in enumerate(news, start=1)
-    ]
+    rows = [_new_row(new, position) for position, new in enumerate(news, start=1)]
     return {"rows": _ENCODER.encode(rows).decode()}
 
 

@@ -42,30 +42,6 @@ from taskcore.ports import Transaction
 Claim = tuple[int, datetime, timedelta, bool]  # task id, now, lease, alone
 
 
-def _save_params(task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "status": task.status.value,
-        # A missing result is SQL NULL, so ``result IS NULL`` means "none" in ad hoc queries.
-        "result": None if task.result is None else Jsonb(task.result),
-        "error": task.error,
-        "attempts": task.attempts,
-        "run_at": task.run_at,
-        "lease_until": task.lease_until,
-        "started_at": task.started_at,
-        "finished_at": task.finished_at,
-        "updated_at": task.updated_at,
-        "version": task.version,
-        "alone": task.alone,
-        "suspect": task.suspect,
-        "blocked": task.blocked,
-        "progress": task.progress,
-        "progress_message": task.progress_message,
-        "progress_at": task.progress_at,
-        "attempt_log": Jsonb(task.attempt_log),
-    }
-
-
 class _SavedRow(msgspec.Struct):
     """One row of ``save_tasks``, as its JSON document carries it (``jsonb_to_recordset``)."""
 
@@ -89,32 +65,41 @@ class _SavedRow(msgspec.Struct):
     attempt_log: Any
 
 
+def _saved_row(task: Task) -> _SavedRow:
+    return _SavedRow(
+        id=task.id,
+        status=task.status.value,
+        result=task.result,
+        error=task.error,
+        attempts=task.attempts,
+        run_at=task.run_at,
+        lease_until=task.lease_until,
+        started_at=task.started_at,
+        finished_at=task.finished_at,
+        updated_at=task.updated_at,
+        version=task.version,
+        alone=task.alone,
+        suspect=task.suspect,
+        blocked=task.blocked,
+        progress=task.progress,
+        progress_message=task.progress_message,
+        progress_at=task.progress_at,
+        attempt_log=task.attempt_log,
+    )
+
+
+def _save_params(task: Task) -> dict[str, Any]:
+    """``save_task``'s parameters: the same row, its JSON values adapted one by one."""
+    params = msgspec.structs.asdict(_saved_row(task))
+    # A missing result is SQL NULL, so ``result IS NULL`` means "none" in ad hoc queries.
+    params["result"] = None if task.result is None else Jsonb(task.result)
+    params["attempt_log"] = Jsonb(task.attempt_log)
+    return params
+
+
 def _save_rows(batch: list[Task]) -> str:
     """The verdicts of ``batch`` as one JSON array, encoded in one call."""
-    rows = [
-        _SavedRow(
-            id=task.id,
-            status=task.status.value,
-            result=task.result,
-            error=task.error,
-            attempts=task.attempts,
-            run_at=task.run_at,
-            lease_until=task.lease_until,
-            started_at=task.started_at,
-            finished_at=task.finished_at,
-            updated_at=task.updated_at,
-            version=task.version,
-            alone=task.alone,
-            suspect=task.suspect,
-            blocked=task.blocked,
-            progress=task.progress,
-            progress_message=task.progress_message,
-            progress_at=task.progress_at,
-            attempt_log=task.attempt_log,
-        )
-        for task in batch
-    ]
-    return _ENCODER.encode(rows).decode()
+    return _ENCODER.encode([_saved_row(task) for task in batch]).decode()
 
 
 _ENCODER = msgspec.json.Encoder()
